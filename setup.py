@@ -1,0 +1,27 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path(__file__).parent.joinpath("memoria", "version.py").read_text(), version)
+
+setup(
+    name="memoria-pytorch",
+    version=version["__version__"],
+    description="Memoria: a human-inspired memory architecture for neural networks (PyTorch)",
+    long_description=Path(__file__).parent.joinpath("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["memoria", "memoria.*"]),
+    install_requires=["torch>=2.0"],
+    extras_require={
+        "dev": ["pytest>=7", "hypothesis>=6", "black>=24", "isort>=5", "nbformat>=5", "nbclient>=0.7", "ipykernel"],
+        "visualize": ["matplotlib>=3.6", "pillow"],
+    },
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
