@@ -1,0 +1,1 @@
+"""Raw data generators and datasets, one module per task."""

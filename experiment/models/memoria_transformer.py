@@ -1,0 +1,363 @@
+"""Memoria Transformer: a GPT-2-style decoder that reads working and reminded memories from ``Memoria``.
+
+Per segment: the ``Abstractor`` turns the previous segment's final hidden states (detached) into working
+memories, which are added to ``Memoria``; ``remind`` returns the memories to read (no gradient through them).
+Each block runs causal self-attention, cross-attention over the working memories and then over the reminded
+memories (:class:`~experiment.models.memory_blocks.MemoryBlock`), then the MLP. After the forward pass the
+attention that the reminded memories received becomes their lifespan gain. Parameter names follow GPT-2's
+(``transformer.h.0.attn.c_attn`` ...), so GPT-2 checkpoints load with :meth:`MemoriaTransformerLMHeadModel.from_gpt2`.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, PretrainedConfig, PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.pytorch_utils import Conv1D
+from transformers.utils import ModelOutput
+
+from memoria import Abstractor, Memoria
+
+from .memory_blocks import MemoryBlock, lifespan_delta
+from .memory_state import load_memory_state_dict, memory_state_dict
+
+
+class MemoriaTransformerConfig(PretrainedConfig):
+    """Configuration of :class:`MemoriaTransformerLMHeadModel`.
+
+    GPT-2 fields: ``vocab_size``, ``n_positions`` (longest segment), ``n_embd``, ``n_layer``, ``n_head``,
+    ``n_inner`` (MLP width, default 4 * n_embd), ``activation_function``, ``resid_pdrop``, ``embd_pdrop``,
+    ``attn_pdrop``, ``layer_norm_epsilon``, ``initializer_range``.
+    Memory fields: ``num_working_memories`` (abstractor outputs per segment), ``abstractor_feedforward_dim``,
+    ``num_reminded_stm``, ``stm_capacity``, ``ltm_search_depth``, ``initial_lifespan``, ``num_final_ltms``
+    (the ``Memoria`` arguments) and ``lifespan_extend_scale`` (multiplies the attention-based lifespan gain).
+    """
+
+    model_type = "memoria_transformer"
+
+    def __init__(
+        self,
+        vocab_size: int = 50257,
+        n_positions: int = 1024,
+        n_embd: int = 768,
+        n_layer: int = 12,
+        n_head: int = 12,
+        n_inner: Optional[int] = None,
+        activation_function: str = "gelu_new",
+        resid_pdrop: float = 0.1,
+        embd_pdrop: float = 0.1,
+        attn_pdrop: float = 0.1,
+        layer_norm_epsilon: float = 1e-5,
+        initializer_range: float = 0.02,
+        num_working_memories: int = 128,
+        abstractor_feedforward_dim: Optional[int] = None,
+        num_reminded_stm: int = 256,
+        stm_capacity: int = 512,
+        ltm_search_depth: int = 10,
+        initial_lifespan: int = 5,
+        num_final_ltms: int = 640,
+        lifespan_extend_scale: float = 8.0,
+        **kwargs: Any,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.n_positions = n_positions
+        self.n_embd = n_embd
+        self.n_layer = n_layer
+        self.n_head = n_head
+        self.n_inner = n_inner
+        self.activation_function = activation_function
+        self.resid_pdrop = resid_pdrop
+        self.embd_pdrop = embd_pdrop
+        self.attn_pdrop = attn_pdrop
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self.num_working_memories = num_working_memories
+        self.abstractor_feedforward_dim = abstractor_feedforward_dim
+        self.num_reminded_stm = num_reminded_stm
+        self.stm_capacity = stm_capacity
+        self.ltm_search_depth = ltm_search_depth
+        self.initial_lifespan = initial_lifespan
+        self.num_final_ltms = num_final_ltms
+        self.lifespan_extend_scale = lifespan_extend_scale
+        kwargs.setdefault("tie_word_embeddings", True)
+        super().__init__(**kwargs)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.n_embd
+
+
+@dataclass
+class MemoriaTransformerOutput(ModelOutput):
+    """Output of :class:`MemoriaTransformerLMHeadModel`.
+
+    Attributes:
+        loss: next-token cross-entropy when ``labels`` were given (labels shifted inside, -100 ignored).
+        logits: [Batch, Length, VocabSize].
+        last_hidden_state: final hidden states after ``ln_f``, [Batch, Length, Dim].
+        memory_hidden_states: what to pass as ``memory_hidden_states`` with the next segment (detached).
+        reminded_indices: global engram indices read in this segment, [Batch, NumReminded] (-1: none),
+            None for a segment without memory.
+        lifespan_delta: the lifespan gain given to those engrams, [Batch, NumReminded].
+    """
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    last_hidden_state: Optional[torch.Tensor] = None
+    memory_hidden_states: Optional[torch.Tensor] = None
+    reminded_indices: Optional[torch.Tensor] = None
+    lifespan_delta: Optional[torch.Tensor] = None
+
+
+class CausalSelfAttention(nn.Module):
+    """GPT-2 self-attention (fused ``c_attn`` projection, causal mask)."""
+
+    def __init__(self, config: MemoriaTransformerConfig) -> None:
+        super().__init__()
+        self.num_heads = config.n_head
+        self.c_attn = Conv1D(3 * config.n_embd, config.n_embd)
+        self.c_proj = Conv1D(config.n_embd, config.n_embd)
+        self.attn_pdrop = config.attn_pdrop
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[Batch, Length, Dim] -> [Batch, Length, Dim]."""
+        batch, length, dim = hidden.shape
+        q, k, v = self.c_attn(hidden).split(dim, dim=-1)
+        q, k, v = (t.view(batch, length, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, L, hd)
+        dropout = self.attn_pdrop if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)  # (B, H, L, hd)
+        context = context.transpose(1, 2).reshape(batch, length, dim)  # (B, L, D)
+        return self.resid_dropout(self.c_proj(context))
+
+
+class MLP(nn.Module):
+    """GPT-2 feed-forward: ``c_fc`` -> activation -> ``c_proj``."""
+
+    def __init__(self, config: MemoriaTransformerConfig) -> None:
+        super().__init__()
+        inner = config.n_inner or 4 * config.n_embd
+        self.c_fc = Conv1D(inner, config.n_embd)
+        self.c_proj = Conv1D(config.n_embd, inner)
+        self.act = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(hidden))))
+
+
+class MemoriaTransformerBlock(nn.Module):
+    """Self-attention, memory cross-attention (working then reminded), MLP; pre-layer-norm residuals."""
+
+    def __init__(self, config: MemoriaTransformerConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config)
+        self.memory = MemoryBlock(config.n_embd, config.n_head, config.attn_pdrop, config.layer_norm_epsilon)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        working_memories: Optional[torch.Tensor],
+        reminded_memories: Optional[torch.Tensor],
+        reminded_mask: Optional[torch.Tensor],
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        hidden = hidden + self.attn(self.ln_1(hidden))
+        memory_output = self.memory(hidden, working_memories, reminded_memories, reminded_mask)
+        hidden = memory_output.hidden_states
+        hidden = hidden + self.mlp(self.ln_2(hidden))
+        return hidden, memory_output.reminded_attention
+
+
+class MemoriaTransformerPreTrainedModel(PreTrainedModel):
+    config_class = MemoriaTransformerConfig
+    base_model_prefix = "transformer"
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, Conv1D)):
+            module.weight.normal_(mean=0.0, std=std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            module.weight.normal_(mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+        elif isinstance(module, Abstractor):
+            module.query_embeddings.normal_(mean=0.0, std=std)
+
+
+class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
+    """The decoder stack with its ``Abstractor`` and its ``Memoria`` (one memory per model instance)."""
+
+    def __init__(self, config: MemoriaTransformerConfig) -> None:
+        super().__init__(config)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(MemoriaTransformerBlock(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.abstractor = Abstractor(
+            config.num_working_memories, config.n_embd, config.abstractor_feedforward_dim or config.n_embd
+        )
+        self.memoria = Memoria(
+            num_reminded_stm=config.num_reminded_stm,
+            stm_capacity=config.stm_capacity,
+            ltm_search_depth=config.ltm_search_depth,
+            initial_lifespan=config.initial_lifespan,
+            num_final_ltms=config.num_final_ltms,
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.wte = value
+
+    def reset_memory(self) -> None:
+        """Forget everything: call between examples."""
+        self.memoria.reset_memory()
+
+    def forward(
+        self, input_ids: torch.Tensor, memory_hidden_states: Optional[torch.Tensor] = None
+    ) -> MemoriaTransformerOutput:
+        """Run one segment.
+
+        Args:
+            input_ids: [Batch, Length] token ids, Length <= n_positions.
+            memory_hidden_states: the previous segment's ``memory_hidden_states`` [Batch, PrevLength, Dim],
+                or None for the first segment of an example (no memory is read or written then).
+        """
+        batch, length = input_ids.shape
+        if length > self.config.n_positions:
+            raise ValueError(f"segment of {length} tokens is longer than n_positions={self.config.n_positions}")
+        working = reminded = reminded_mask = reminded_indices = None
+        if memory_hidden_states is not None:
+            working = self.abstractor(memory_hidden_states.detach())  # (B, W, D)
+            self.memoria.add_working_memory(working)
+            reminded, reminded_indices = self.memoria.remind()  # (B, R, D), (B, R)
+            reminded = reminded.detach().to(working.dtype)
+            reminded_mask = reminded_indices >= 0
+
+        positions = torch.arange(length, device=input_ids.device)
+        hidden = self.drop(self.wte(input_ids) + self.wpe(positions))  # (B, L, D)
+        reminded_attentions = []
+        for block in self.h:
+            hidden, attention = block(hidden, working, reminded, reminded_mask)
+            if attention is not None:
+                reminded_attentions.append(attention)
+        hidden = self.ln_f(hidden)
+
+        delta = None
+        if reminded_indices is not None:
+            if reminded_attentions:
+                delta = lifespan_delta(reminded_attentions, self.config.lifespan_extend_scale)
+            else:
+                delta = torch.zeros(reminded_indices.shape, device=hidden.device)
+            self.memoria.adjust_lifespan_and_memories(reminded_indices, delta)
+        return MemoriaTransformerOutput(
+            last_hidden_state=hidden,
+            memory_hidden_states=hidden.detach(),
+            reminded_indices=reminded_indices,
+            lifespan_delta=delta,
+        )
+
+
+class MemoriaTransformerLMHeadModel(MemoriaTransformerPreTrainedModel):
+    """Memoria Transformer with a tied language-model head."""
+
+    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
+
+    def __init__(self, config: MemoriaTransformerConfig) -> None:
+        super().__init__(config)
+        self.transformer = MemoriaTransformerModel(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.transformer.wte
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.transformer.wte = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    @property
+    def memoria(self) -> Memoria:
+        return self.transformer.memoria
+
+    def reset_memory(self) -> None:
+        """Forget everything: call between examples."""
+        self.transformer.reset_memory()
+
+    def memory_state_dict(self) -> dict[str, Any]:
+        """The engrams held now, for checkpoints."""
+        return memory_state_dict(self.memoria)
+
+    def load_memory_state_dict(self, state: dict[str, Any]) -> None:
+        load_memory_state_dict(self.memoria, state)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        memory_hidden_states: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+    ) -> MemoriaTransformerOutput:
+        """Run one segment; see :meth:`MemoriaTransformerModel.forward`. ``labels`` [Batch, Length] follow the
+        ``transformers`` convention (shifted inside, -100 ignored)."""
+        output = self.transformer(input_ids, memory_hidden_states)
+        logits = self.lm_head(output.last_hidden_state)  # (B, L, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
+        output.loss = loss
+        output.logits = logits
+        return output
+
+    @classmethod
+    def from_gpt2(cls, path: str, **memory_config: Any) -> "MemoriaTransformerLMHeadModel":
+        """Build a Memoria Transformer whose decoder weights come from the GPT-2 checkpoint at ``path``.
+
+        ``memory_config`` sets the memory fields of :class:`MemoriaTransformerConfig` (and may override GPT-2
+        ones such as dropout). The memory blocks and the abstractor start from fresh initialisation.
+        """
+        gpt2_config = GPT2Config.from_pretrained(path)
+        shared = {
+            name: getattr(gpt2_config, name)
+            for name in (
+                "vocab_size",
+                "n_positions",
+                "n_embd",
+                "n_layer",
+                "n_head",
+                "n_inner",
+                "activation_function",
+                "resid_pdrop",
+                "embd_pdrop",
+                "attn_pdrop",
+                "layer_norm_epsilon",
+                "initializer_range",
+            )
+        }
+        model = cls(MemoriaTransformerConfig(**{**shared, **memory_config}))
+        gpt2_state = GPT2LMHeadModel.from_pretrained(path).state_dict()
+        missing, unexpected = model.load_state_dict(gpt2_state, strict=False)
+        fresh = ("memory.", "abstractor.")
+        not_loaded = [name for name in missing if not any(part in name for part in fresh)]
+        if not_loaded or unexpected:
+            raise ValueError(f"GPT-2 checkpoint does not fit: missing {not_loaded}, unexpected {list(unexpected)}")
+        return model

@@ -1,0 +1,1 @@
+"""Lightning modules and data modules, one module per task; each exposes ``build(config)``."""

@@ -1,0 +1,120 @@
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from experiment.models import build_model
+from experiment.models.memoria_transformer import MemoriaTransformerConfig, MemoriaTransformerLMHeadModel
+
+
+def _model(config: dict) -> MemoriaTransformerLMHeadModel:
+    return MemoriaTransformerLMHeadModel(MemoriaTransformerConfig(**config)).eval()
+
+
+def _run_segments(model, segments):
+    model.reset_memory()
+    state, outputs = None, []
+    for segment in segments:
+        output = model(segment, memory_hidden_states=state)
+        state = output.memory_hidden_states
+        outputs.append(output)
+    return outputs
+
+
+def test_forward_backward_over_segments_trains_every_part(tiny_memoria):
+    model = _model(tiny_memoria).train()
+    segments = torch.randint(0, 21, (3, 2, 10))
+    outputs = _run_segments(model, segments)
+    assert outputs[0].reminded_indices is None  # nothing to read on the first segment
+    loss = sum(model(s, labels=s).loss for s in [segments[0]])
+    assert outputs[2].logits.shape == (2, 10, 21)
+    assert outputs[2].reminded_indices.shape == outputs[2].lifespan_delta.shape
+    loss = loss + outputs[2].logits.logsumexp(-1).mean()
+    loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
+        n for n, g in grads.items() if g is None
+    ]
+    assert grads["transformer.abstractor.query_embeddings"].abs().sum() > 0
+    assert grads["transformer.h.0.memory.cross_attention.query.weight"].abs().sum() > 0
+
+
+def test_memory_carried_across_segments_changes_the_output_and_reset_restores_it(tiny_memoria):
+    model = _model(tiny_memoria)
+    segments = torch.randint(0, 21, (3, 2, 10))
+    with torch.no_grad():
+        carried = _run_segments(model, segments)
+        alone = model(segments[2])
+        reset = _run_segments(model, segments)
+    assert not torch.allclose(carried[2].logits, alone.logits, atol=1e-5)
+    torch.testing.assert_close(carried[2].logits, reset[2].logits)  # reset between examples: same again
+    assert model.memoria.engrams.memory_length > 0
+
+
+def test_lifespan_delta_reaches_memoria(tiny_memoria):
+    model = _model(tiny_memoria)
+    segments = torch.randint(0, 21, (3, 1, 10))
+    with torch.no_grad():
+        outputs = _run_segments(model, segments)
+    delta, indices = outputs[2].lifespan_delta, outputs[2].reminded_indices
+    assert (delta >= 0).all()
+    # Attention over the real reminded memories sums to 1 per position, so the deltas sum to R * scale.
+    real = indices >= 0
+    torch.testing.assert_close(delta[real].sum(), torch.tensor(indices.size(1) * 8.0))
+
+
+def test_save_and_load_round_trip_through_auto_classes(tiny_memoria, tmp_path):
+    model = _model(tiny_memoria)
+    model.save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "memoria_transformer"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, MemoriaTransformerLMHeadModel)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, msg=name)
+    assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
+    segments = torch.randint(0, 21, (2, 2, 10))
+    with torch.no_grad():
+        torch.testing.assert_close(_run_segments(model, segments)[1].logits, _run_segments(loaded, segments)[1].logits)
+
+
+def test_gpt2_weights_load_and_reproduce_gpt2_without_memory(tiny_memoria, tmp_path):
+    gpt2_config = GPT2Config(
+        vocab_size=21,
+        n_positions=32,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=None,
+        eos_token_id=None,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    gpt2 = GPT2LMHeadModel(gpt2_config).eval()
+    gpt2.save_pretrained(tmp_path)
+    model = build_model(
+        {
+            "model_type": "memoria_transformer",
+            "pretrained": str(tmp_path),
+            "num_working_memories": 4,
+            "num_reminded_stm": 4,
+            "stm_capacity": 8,
+            "num_final_ltms": 4,
+            "ltm_search_depth": 2,
+        }
+    )
+    model.eval()
+    assert model.config.num_working_memories == 4
+    torch.testing.assert_close(model.transformer.h[1].attn.c_attn.weight, gpt2.transformer.h[1].attn.c_attn.weight)
+    tokens = torch.randint(0, 21, (2, 12))
+    with torch.no_grad():  # first segment reads no memory, so the decoder must match GPT-2 exactly
+        torch.testing.assert_close(model(tokens).logits, gpt2(tokens).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_memory_state_round_trip(tiny_memoria):
+    model = _model(tiny_memoria)
+    with torch.no_grad():
+        _run_segments(model, torch.randint(0, 21, (3, 2, 10)))
+    state = model.memory_state_dict()
+    other = _model(tiny_memoria)
+    other.load_memory_state_dict(state)
+    assert other.memoria.engrams == model.memoria.engrams
+    assert other.memoria.timestep == model.memoria.timestep
