@@ -1,0 +1,410 @@
+"""The engram container: every memory slot of every batch row, as a handful of batched tensors."""
+
+import warnings
+from enum import Enum
+from typing import Iterator, List, Optional, Tuple, Union
+
+import torch
+
+from .utils import gather_slots, indices_with_mask, mask_with_indices
+
+
+class EngramType(Enum):
+    """Stage of an engram; ``.value`` is what the ``engrams_types`` uint8 tensor stores."""
+
+    NULL = 0
+    WORKING = 1
+    SHORTTERM = 2
+    LONGTERM = 3
+
+
+class Engrams:
+    """Memory slots of a batch: data plus bookkeeping. Rows shorter than the memory length are padded on the left.
+
+    Attributes:
+        data: engram vectors shaped [BatchSize, MemoryLength, HiddenDim], float32 (padding 0.0).
+        induce_counts: co-firing counts shaped [BatchSize, MemoryLength, MemoryLength], int32; ``[b, i, j]`` counts the
+            steps in which engrams i and j fired together, the diagonal is the fire count (-1 for pairs with padding).
+        engrams_types: ``EngramType`` values shaped [BatchSize, MemoryLength], uint8 (padding 0 = NULL).
+        lifespan: remaining lifespan shaped [BatchSize, MemoryLength], float32 (padding -1.0).
+        age: steps survived shaped [BatchSize, MemoryLength], int32 (padding -1), ``None`` unless ``track_age``.
+        engram_ids: ids shaped [BatchSize, MemoryLength], int32 (padding -1), ``None`` unless ``track_engram_id``.
+    """
+
+    @torch.no_grad()
+    def __init__(
+        self,
+        data: torch.Tensor,
+        induce_counts: Optional[torch.Tensor] = None,
+        engrams_types: Optional[Union[torch.Tensor, EngramType]] = None,
+        lifespan: Union[torch.Tensor, float] = 0,
+        age: Optional[Union[torch.Tensor, int]] = None,
+        engram_ids: Optional[Union[torch.Tensor, int]] = None,
+        track_age: bool = False,
+        track_engram_id: bool = False,
+    ) -> None:
+        """Wrap existing tensors, or create new engrams from ``data`` [BatchSize, MemoryLength, HiddenDim].
+
+        Fields that are not given are created as for brand-new engrams: zero induce counts, the given type (WORKING by
+        default), the given lifespan, age 0 and ids ``engram_ids, engram_ids + 1, ...`` along the memory axis.
+        """
+        if not isinstance(data, torch.Tensor) or data.dim() != 3:
+            raise ValueError("Engrams data must be a tensor shaped [BatchSize, MemoryLength, HiddenDim]")
+        batch_size, memory_length, _ = data.shape
+        device = data.device
+        shape = (batch_size, memory_length)
+        self.track_age = track_age
+        self.track_engram_id = track_engram_id
+
+        self.data: torch.Tensor = data.detach().float()
+        if induce_counts is None:
+            induce_counts = torch.zeros(batch_size, memory_length, memory_length, dtype=torch.int32, device=device)
+        self.induce_counts: torch.Tensor = induce_counts.detach().to(torch.int32)
+
+        if not isinstance(engrams_types, torch.Tensor):
+            kind = engrams_types if isinstance(engrams_types, EngramType) else EngramType.WORKING
+            engrams_types = torch.full(shape, kind.value, dtype=torch.uint8, device=device)
+        self.engrams_types: torch.Tensor = engrams_types.detach().to(torch.uint8)
+
+        if not isinstance(lifespan, torch.Tensor):
+            lifespan = torch.full(shape, float(lifespan), dtype=torch.float32, device=device)
+        self.lifespan: torch.Tensor = lifespan.detach().to(torch.float32)
+
+        self.age: Optional[torch.Tensor] = None
+        if track_age:
+            if not isinstance(age, torch.Tensor):
+                age = torch.zeros(shape, dtype=torch.int32, device=device)
+            self.age = age.detach().to(torch.int32)
+
+        self.engram_ids: Optional[torch.Tensor] = None
+        if track_engram_id:
+            if not isinstance(engram_ids, torch.Tensor):
+                start = int(engram_ids or 0)
+                ids = torch.arange(start, start + memory_length, dtype=torch.int32, device=device)
+                engram_ids = ids.unsqueeze(0).repeat(batch_size, 1)
+            self.engram_ids = engram_ids.detach().to(torch.int32)
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        batch_size, memory_length, _ = self.data.shape
+        expected = {
+            "induce_counts": (batch_size, memory_length, memory_length),
+            "engrams_types": (batch_size, memory_length),
+            "lifespan": (batch_size, memory_length),
+            "age": (batch_size, memory_length),
+            "engram_ids": (batch_size, memory_length),
+        }
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(f"Engrams {name} must be shaped {list(shape)} to match data, got {list(value.shape)}")
+
+    # ------------------------------------------------------------------ construction and comparison
+
+    @classmethod
+    def empty(cls, track_age: bool = False, track_engram_id: bool = False) -> "Engrams":
+        """Engrams with batch size, memory length and hidden size all 0."""
+        return cls(torch.zeros(0, 0, 0), track_age=track_age, track_engram_id=track_engram_id)
+
+    def _replace(self, **fields: Optional[torch.Tensor]) -> "Engrams":
+        """New Engrams with the same flags, taking every field from ``fields``."""
+        return Engrams(track_age=self.track_age, track_engram_id=self.track_engram_id, **fields)
+
+    def _fields(self) -> dict:
+        return {
+            "data": self.data,
+            "induce_counts": self.induce_counts,
+            "engrams_types": self.engrams_types,
+            "lifespan": self.lifespan,
+            "age": self.age,
+            "engram_ids": self.engram_ids,
+        }
+
+    def clone(self) -> "Engrams":
+        """A deep copy (the memory mutates its current engrams in place during a step)."""
+        return self._replace(**{k: None if v is None else v.clone() for k, v in self._fields().items()})
+
+    def to(self, device: Union[str, torch.device]) -> "Engrams":
+        """A copy on ``device`` (or ``self`` when already there)."""
+        if self.data.device == torch.device(device):
+            return self
+        return self._replace(**{k: None if v is None else v.to(device) for k, v in self._fields().items()})
+
+    @property
+    def batch_size(self) -> int:
+        return self.data.size(0)
+
+    @property
+    def memory_length(self) -> int:
+        return self.data.size(1)
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.data.size(2)
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    def __len__(self) -> int:
+        """Number of slots, padding included: BatchSize * MemoryLength."""
+        return self.lifespan.numel()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Engrams):
+            return NotImplemented
+        if (self.track_age, self.track_engram_id) != (other.track_age, other.track_engram_id):
+            return False
+        mine, theirs = self._fields(), other._fields()
+        return all(
+            mine[k] is None
+            and theirs[k] is None
+            or mine[k] is not None
+            and theirs[k] is not None
+            and torch.equal(mine[k], theirs[k].to(mine[k].device))
+            for k in mine
+        )
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        counts = {t.name: int((self.engrams_types == t.value).sum()) for t in EngramType if t is not EngramType.NULL}
+        return (
+            f"Engrams(batch_size={self.batch_size}, memory_length={self.memory_length}, hidden_dim={self.hidden_dim}, "
+            f"device={self.device}, {counts})"
+        )
+
+    @torch.no_grad()
+    def __add__(self, other: "Engrams") -> "Engrams":
+        """Append ``other``'s slots after ours in every row; cross induce counts are 0 (block-diagonal)."""
+        if len(self) == 0:
+            return other
+        if len(other) == 0:
+            return self
+        if other.batch_size != self.batch_size or other.hidden_dim != self.hidden_dim:
+            raise ValueError(
+                f"cannot concatenate engrams shaped {list(self.data.shape)} and {list(other.data.shape)}: "
+                "batch size and hidden size must match"
+            )
+        track_age = self.track_age and other.track_age
+        track_id = self.track_engram_id and other.track_engram_id
+        if self.track_age != other.track_age:
+            warnings.warn("age is tracked by only one operand: the concatenation does not track it")
+        if self.track_engram_id != other.track_engram_id:
+            warnings.warn("engram ids are tracked by only one operand: the concatenation does not track them")
+
+        length, other_length = self.memory_length, other.memory_length
+        induce_counts = self.induce_counts.new_zeros(self.batch_size, length + other_length, length + other_length)
+        induce_counts[:, :length, :length] = self.induce_counts
+        induce_counts[:, length:, length:] = other.induce_counts
+        return Engrams(
+            data=torch.cat([self.data, other.data], dim=1),
+            induce_counts=induce_counts,
+            engrams_types=torch.cat([self.engrams_types, other.engrams_types], dim=1),
+            lifespan=torch.cat([self.lifespan, other.lifespan], dim=1),
+            age=torch.cat([self.age, other.age], dim=1) if track_age else None,
+            engram_ids=torch.cat([self.engram_ids, other.engram_ids], dim=1) if track_id else None,
+            track_age=track_age,
+            track_engram_id=track_id,
+        )
+
+    def __iter__(self) -> Iterator["Engrams"]:
+        """One single-row Engrams per batch row."""
+        for row in range(self.batch_size):
+            yield self._replace(**{k: None if v is None else v[row : row + 1] for k, v in self._fields().items()})
+
+    # ------------------------------------------------------------------ masks and fire counts
+
+    @property
+    def working_memory_mask(self) -> torch.Tensor:
+        """[BatchSize, MemoryLength] bool, true at WORKING engrams."""
+        return self.engrams_types == EngramType.WORKING.value
+
+    @property
+    def shortterm_memory_mask(self) -> torch.Tensor:
+        """[BatchSize, MemoryLength] bool, true at SHORTTERM engrams."""
+        return self.engrams_types == EngramType.SHORTTERM.value
+
+    @property
+    def longterm_memory_mask(self) -> torch.Tensor:
+        """[BatchSize, MemoryLength] bool, true at LONGTERM engrams."""
+        return self.engrams_types == EngramType.LONGTERM.value
+
+    @property
+    def fire_count(self) -> torch.Tensor:
+        """[BatchSize, MemoryLength]: the diagonal of the induce counts (a view)."""
+        return self.induce_counts.diagonal(dim1=1, dim2=2)
+
+    @fire_count.setter
+    def fire_count(self, value: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.fire_count.copy_(value)
+
+    # ------------------------------------------------------------------ index helpers
+
+    def get_indices_with_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Positions where ``mask`` [BatchSize, MemoryLength] is true, ascending; [BatchSize, K], left-padded with -1."""
+        return indices_with_mask(mask)
+
+    def get_mask_with_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Bool mask [BatchSize, MemoryLength], true at ``indices`` [BatchSize, K] (negative entries ignored)."""
+        return mask_with_indices(indices, self.memory_length)
+
+    def get_working_memory(self) -> Tuple["Engrams", torch.Tensor]:
+        """WORKING engrams (compacted, left-padded) and their global indices [BatchSize, K]."""
+        return self._typed_memory(self.working_memory_mask)
+
+    def get_shortterm_memory(self) -> Tuple["Engrams", torch.Tensor]:
+        """SHORTTERM engrams (compacted, left-padded) and their global indices [BatchSize, K]."""
+        return self._typed_memory(self.shortterm_memory_mask)
+
+    def get_longterm_memory(self) -> Tuple["Engrams", torch.Tensor]:
+        """LONGTERM engrams (compacted, left-padded) and their global indices [BatchSize, K]."""
+        return self._typed_memory(self.longterm_memory_mask)
+
+    def _typed_memory(self, mask: torch.Tensor) -> Tuple["Engrams", torch.Tensor]:
+        indices = indices_with_mask(mask)
+        return self.select(indices), indices
+
+    def get_local_indices_from_global_indices(
+        self, partial_mask: torch.Tensor, global_indices: torch.Tensor
+    ) -> torch.Tensor:
+        """Where the given global indices sit in the compacted, left-padded list of ``partial_mask`` slots.
+
+        Args:
+            partial_mask: bool [BatchSize, MemoryLength] choosing the sub-list.
+            global_indices: [BatchSize, K] global positions; -1 and positions outside the sub-list are ignored.
+        Returns:
+            local positions [BatchSize, K'], ascending, left-padded with -1.
+        """
+        counts = partial_mask.sum(dim=1, keepdim=True)
+        width = int(counts.max()) if counts.numel() else 0
+        local_position = partial_mask.cumsum(dim=1) - 1 + (width - counts)
+        chosen = self.get_mask_with_indices(global_indices) & partial_mask
+        local_mask = torch.zeros(partial_mask.size(0), width + 1, dtype=torch.bool, device=partial_mask.device)
+        local_mask.scatter_(1, torch.where(chosen, local_position, width), True)
+        return indices_with_mask(local_mask[:, :width])
+
+    # ------------------------------------------------------------------ selection
+
+    @torch.no_grad()
+    def select(self, indices: torch.Tensor) -> "Engrams":
+        """Engrams at ``indices``: [K] picks the same slots in every row; [BatchSize, K] picks per row, -1 gives null."""
+        if indices.dim() == 1:
+            fields = {k: None if v is None else v[:, indices] for k, v in self._fields().items()}
+            fields["induce_counts"] = self.induce_counts[:, indices][:, :, indices]
+            return self._replace(**fields)
+        if indices.dim() != 2:
+            raise ValueError(f"indices must be shaped [K] or [BatchSize, K], got {list(indices.shape)}")
+        indices = indices.to(self.device).long()
+        null = indices < 0
+        safe = indices.clamp(min=0)
+        rows = gather_slots(self.induce_counts, indices, fill_value=-1)
+        induce_counts = rows.gather(2, safe.unsqueeze(1).expand(-1, indices.size(1), -1))
+        induce_counts.masked_fill_(null.unsqueeze(1), -1)
+        return self._replace(
+            data=gather_slots(self.data, indices, 0.0),
+            induce_counts=induce_counts,
+            engrams_types=gather_slots(self.engrams_types, indices, EngramType.NULL.value),
+            lifespan=gather_slots(self.lifespan, indices, -1.0),
+            age=None if self.age is None else gather_slots(self.age, indices, -1),
+            engram_ids=None if self.engram_ids is None else gather_slots(self.engram_ids, indices, -1),
+        )
+
+    @torch.no_grad()
+    def mask_select(self, mask: torch.Tensor) -> "Engrams":
+        """Keep the slots where ``mask`` [BatchSize, MemoryLength] is true, compacted with left padding."""
+        indices = indices_with_mask(mask)
+        width = indices.size(1)
+        if width == self.memory_length and bool(mask.all()):
+            return self._replace(**self._fields())
+        fields = {k: None for k in self._fields()}
+        fills = {"data": 0.0, "engrams_types": EngramType.NULL.value, "lifespan": -1.0, "age": -1, "engram_ids": -1}
+        for name, fill in fills.items():
+            value = getattr(self, name)
+            fields[name] = None if value is None else gather_slots(value, indices, fill)
+        fields["induce_counts"] = _compact_pairs(self.induce_counts, mask, indices)
+        return self._replace(**fields)
+
+    @torch.no_grad()
+    def delete(self, indices: torch.Tensor) -> None:
+        """Remove the slots at ``indices`` [BatchSize, K] (-1 ignored) and compact, in place."""
+        kept = self.mask_select(~self.get_mask_with_indices(indices))
+        for name, value in kept._fields().items():
+            setattr(self, name, value)
+
+    # ------------------------------------------------------------------ updates (in place)
+
+    @torch.no_grad()
+    def fire_together_wire_together(self, indices: torch.Tensor) -> None:
+        """Add 1 to ``induce_counts[b, i, j]`` for every pair i, j of the distinct non-negative ``indices[b]``.
+
+        Args:
+            indices: global indices shaped [BatchSize, K]; -1 is ignored and repeated indices count once.
+        """
+        fired = indices_with_mask(self.get_mask_with_indices(indices))
+        if fired.numel() == 0:
+            return
+        valid = fired >= 0
+        safe = fired.clamp(min=0)
+        batch = torch.arange(fired.size(0), device=fired.device).view(-1, 1, 1)
+        # [BatchSize, F, F]: 1 for each pair of fired engrams, 0 for pairs touching the padding of `fired`
+        pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(torch.int32)
+        self.induce_counts.index_put_(
+            (batch, safe.unsqueeze(2), safe.unsqueeze(1)),
+            pair_valid,
+            accumulate=True,
+        )
+
+    @torch.no_grad()
+    def extend_lifespan(self, indices: torch.Tensor, lifespan_delta: torch.Tensor) -> None:
+        """Add ``lifespan_delta[b, k]`` to the lifespan of slot ``indices[b, k]`` (-1 skipped, repeats add up).
+
+        Args:
+            indices: [BatchSize, K] global indices.
+            lifespan_delta: [BatchSize, K] amounts.
+        """
+        length = self.memory_length
+        gain = torch.zeros(self.batch_size, length + 1, dtype=torch.float32, device=self.device)
+        target = torch.where(indices < 0, length, indices).long()
+        gain.scatter_add_(1, target, lifespan_delta.to(torch.float32))
+        self.lifespan += gain[:, :length]
+
+    @torch.no_grad()
+    def decrease_lifespan(self) -> None:
+        """Every slot loses 1.0 of lifespan."""
+        self.lifespan -= 1.0
+
+    @torch.no_grad()
+    def increase_age(self) -> None:
+        """Every slot gets one step older (only when age is tracked)."""
+        if self.age is not None:
+            self.age += 1
+
+    # ------------------------------------------------------------------ analysis
+
+    def status_summary(self) -> List["EngramsInfo"]:  # noqa: F821 (imported lazily)
+        """One ``EngramsInfo`` per batch row (needs engram ids): engrams, their edges, and ids per type."""
+        from .summary import status_summary
+
+        return status_summary(self)
+
+
+def _compact_pairs(induce_counts: torch.Tensor, keep: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """The kept rows and columns of every row's count matrix, compacted with left padding (-1 on padded pairs).
+
+    Args:
+        induce_counts: [BatchSize, MemoryLength, MemoryLength].
+        keep: bool [BatchSize, MemoryLength].
+        indices: [BatchSize, K], ``indices_with_mask(keep)``.
+    Returns:
+        [BatchSize, K, K].
+    """
+    # masked_select walks the kept pairs in row-major order, which is also the row-major order of their new places,
+    # so one streaming select plus one streaming scatter move every kept count without a per-element index.
+    batch_size, width = indices.shape
+    valid = indices >= 0
+    kept_values = induce_counts.masked_select(keep.unsqueeze(2) & keep.unsqueeze(1))
+    out = torch.full((batch_size, width, width), -1, dtype=induce_counts.dtype, device=induce_counts.device)
+    out.masked_scatter_(valid.unsqueeze(2) & valid.unsqueeze(1), kept_values)
+    return out

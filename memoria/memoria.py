@@ -1,0 +1,345 @@
+"""Memoria: working, short-term and long-term memory stages over batched engrams."""
+
+import warnings
+from typing import List, Optional, Tuple, Union
+
+import torch
+
+from .engram import Engrams, EngramType
+from .utils import gather_slots, indices_with_mask, super_unique
+
+
+class Memoria:
+    """A Hebbian memory kept per batch row: add working memories, remind, then adjust lifespans.
+
+    Attributes:
+        engrams: the current engrams (mutated in place during a step; ``engrams.clone()`` keeps a snapshot).
+        timestep: number of ``add_working_memory`` calls since the last reset.
+        next_engram_id: the id the next new engram gets.
+        history: one ``HistoryManager`` per batch row when ``keep_history``, else ``None``.
+        device: device of the stored engrams (the first input's unless given).
+        ext_device: device of the latest input; outputs go there.
+    """
+
+    def __init__(
+        self,
+        num_reminded_stm: int,
+        stm_capacity: int,
+        ltm_search_depth: int,
+        initial_lifespan: float,
+        num_final_ltms: int,
+        track_age: bool = False,
+        track_id: bool = False,
+        keep_history: bool = False,
+        device: Optional[Union[str, torch.device]] = None,
+    ) -> None:
+        """
+        Args:
+            num_reminded_stm: how many short-term engrams each step reminds.
+            stm_capacity: short-term engrams kept per row; the oldest beyond it become long-term.
+            ltm_search_depth: steps of the long-term graph walk.
+            initial_lifespan: lifespan of a new engram.
+            num_final_ltms: how many long-term engrams each step reminds at most.
+            track_age: keep each engram's age.
+            track_id: give each engram an id.
+            keep_history: record a status summary per row after every adjust (turns both tracking flags on).
+            device: where engrams live; ``None`` keeps them on the device of the first input.
+        """
+        for name, value in (
+            ("num_reminded_stm", num_reminded_stm),
+            ("stm_capacity", stm_capacity),
+            ("ltm_search_depth", ltm_search_depth),
+            ("num_final_ltms", num_final_ltms),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if isinstance(initial_lifespan, bool) or not isinstance(initial_lifespan, (int, float)):
+            raise ValueError(f"initial_lifespan must be a number, got {initial_lifespan!r}")
+        if keep_history and not (track_id and track_age):
+            warnings.warn("keep_history=True needs engram ids and ages: track_id and track_age are turned on")
+            track_id = track_age = True
+
+        self.num_reminded_stm = num_reminded_stm
+        self.stm_capacity = stm_capacity
+        self.ltm_search_depth = ltm_search_depth
+        self.initial_lifespan = initial_lifespan
+        self.num_final_ltms = num_final_ltms
+        self.track_age = track_age
+        self.track_id = track_id
+        self.keep_history = keep_history
+        self.device: Optional[torch.device] = torch.device(device) if device is not None else None
+        self.ext_device: Optional[torch.device] = None
+        self.ext_dtype: torch.dtype = torch.float32
+        self.reset_memory()
+
+    def reset_memory(self) -> None:
+        """Forget everything: no engrams, timestep 0, next id 0, no history."""
+        self.engrams = Engrams.empty(track_age=self.track_age, track_engram_id=self.track_id)
+        self.next_engram_id = 0
+        self.timestep = 0
+        self.history = None
+
+    # ------------------------------------------------------------------ the three calls
+
+    @torch.no_grad()
+    def add_working_memory(self, data: torch.Tensor) -> None:
+        """Append new WORKING engrams to every row.
+
+        Args:
+            data: [BatchSize, WorkingMemoryLength, HiddenDim] floating tensor (detached; stored as float32).
+        """
+        self._check_data(data)
+        self.ext_device = data.device
+        self.ext_dtype = data.dtype
+        self.device = self.device or data.device
+        new_engrams = Engrams(
+            data.to(self.device),
+            engrams_types=EngramType.WORKING,
+            lifespan=self.initial_lifespan,
+            engram_ids=self.next_engram_id,
+            track_age=self.track_age,
+            track_engram_id=self.track_id,
+        )
+        self.engrams = self.engrams + new_engrams
+        if self.track_id:
+            self.next_engram_id += new_engrams.memory_length
+        self.timestep += 1
+
+    @torch.no_grad()
+    def remind(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Remind short-term and long-term engrams for the current working memories, and wire the co-fired engrams.
+
+        Returns:
+            memories: [BatchSize, RemindedLength, HiddenDim] on the latest input's device and dtype (zeros at -1).
+            indices: [BatchSize, RemindedLength] global indices of the reminded engrams, -1 for none.
+        """
+        engrams = self.engrams
+        if engrams.batch_size == 0:
+            device = self.ext_device or torch.device("cpu")
+            return torch.zeros(0, 0, 0, dtype=self.ext_dtype, device=device), torch.zeros(0, 0, dtype=torch.long)
+        types = engrams.engrams_types
+        wm_indices = indices_with_mask(types == EngramType.WORKING.value)
+        stm_indices = indices_with_mask(types == EngramType.SHORTTERM.value)
+        ltm_mask = types == EngramType.LONGTERM.value
+        # padded working slots are zero vectors and take part in every score, as in the published package
+        wm_data = gather_slots(engrams.data, wm_indices)
+
+        reminded_stm = self._remind_shortterm(wm_data, stm_indices)
+        initial_ltm = self._initial_longterm(reminded_stm, ltm_mask)
+        found_ltm = self._search_longterm(initial_ltm, ltm_mask)
+        reminded_ltm = self._select_final_longterm(wm_data, found_ltm)
+
+        reminded = torch.cat([reminded_stm, reminded_ltm], dim=1)
+        engrams.fire_together_wire_together(torch.cat([wm_indices, reminded], dim=1))
+        reminded = super_unique(reminded, dim=1)
+        memories = gather_slots(engrams.data, reminded)
+        out_device = self.ext_device or engrams.device
+        return memories.to(device=out_device, dtype=self.ext_dtype), reminded.to(out_device)
+
+    @torch.no_grad()
+    def adjust_lifespan_and_memories(self, indices: torch.Tensor, lifespan_delta: torch.Tensor) -> None:
+        """Give lifespan to reminded engrams, age everything, move engrams between stages, drop the dead.
+
+        Args:
+            indices: [BatchSize, RemindedLength] global indices (as returned by ``remind``), -1 ignored.
+            lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position.
+        """
+        indices, lifespan_delta = self._check_adjust_inputs(indices, lifespan_delta)
+        engrams = self.engrams
+        engrams.extend_lifespan(indices, lifespan_delta)
+        engrams.decrease_lifespan()
+        engrams.increase_age()
+
+        types = engrams.engrams_types
+        types.masked_fill_(types == EngramType.WORKING.value, EngramType.SHORTTERM.value)
+        # the oldest short-term engrams beyond capacity become long-term (before the dead are dropped)
+        stm_mask = types == EngramType.SHORTTERM.value
+        overflow = stm_mask.sum(dim=1, keepdim=True) - self.stm_capacity
+        types.masked_fill_(stm_mask & (stm_mask.cumsum(dim=1) <= overflow), EngramType.LONGTERM.value)
+
+        self.engrams = engrams.mask_select(engrams.lifespan > 0)
+        if self.keep_history:
+            self._record_history()
+
+    # ------------------------------------------------------------------ remind stages
+
+    def _remind_shortterm(self, wm_data: torch.Tensor, stm_indices: torch.Tensor) -> torch.Tensor:
+        """Top ``num_reminded_stm`` short-term engrams by similarity to the working memories.
+
+        Returns:
+            [BatchSize, NumSTM]: the STM global index where chosen, -1 elsewhere (positions kept).
+        """
+        stm_data = gather_slots(self.engrams.data, stm_indices)
+        scores = similarity_scores(wm_data, stm_data)
+        num_reminded = min(self.num_reminded_stm, scores.size(1))
+        chosen = torch.zeros_like(stm_indices, dtype=torch.bool)
+        chosen.scatter_(1, scores.topk(num_reminded, dim=1).indices, True)
+        return stm_indices.masked_fill(~chosen, -1)
+
+    def _initial_longterm(self, reminded_stm: torch.Tensor, ltm_mask: torch.Tensor) -> torch.Tensor:
+        """For each reminded entry, the long-term engram it co-fired with most (random among ties), made unique.
+
+        Returns:
+            [BatchSize, K] global LTM indices, -1 for none.
+        """
+        # quirk R1: a -1 entry reads the last row, as negative indexing does in the published package
+        rows = torch.where(reminded_stm < 0, self.engrams.memory_length - 1, reminded_stm)
+        # [BatchSize, NumSTM, MemoryLength]
+        counts = gather_slots(self.engrams.induce_counts, rows).masked_fill_(~ltm_mask.unsqueeze(1), -1)
+        best = counts == counts.max(dim=2, keepdim=True).values if counts.numel() else counts.bool()
+        # one float16 draw of this exact shape per step keeps the global RNG stream equal to the published package's
+        noise = torch.rand(best.shape, dtype=torch.float16, device=best.device)
+        choice = noise.masked_fill_(~best, 0).argmax(dim=2) if counts.size(2) else rows
+        choice = choice.masked_fill(~ltm_mask.gather(1, choice.clamp(min=0)), -1)
+        return super_unique(choice, dim=1)
+
+    def _search_longterm(self, initial_ltm: torch.Tensor, ltm_mask: torch.Tensor) -> torch.Tensor:
+        """Walk the co-firing graph of long-term engrams from the initial ones.
+
+        Returns:
+            [BatchSize, F] *local* positions in the LTM list (quirk R4), -1 for none; zeros when there is nothing to
+            search (quirk R2).
+        """
+        batch_size, num_initial = initial_ltm.shape
+        ltm_indices = indices_with_mask(ltm_mask)
+        num_ltm = ltm_indices.size(1)
+        if num_initial == 0 or num_ltm == 0:
+            return torch.zeros(
+                batch_size, (self.ltm_search_depth + 1) * num_initial, dtype=torch.long, device=ltm_mask.device
+            )
+
+        current = self.engrams.get_local_indices_from_global_indices(ltm_mask, initial_ltm)
+        last = num_ltm - 1
+        # [BatchSize, NumLTM, NumLTM]: co-firing counts among LTM engrams, -1 on pairs with padding
+        ltm_counts = gather_slots(self.engrams.induce_counts, ltm_indices, fill_value=-1)
+        ltm_counts = ltm_counts.gather(2, ltm_indices.clamp(min=0).unsqueeze(1).expand(-1, num_ltm, -1))
+        ltm_counts.masked_fill_((ltm_indices < 0).unsqueeze(1), -1)
+
+        visited = ltm_indices < 0
+        # quirk R3: a -1 entry stands for the last LTM slot, both when marking and when reading its row
+        visited.scatter_(1, torch.where(current < 0, last, current), True)
+        found = [current]
+        for _ in range(self.ltm_search_depth):
+            rows = gather_slots(ltm_counts, torch.where(current < 0, last, current))
+            rows.masked_fill_(visited.unsqueeze(1), -1)
+            step = rows.argmax(dim=2)
+            current = step.masked_fill(visited.gather(1, step), -1)
+            visited.scatter_(1, torch.where(current < 0, last, current), True)
+            found.append(current)
+        return super_unique(torch.cat(found, dim=1), dim=1)
+
+    def _select_final_longterm(self, wm_data: torch.Tensor, found_ltm: torch.Tensor) -> torch.Tensor:
+        """Top ``num_final_ltms`` of the searched positions by similarity to the working memories.
+
+        Returns:
+            [BatchSize, min(num_final_ltms, F)] indices taken from ``found_ltm``.
+        """
+        if found_ltm.size(1) == 0:
+            return found_ltm
+        # quirk R4: the local LTM positions are used as global indices here
+        keys = gather_slots(self.engrams.data, found_ltm)
+        scores = similarity_scores(wm_data, keys)
+        top = scores.topk(min(self.num_final_ltms, scores.size(1)), dim=1).indices
+        return found_ltm.gather(1, top)
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_data(self, data: torch.Tensor) -> None:
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(
+                f"data must be a torch.Tensor shaped [BatchSize, Length, HiddenDim], got {type(data).__name__}"
+            )
+        if data.dim() != 3:
+            raise ValueError(
+                f"data must be shaped [BatchSize, Length, HiddenDim], got {data.dim()} dims {list(data.shape)}"
+            )
+        if not data.is_floating_point():
+            raise TypeError(f"data must be a floating tensor, got dtype {data.dtype}")
+        if data.device.type == "meta":
+            raise ValueError("data is on the meta device: it holds no values")
+        if data.size(0) == 0:
+            raise ValueError("data has batch size 0: there is no batch row to remember for")
+        if len(self.engrams) > 0:
+            if data.size(0) != self.engrams.batch_size:
+                raise ValueError(
+                    f"data batch size {data.size(0)} differs from the memory's batch size {self.engrams.batch_size}; "
+                    "call reset_memory() before changing it"
+                )
+            if data.size(2) != self.engrams.hidden_dim:
+                raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {self.engrams.hidden_dim}")
+        if not bool(torch.isfinite(data).all()):
+            raise ValueError("data contains NaN or infinite values")
+
+    def _check_adjust_inputs(
+        self, indices: torch.Tensor, lifespan_delta: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        for name, value in (("indices", indices), ("lifespan_delta", lifespan_delta)):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{name} must be a torch.Tensor shaped [BatchSize, RemindedLength], got {type(value).__name__}"
+                )
+            allowed = {self.device, self.ext_device, self.engrams.device}
+            if value.device not in allowed:
+                raise ValueError(
+                    f"{name} is on {value.device}, expected the memory's device {self.device} "
+                    f"or the input's device {self.ext_device}"
+                )
+        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+            raise TypeError(f"indices must be an integer tensor, got dtype {indices.dtype}")
+        if lifespan_delta.dtype.is_complex or lifespan_delta.dtype == torch.bool:
+            raise TypeError(f"lifespan_delta must be a real-valued tensor, got dtype {lifespan_delta.dtype}")
+        batch_size, length = self.engrams.batch_size, self.engrams.memory_length
+        if batch_size == 0:
+            raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
+        if indices.dim() != 2 or indices.size(0) != batch_size:
+            raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
+        if lifespan_delta.shape != indices.shape:
+            raise ValueError(
+                f"lifespan_delta must have the shape of indices {list(indices.shape)}, got {list(lifespan_delta.shape)}"
+            )
+        indices = indices.to(self.engrams.device)
+        lifespan_delta = lifespan_delta.to(self.engrams.device)
+        if indices.numel() and (bool((indices < -1).any()) or bool((indices >= length).any())):
+            raise ValueError(
+                f"indices must lie in -1..{length - 1} (the memory length is {length}), "
+                f"got values from {int(indices.min())} to {int(indices.max())}"
+            )
+        if lifespan_delta.is_floating_point() and not bool(torch.isfinite(lifespan_delta).all()):
+            raise ValueError("lifespan_delta contains NaN or infinite values")
+        return indices, lifespan_delta
+
+    # ------------------------------------------------------------------ history
+
+    def _record_history(self) -> None:
+        from .history_manager import HistoryManager, record_history
+
+        if self.history is None:
+            self.history = [HistoryManager() for _ in range(self.engrams.batch_size)]
+        record_history(self.history, self.engrams)
+
+
+def similarity_scores(working: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """How strongly the working memories as a whole point at each key.
+
+    ``logsumexp`` over working rows of ``-||w - k||^2``: it orders keys exactly like the published 1.0.0's mean (or sum)
+    of ``exp(-||w - k||^2)``, but never underflows, so the ranking survives distances where ``exp`` is 0 in float32.
+
+    Args:
+        working: [BatchSize, WorkingLength, HiddenDim].
+        keys: [BatchSize, KeyLength, HiddenDim].
+    Returns:
+        [BatchSize, KeyLength].
+    """
+    if keys.size(1) == 0 or working.size(1) == 0:
+        return working.new_zeros(keys.shape[:2])
+    # distances do not change under a common shift; centring keeps the expanded form below from cancelling badly
+    center = keys.mean(dim=1, keepdim=True)
+    working, keys = working - center, keys - center
+    # [BatchSize, WorkingLength, KeyLength]: ||w||^2 + ||k||^2 - 2 w.k, one batched matmul instead of a 4-D difference
+    squared = torch.baddbmm(
+        working.pow(2).sum(dim=2, keepdim=True) + keys.pow(2).sum(dim=2).unsqueeze(1),
+        working,
+        keys.transpose(1, 2),
+        alpha=-2,
+    )
+    return torch.logsumexp(squared.clamp_(min=0).neg_(), dim=1)

@@ -1,0 +1,75 @@
+"""Index utilities shared by the engram container and the memory stages."""
+
+import torch
+
+
+def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Distinct values of every slice of ``t`` along ``dim``, padded with ``-1``.
+
+    Args:
+        t: integer tensor, e.g. indices shaped [BatchSize, Length]; ``-1`` counts as an ordinary value.
+        dim: the axis whose slices are made unique.
+    Returns:
+        int64 tensor whose ``dim`` axis has width ``min(t.size(dim), largest distinct count over slices)``. Its order
+        is the one ``torch.topk`` gives for the ``k`` largest entries of a 0/1 occupancy mask over the value range
+        ``min(t)..max(t)``. That order is observable (the published package and its tutorial print it), so it is kept
+        on purpose instead of sorting.
+    """
+    if t.numel() == 0:
+        return t
+    dim = dim % t.dim()
+    low, high = (int(v) for v in torch.stack(torch.aminmax(t)).tolist())
+    shape = list(t.shape)
+    shape[dim] = high - low + 1
+    # [..., ValueRange, ...]: 1 where the (shifted) value occurs in the slice
+    occupancy = torch.zeros(shape, dtype=torch.int32, device=t.device)
+    occupancy.scatter_(dim, (t - low).long(), 1)
+    width = min(t.size(dim), int(occupancy.sum(dim).max()))
+    present, values = occupancy.topk(width, dim=dim)
+    return (values + low).masked_fill_(present == 0, -1)
+
+
+def indices_with_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of the true entries of every row, ascending, left-padded with ``-1``.
+
+    Args:
+        mask: bool tensor shaped [BatchSize, MemoryLength].
+    Returns:
+        int64 tensor shaped [BatchSize, K], K being the largest true count over rows.
+    """
+    batch_size, length = mask.shape
+    counts = mask.sum(dim=1)
+    width = int(counts.max()) if counts.numel() else 0
+    # a true entry of rank r in a row with n trues lands in column width - n + r; false entries go to a spare column
+    column = mask.cumsum(dim=1) - 1 + (width - counts).unsqueeze(1)
+    column = torch.where(mask, column, width)
+    positions = torch.arange(length, device=mask.device).expand(batch_size, length)
+    out = torch.full((batch_size, width + 1), -1, dtype=torch.long, device=mask.device)
+    out.scatter_(1, column, positions)
+    return out[:, :width].contiguous()
+
+
+def mask_with_indices(indices: torch.Tensor, length: int) -> torch.Tensor:
+    """Bool mask shaped [BatchSize, length] that is true at ``indices`` [BatchSize, K]; negative entries ignored."""
+    mask = torch.zeros(indices.size(0), length + 1, dtype=torch.bool, device=indices.device)
+    mask.scatter_(1, torch.where(indices < 0, length, indices).long(), True)
+    return mask[:, :length]
+
+
+def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
+    """Per-row gather along axis 1 with ``-1`` meaning "null".
+
+    Args:
+        values: tensor shaped [BatchSize, MemoryLength, *Rest].
+        indices: tensor shaped [BatchSize, K] with entries in ``-1..MemoryLength-1``.
+        fill_value: value of the null entries.
+    Returns:
+        tensor shaped [BatchSize, K, *Rest].
+    """
+    null = indices < 0
+    flat_rows = indices.clamp(min=0) + torch.arange(indices.size(0), device=indices.device).unsqueeze(1) * values.size(
+        1
+    )
+    picked = values.reshape(-1, *values.shape[2:]).index_select(0, flat_rows.reshape(-1))
+    picked = picked.view(*indices.shape, *values.shape[2:])
+    return picked.masked_fill_(null.view(*null.shape, *([1] * (values.dim() - 2))), fill_value)
