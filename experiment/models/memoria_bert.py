@@ -1,0 +1,248 @@
+"""Memoria BERT: a BERT encoder whose upper layers cross-attend to Memoria's working and reminded memories.
+
+After layer ``memory_layer_index`` (9 of 12 in the paper's configs) an :class:`~memoria.Abstractor` summarises the
+segment's hidden states into working memories; they are added to :class:`~memoria.Memoria`, which reminds stored
+memories. Every later layer is followed by a :class:`~experiment.models.memory_blocks.MemoryBlock` (working pass, then
+reminded pass). After the forward pass the attention each reminded memory received becomes its lifespan gain.
+
+The memory lives in the model instance and is carried across calls: feed one document segment by segment and call
+:meth:`reset_memory` before the next batch of documents. Weights of a plain BERT checkpoint load into the encoder
+(``from_pretrained`` on a ``BertModel`` or ``BertForSequenceClassification`` folder); the memory parts start fresh.
+"""
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig
+from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, BertPooler, BertPreTrainedModel
+from transformers.utils import ModelOutput
+
+from experiment.models import register_model
+from experiment.models.memory_blocks import MemoryBlock, lifespan_delta
+from memoria import Abstractor, Memoria
+
+
+@strict
+class MemoriaBertConfig(BertConfig):
+    """BERT hyper-parameters plus the memory's; defaults are the paper's Hyperpartisan settings.
+
+    Args (beyond ``BertConfig``):
+        memory_layer_index: the layer after which working memories are made; later layers attend to memory.
+        num_working_memories: working memories the abstractor makes per segment.
+        abstractor_feedforward_dim: the abstractor's inner width (None: ``intermediate_size``).
+        memoria_num_reminded_stm / memoria_stm_capacity / memoria_ltm_search_depth / memoria_initial_lifespan /
+        memoria_num_final_ltms: passed to ``Memoria``.
+        lifespan_extend_scale: reminded memories gain ``attention * num_reminded * scale`` lifespan.
+    """
+
+    model_type = "memoria_bert"
+    memory_layer_index: int = 9
+    num_working_memories: int = 64
+    abstractor_feedforward_dim: int | None = None
+    memoria_num_reminded_stm: int = 64
+    memoria_stm_capacity: int = 128
+    memoria_ltm_search_depth: int = 10
+    memoria_initial_lifespan: int = 12
+    memoria_num_final_ltms: int = 64
+    lifespan_extend_scale: float | int = 8.0
+
+    def check_memory_layer(self) -> None:
+        """Raises ValueError unless at least one layer follows the memory layer."""
+        if not 0 <= self.memory_layer_index < self.num_hidden_layers - 1:
+            raise ValueError(
+                f"memory_layer_index must be in 0..{self.num_hidden_layers - 2} so that a later layer can attend to "
+                f"memory, got {self.memory_layer_index}"
+            )
+
+
+@dataclass
+class MemoriaEncoderOutput(ModelOutput):
+    """last_hidden_state [Batch, Length, Dim]; pooler_output [Batch, Dim] (None without a pooler);
+    working_memories [Batch, NumWorking, Dim]; reminded_indices [Batch, NumReminded] (-1: none);
+    lifespan_delta [Batch, NumReminded]."""
+
+    last_hidden_state: Optional[torch.Tensor] = None
+    pooler_output: Optional[torch.Tensor] = None
+    working_memories: Optional[torch.Tensor] = None
+    reminded_indices: Optional[torch.Tensor] = None
+    lifespan_delta: Optional[torch.Tensor] = None
+
+
+@dataclass
+class MemoriaSequenceClassifierOutput(ModelOutput):
+    """loss (scalar, when labels are given); logits [Batch, NumLabels]; reminded_indices [Batch, NumReminded]."""
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    reminded_indices: Optional[torch.Tensor] = None
+
+
+def build_memoria(config: MemoriaBertConfig) -> Memoria:
+    """A fresh ``Memoria`` with the config's settings."""
+    return Memoria(
+        num_reminded_stm=config.memoria_num_reminded_stm,
+        stm_capacity=config.memoria_stm_capacity,
+        ltm_search_depth=config.memoria_ltm_search_depth,
+        initial_lifespan=config.memoria_initial_lifespan,
+        num_final_ltms=config.memoria_num_final_ltms,
+    )
+
+
+class MemoriaEncoderMixin:
+    """The shared part of Memoria BERT and Memoria RoBERTa: memory modules and the layer loop.
+
+    The host module defines ``embeddings`` and ``encoder`` (a ``layer`` list) like the ``transformers`` encoder it
+    extends, so that plain checkpoints load into it key for key.
+    """
+
+    def init_memory(self, config: MemoriaBertConfig) -> None:
+        config.check_memory_layer()
+        hidden = config.hidden_size
+        self.abstractor = Abstractor(
+            config.num_working_memories, hidden, config.abstractor_feedforward_dim or config.intermediate_size
+        )
+        num_memory_layers = config.num_hidden_layers - config.memory_layer_index - 1
+        self.memory_blocks = nn.ModuleList(
+            MemoryBlock(hidden, config.num_attention_heads, config.attention_probs_dropout_prob, config.layer_norm_eps)
+            for _ in range(num_memory_layers)
+        )
+        # A plain attribute, not a module: the memory is state, not parameters.
+        self.memoria = build_memoria(config)
+
+    def reset_memory(self) -> None:
+        """Forgets every stored memory (call between batches of documents)."""
+        self.memoria.reset_memory()
+
+    def encode_with_memory(
+        self, embedding_output: torch.Tensor, attention_mask: Optional[torch.Tensor], use_memory: bool = True
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Runs the layers over one segment and updates the memory.
+
+        Args:
+            embedding_output: [Batch, Length, Dim].
+            attention_mask: [Batch, Length], 1 for real tokens (None: all real).
+            use_memory: False runs the working-memory pass only and leaves Memoria untouched.
+        Returns:
+            hidden states [Batch, Length, Dim], working memories [Batch, NumWorking, Dim],
+            reminded indices [Batch, NumReminded] and lifespan deltas [Batch, NumReminded].
+        """
+        mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
+        )
+        batch = embedding_output.size(0)
+        empty_indices = torch.full((batch, 0), -1, dtype=torch.long, device=embedding_output.device)
+        reminded, indices, working = None, empty_indices, None
+        attentions: List[torch.Tensor] = []
+        hidden = embedding_output
+        for layer_index, layer in enumerate(self.encoder.layer):
+            hidden = layer(hidden, mask)
+            if layer_index == self.config.memory_layer_index:
+                working = self.abstractor(hidden)  # (B, W, D)
+                if use_memory:
+                    self.memoria.add_working_memory(working.detach())
+                    reminded, indices = self.memoria.remind()  # (B, R, D), (B, R)
+            elif layer_index > self.config.memory_layer_index:
+                block = self.memory_blocks[layer_index - self.config.memory_layer_index - 1]
+                out = block(hidden, working, reminded, indices >= 0)
+                hidden = out.hidden_states
+                if out.reminded_attention is not None:
+                    attentions.append(out.reminded_attention)
+        delta = torch.zeros(indices.shape, device=hidden.device)
+        if attentions:
+            delta = lifespan_delta(attentions, self.config.lifespan_extend_scale)
+        if use_memory:
+            self.memoria.adjust_lifespan_and_memories(indices, delta)
+        return hidden, working, indices, delta
+
+
+class MemoriaBertPreTrainedModel(BertPreTrainedModel):
+    config_class = MemoriaBertConfig
+    config: MemoriaBertConfig
+    base_model_prefix = "bert"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, Abstractor):
+            init.normal_(module.query_embeddings, std=0.02)
+
+
+class MemoriaBertModel(MemoriaEncoderMixin, MemoriaBertPreTrainedModel):
+    """BERT encoder with memory layers. ``input_ids`` [Batch, Length] -> :class:`MemoriaEncoderOutput`."""
+
+    def __init__(self, config: MemoriaBertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.init_memory(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+        use_memory: bool = True,
+    ) -> MemoriaEncoderOutput:
+        """input_ids, attention_mask, token_type_ids: [Batch, Length]."""
+        embedding_output = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        hidden, working, indices, delta = self.encode_with_memory(embedding_output, attention_mask, use_memory)
+        pooled = self.pooler(hidden) if self.pooler is not None else None
+        return MemoriaEncoderOutput(hidden, pooled, working, indices, delta)
+
+
+def classification_loss(logits: torch.Tensor, labels: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Cross-entropy of logits [Batch, NumLabels] against labels [Batch] (None without labels)."""
+    return None if labels is None else F.cross_entropy(logits, labels)
+
+
+class MemoriaBertForSequenceClassification(MemoriaBertPreTrainedModel):
+    """Memoria BERT with BERT's pooled-[CLS] classifier. Call once per segment; the memory carries over."""
+
+    def __init__(self, config: MemoriaBertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = MemoriaBertModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @property
+    def memoria(self) -> Memoria:
+        return self.bert.memoria
+
+    def reset_memory(self) -> None:
+        """Forgets every stored memory (call between batches of documents)."""
+        self.bert.reset_memory()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        use_memory: bool = True,
+    ) -> MemoriaSequenceClassifierOutput:
+        """input_ids, attention_mask, token_type_ids: [Batch, Length]; labels: [Batch]."""
+        outputs = self.bert(input_ids, attention_mask, token_type_ids, use_memory=use_memory)
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        return MemoriaSequenceClassifierOutput(classification_loss(logits, labels), logits, outputs.reminded_indices)
+
+
+register_model(
+    MemoriaBertConfig, MemoriaBertForSequenceClassification, None, auto_class=AutoModelForSequenceClassification
+)
+AutoModel.register(MemoriaBertConfig, MemoriaBertModel, exist_ok=True)

@@ -1,0 +1,132 @@
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel
+
+from experiment.models.memoria_bert import (
+    MemoriaBertConfig,
+    MemoriaBertForSequenceClassification,
+    MemoriaBertModel,
+)
+
+TINY = dict(
+    vocab_size=40,
+    hidden_size=16,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    intermediate_size=32,
+    max_position_embeddings=16,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+MEMORY = dict(
+    memory_layer_index=0,
+    num_working_memories=3,
+    memoria_num_reminded_stm=3,
+    memoria_stm_capacity=6,
+    memoria_ltm_search_depth=2,
+    memoria_initial_lifespan=3,
+    memoria_num_final_ltms=3,
+)
+
+
+def tiny_model(**overrides) -> MemoriaBertForSequenceClassification:
+    return MemoriaBertForSequenceClassification(MemoriaBertConfig(**{**TINY, **MEMORY, **overrides})).eval()
+
+
+def segments(count: int = 3, batch: int = 2, length: int = 8) -> list[torch.Tensor]:
+    return [torch.randint(3, TINY["vocab_size"], (batch, length)) for _ in range(count)]
+
+
+def test_paper_defaults():
+    config = MemoriaBertConfig()
+    assert (config.num_hidden_layers, config.memory_layer_index, config.num_working_memories) == (12, 9, 64)
+    assert (config.memoria_stm_capacity, config.memoria_num_reminded_stm, config.memoria_num_final_ltms) == (
+        128,
+        64,
+        64,
+    )
+    assert (config.memoria_initial_lifespan, config.lifespan_extend_scale, config.memoria_ltm_search_depth) == (
+        12,
+        8,
+        10,
+    )
+
+
+def test_memory_layer_must_leave_a_later_layer():
+    with pytest.raises(ValueError, match="memory_layer_index must be in 0..1"):
+        MemoriaBertForSequenceClassification(MemoriaBertConfig(**TINY, memory_layer_index=2))
+
+
+def test_forward_backward_reaches_memory_modules():
+    model = tiny_model().train()
+    mask = torch.ones(2, 8, dtype=torch.long)
+    mask[1, 5:] = 0
+    for ids in segments(2):
+        out = model(ids, mask, labels=torch.tensor([0, 1]))
+    assert out.logits.shape == (2, 2) and out.loss.ndim == 0
+    assert out.reminded_indices.shape[0] == 2 and out.reminded_indices.shape[1] > 0
+    out.loss.backward()
+    assert model.bert.abstractor.query_embeddings.grad.abs().sum() > 0
+    assert model.bert.memory_blocks[0].cross_attention.query.weight.grad.abs().sum() > 0
+    assert model.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_memory_carried_across_segments_changes_the_output():
+    # A wide initialisation: at BERT's 0.02 the memory path starts ~1e-7 small (it grows in training).
+    model = tiny_model(initializer_range=0.5)
+    first, second = segments(2)
+    with torch.no_grad():
+        model(first)
+        carried = model(second).logits
+        model.reset_memory()
+        fresh = model(second).logits
+        model.reset_memory()
+        again = model(second).logits
+    assert (carried - fresh).abs().max() > 1e-3
+    torch.testing.assert_close(fresh, again)
+
+
+def test_use_memory_false_leaves_memoria_untouched():
+    model = tiny_model()
+    with torch.no_grad():
+        model(segments(1)[0], use_memory=False)
+    assert model.memoria.engrams.data.numel() == 0
+    with torch.no_grad():
+        model(segments(1)[0])
+    assert model.memoria.engrams.data.shape == (2, 3, 16)  # 3 working memories per row
+
+
+def test_lifespan_gain_sums_to_scale_times_reminded():
+    model = tiny_model()
+    with torch.no_grad():
+        for ids in segments(3):
+            out = model.bert(ids)
+    valid = out.reminded_indices >= 0
+    assert valid.any(dim=1).all()
+    expected = valid.shape[1] * model.config.lifespan_extend_scale
+    torch.testing.assert_close(out.lifespan_delta.sum(dim=1), torch.full((2,), float(expected)))
+    assert (out.lifespan_delta[~valid] == 0).all()
+
+
+def test_save_load_round_trip_and_auto_classes(tmp_path):
+    model = tiny_model()
+    ids = segments(1)[0]
+    with torch.no_grad():
+        expected = model(ids).logits
+    model.save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "memoria_bert"
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, MemoriaBertForSequenceClassification)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, expected)
+    assert isinstance(AutoModel.from_config(model.config), MemoriaBertModel)
+
+
+def test_loads_plain_bert_weights(tmp_path):
+    bert = BertModel(BertConfig(**TINY)).eval()
+    bert.save_pretrained(tmp_path)
+    model = MemoriaBertForSequenceClassification.from_pretrained(tmp_path, **MEMORY)
+    for name, weight in bert.state_dict().items():
+        torch.testing.assert_close(model.bert.state_dict()[name], weight, msg=name)
+    # The memory parts are freshly initialised, not left empty.
+    assert 0.01 < model.bert.abstractor.query_embeddings.std() < 0.03
