@@ -43,6 +43,8 @@ def load_memory_state_dict(memoria: Memoria, state: dict[str, Any]) -> None:
     for name, value in state["fields"].items():
         setattr(engrams, name, value)
     for name, value in state["sizes"].items():
-        setattr(engrams, name, value)
+        derived = getattr(type(engrams), name, None)
+        if not (isinstance(derived, property) and derived.fset is None):  # read-only sizes follow the tensors
+            setattr(engrams, name, value)
     memoria.next_engram_id = state["next_engram_id"]
     memoria.timestep = state["timestep"]

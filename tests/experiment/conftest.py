@@ -1,16 +1,7 @@
 """Shared fixtures of the experiment tests: tiny sizes only, nothing downloaded."""
 
-import sys
-
 import pytest
 import torch
-
-try:
-    from memoria import Abstractor, Memoria  # noqa: F401
-except ImportError:  # TEMPORARY until the core library lands: develop against the published API
-    from benchmarks.reference import load_reference
-
-    sys.modules["memoria"] = load_reference("1.1.0")
 
 
 @pytest.fixture(autouse=True)
