@@ -1,0 +1,61 @@
+"""Peak memory of one call, measured from the allocator's own events.
+
+On CPU there is no allocator counter to reset, so the call runs under ``torch.profiler`` with
+``profile_memory=True``: every allocation and free is recorded as a ``[memory]`` event carrying a
+signed byte count, and summing them in time order gives the live bytes above the level at the start
+of the call; its maximum is the peak. On CUDA the caching allocator keeps that peak itself
+(``torch.cuda.max_memory_allocated`` after a reset).
+"""
+
+from typing import Any, Callable, Iterable, Optional, Tuple
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+
+def tensor_bytes(tensors: Iterable[Optional[torch.Tensor]]) -> int:
+    """Bytes held by the given tensors' elements (``None`` entries count 0)."""
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def peak_from_memory_events(events: Iterable[Tuple[int, int]]) -> int:
+    """Largest running sum of signed byte counts, taken in time order; 0 if it never rises.
+
+    Args:
+        events: ``(timestamp, nbytes)`` pairs, ``nbytes > 0`` for an allocation and ``< 0`` for a free
+    """
+    live, peak = 0, 0
+    for _, nbytes in sorted(events, key=lambda event: event[0]):
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def _cpu_peak(fn: Callable[[], Any]) -> Tuple[Any, int]:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    events = [
+        (event.start_ns(), event.nbytes())
+        for event in prof.profiler.kineto_results.events()
+        if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
+    ]
+    return result, peak_from_memory_events(events)
+
+
+def _cuda_peak(fn: Callable[[], Any], device: torch.device) -> Tuple[Any, int]:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    start = torch.cuda.memory_allocated(device)
+    result = fn()
+    torch.cuda.synchronize(device)
+    return result, torch.cuda.max_memory_allocated(device) - start
+
+
+def measure_peak(fn: Callable[[], Any], device: torch.device) -> Tuple[Any, int]:
+    """Run ``fn()`` and return its result with the peak bytes allocated above the level at its start.
+
+    Only memory on ``device`` counts (host allocations of a CUDA run are not included).
+    """
+    if device.type == "cuda":
+        return _cuda_peak(fn, device)
+    return _cpu_peak(fn)

@@ -1,0 +1,102 @@
+"""Smoke tests of the benchmark script and of its measuring tools (tiny configurations, a few steps)."""
+
+import json
+import math
+
+import torch
+
+from benchmarks.benchmark import CONFIGS, boundary_gap, lifespan_delta, main, make_stream
+from benchmarks.memory_profile import measure_peak, peak_from_memory_events, tensor_bytes
+
+TABLE_HEADER = "| impl | memory length | step ms (median) | vs 1.1.0 | vs 1.0.0 | state MiB (peak) | step peak MiB |"
+
+
+def run_tiny(tmp_path, *extra: str) -> dict:
+    path = tmp_path / "results.json"
+    main(
+        ["--quick", "--configs", "tiny", "--warmup", "2", "--steps", "3", "--probes", "1", "--json", str(path), *extra]
+    )
+    return json.loads(path.read_text())
+
+
+def test_quick_run_prints_tables_and_compares_every_step(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    main(["--quick", "--configs", "tiny,sweep", "--sweep", "200", "--warmup", "1", "--steps", "2", "--probes", "1",
+          "--json", str(path)])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert TABLE_HEADER in printed
+    assert "| stm_capacity | memory length | ours ms | 1.1.0 ms | 1.0.0 ms |" in printed
+
+    results = json.loads(path.read_text())
+    for result in [results["configs"]["tiny"], *results["sweep"]]:
+        ours, ref_110, ref_100 = (result["impls"][name] for name in ("ours", "1.1.0", "1.0.0"))
+        total = result["warmup"] + result["steps"] + result["probes"]
+        assert ours["compared"] == total
+        assert ref_110["compared"] == total - result["warmup"]  # 1.1.0 sits out the warm-up
+        assert ours["identical"] + ours["near_ties"] + ours["unexplained"] == ours["compared"]
+        assert ours["unexplained"] == 0, ours["differences"]
+        assert ours["rng_mismatches"] == 0
+        for summary in (ours, ref_110, ref_100):
+            assert len(summary["step_seconds"]) == result["steps"]
+            assert summary["median_step_s"] > 0
+            assert summary["step_peak_bytes"] > 0
+            assert summary["state_peak_bytes"] > 0
+    # Every implementation saw the same stream, so the memory length is the same for all.
+    sweep = results["sweep"][0]["impls"]
+    assert sweep["ours"]["memory_length_max"] == sweep["1.0.0"]["memory_length_max"]
+
+
+def test_reference_against_itself_is_identical_on_every_step(tmp_path):
+    """Same inputs and same RNG state must give bit-identical outputs and state, with no resync needed."""
+    ours = run_tiny(tmp_path, "--ours-module", "reference:1.0.0")["configs"]["tiny"]["impls"]["ours"]
+    assert ours["identical"] == ours["compared"] == 6
+    assert ours["rng_mismatches"] == 0 and ours["differences"] == []
+
+
+def test_real_differences_are_reported_and_not_taken_for_near_ties(tmp_path):
+    """1.1.0 ranks without exp, so as "ours" it differs from 1.0.0 on this stream far from any near-tie."""
+    ours = run_tiny(tmp_path, "--ours-module", "reference:1.1.0")["configs"]["tiny"]["impls"]["ours"]
+    assert ours["unexplained"] > 0 and ours["near_ties"] == 0
+    assert ours["identical"] + ours["unexplained"] == ours["compared"]
+    assert all(gap > 1e-5 for record in ours["differences"] for gap in record["boundary_gaps"])
+    assert {"indices", "memories"} <= set(ours["differences"][0]["parts"])
+
+
+def test_boundary_gap_ignores_interchangeable_candidates():
+    scores = torch.tensor([[3.0, 2.0, 2.0 + 1e-9, 1.0], [3.0, 2.0, 2.0, 1.0]], dtype=torch.float64)
+    values = torch.tensor([[5, 6, 7, 8], [5, -1, -1, 8]])
+    gaps = boundary_gap(scores, values, k=2)
+    assert gaps[0] < 1e-8  # 6 and 7 nearly tie across the boundary
+    # The two -1 paddings tie exactly, but choosing either gives the same result: the gap is 3.0 vs 2.0.
+    assert math.isclose(gaps[1], 1 / 3)
+    assert torch.isinf(boundary_gap(scores, values, k=4)).all()
+
+
+def test_stream_keeps_distances_away_from_underflow_and_delta_sums_to_scale():
+    config = CONFIGS["tiny"]
+    data, logits = make_stream(config, 1, seed=0)[0]
+    assert data.shape == (config.batch_size, config.num_working, config.hidden_dim)
+    squared = torch.cdist(data[0], data[0]).pow(2)
+    off_diagonal = squared[~torch.eye(config.num_working, dtype=torch.bool)]
+    assert 4 < off_diagonal.mean() < 40
+    delta = lifespan_delta(logits, 5)
+    assert delta.shape == (config.batch_size, 5)
+    assert torch.allclose(delta.sum(dim=1), torch.full([config.batch_size], 5 * 8.0))
+
+
+def test_peak_from_memory_events_is_running_maximum_in_time_order():
+    assert peak_from_memory_events([(3, -4), (1, 4), (2, 2), (4, 1)]) == 6
+    assert peak_from_memory_events([(1, -8), (2, 4)]) == 0
+
+
+def test_measure_peak_on_cpu_sees_known_allocations():
+    def allocate():
+        first = torch.ones(1_000_000)  # 4 MB
+        second = torch.ones(500_000)  # 2 MB, both alive
+        del first
+        return second + 1  # 2 MB more, after 4 MB were freed
+
+    result, peak = measure_peak(allocate, torch.device("cpu"))
+    assert result.shape == (500_000,)
+    assert 6_000_000 <= peak < 6_100_000
+    assert tensor_bytes([result, None, torch.zeros(3, dtype=torch.int32)]) == 2_000_012
