@@ -1,0 +1,102 @@
+"""Language-modelling task: memory carried and reset along streams, evaluation over every token once, and a
+short training run of each tiny config through the real CLI."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiment.data.lm_stream import layout_single_stream
+from experiment.scripts import train as train_cli
+from experiment.tasks.language_modeling import LanguageModelingDataModule, build
+
+FIXTURES = Path(__file__).parent / "fixtures" / "lm"
+CONFIGS = Path(__file__).parents[2] / "experiment" / "configs" / "language_modeling"
+TINY_MODELS = ["memoria", "transformer_xl", "compressive", "gpt2"]
+# A few segments of the enwik8-format fixture, byte-level, with the smallest models.
+SHRINK = [
+    "data.dataset=bytes",
+    f"data.path={FIXTURES / 'enwik8_200'}",
+    "data.segment_length=16",
+    "data.batch_size=2",
+    "data.eval_batch_size=2",
+    "model.n_embd=16",
+    "model.n_layer=1",
+    "model.n_head=2",
+    "trainer.max_steps=2",
+    "trainer.max_time=null",
+    "trainer.limit_val_batches=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_model_summary=false",
+]
+
+
+def tiny_config(model: str, tmp_path: Path, *extra: str) -> dict:
+    return train_cli.load_config(
+        str(CONFIGS / f"tiny_{model}.json"), SHRINK + [f"output_dir={tmp_path / model}", *extra]
+    )
+
+
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_two_training_steps_through_the_cli(model, tmp_path):
+    metrics = train_cli.main(
+        ["--config", str(CONFIGS / f"tiny_{model}.json"), "--override", *SHRINK, f"output_dir={tmp_path}"]
+    )
+    # The test split of the fixture has 10 bytes: 9 predicted, each exactly once.
+    assert metrics["test/tokens"] == 9
+    assert math.isclose(metrics["test/bpc"], metrics["test/loss"] / math.log(2), rel_tol=1e-6)
+    assert 4.0 < metrics["test/bpc"] < 12.0  # near log2(256) = 8 after two steps
+    assert (tmp_path / "model" / "config.json").is_file()
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert "lm_memory" in checkpoint
+
+
+def test_memory_is_carried_along_the_stream_and_reset_periodically(tmp_path):
+    torch.manual_seed(0)
+    task, _ = build(tiny_config("transformer_xl", tmp_path, "memory_reset_period=3", "model.mem_len=40"))
+    layout = layout_single_stream([torch.randint(0, 256, (200,))], batch_size=2, segment_length=16)
+    lengths = []
+    for step in range(4):
+        task.forward_segment(layout.segment(step))
+        lengths.append(task.memory_state[0].size(1))
+    # Segment 0 starts the stream; the cache then grows segment by segment up to mem_len.
+    assert lengths == [16, 32, 40, 40]
+    task.forward_segment({**layout.segment(0), "reset": torch.tensor([True, False])})
+    assert task.memory_state[0].size(1) == 16  # a new stream in any row empties the memory
+    assert [step for step in range(10) if task.periodic_reset_due(step)] == [3, 6, 9]
+
+
+def test_eval_walks_every_token_once_and_restores_training_memory(tmp_path):
+    config = tiny_config("memoria", tmp_path)
+    task, data = build(config)
+    layout = data.layout("valid")
+    task.eval()
+    with torch.no_grad():
+        task.memory_state = "training memory"
+        task._start_eval()
+        for t in range(layout.num_segments):
+            task._eval_step(layout.segment(t))
+        task._trainer = None
+        task.log = lambda *args, **kwargs: None
+        metrics = task._end_eval("val")
+    assert metrics["val/tokens"] == layout.num_targets == 9
+    assert task.memory_state == "training memory"
+
+
+def test_data_module_caches_tokens(tmp_path):
+    config = {
+        "dataset": "pg19",
+        "path": str(FIXTURES / "pg19"),
+        "tokenizer": "bytes",
+        "segment_length": 8,
+        "batch_size": 2,
+        "cache_dir": str(tmp_path),
+    }
+    layout = LanguageModelingDataModule(config).layout("train")
+    assert len(list(tmp_path.glob("lm_tokens_train_*.pt"))) == 1
+    again = LanguageModelingDataModule(config).layout("train")
+    assert torch.equal(layout.inputs, again.inputs)
+    holds_targets = (layout.targets.view(2, -1, 8) != -100).any(dim=-1)
+    assert (layout.reset & holds_targets).sum() == 3  # three books start
