@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from experiment.data.lm_stream import layout_single_stream
+from experiment.scripts import eval as eval_cli
 from experiment.scripts import train as train_cli
 from experiment.tasks.language_modeling import LanguageModelingDataModule, build
 
@@ -51,6 +52,9 @@ def test_two_training_steps_through_the_cli(model, tmp_path):
     assert (tmp_path / "model" / "config.json").is_file()
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert "lm_memory" in checkpoint
+    config = train_cli.load_config(str(tmp_path / "config.json"))
+    again = eval_cli.evaluate(config, str(tmp_path / "checkpoints" / "last.ckpt"))
+    assert again["test/tokens"] == 9
 
 
 def test_memory_is_carried_along_the_stream_and_reset_periodically(tmp_path):
