@@ -1,0 +1,44 @@
+"""Abstractor: turns a segment's hidden states into a fixed number of working memories."""
+
+import torch
+import torch.nn as nn
+
+
+class Abstractor(nn.Module):
+    """Learned queries attend over a segment, then a linear feed-forward maps the result.
+
+    ``[Batch, N, HiddenDim] -> [Batch, NumMemories, HiddenDim]``. Parameter names match the published package, so
+    state dicts load in either direction.
+    """
+
+    def __init__(self, num_memories: int, hidden_dim: int, feedforward_dim: int) -> None:
+        """
+        Args:
+            num_memories: working memories produced per segment.
+            hidden_dim: hidden size of the input and of the memories.
+            feedforward_dim: inner size of the feed-forward.
+        """
+        super().__init__()
+        self.query_embeddings = nn.Parameter(torch.empty(1, num_memories, hidden_dim).normal_(std=0.02))
+        self.key_transform = nn.Linear(hidden_dim, hidden_dim)
+        self.value_transform = nn.Linear(hidden_dim, hidden_dim)
+        # No activation between the two layers: the published model uses none, and checkpoints depend on it.
+        self.feedforward = nn.Linear(hidden_dim, feedforward_dim)
+        self.output = nn.Linear(feedforward_dim, hidden_dim)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            hidden_states: segment states shaped [Batch, N, HiddenDim]
+        Returns:
+            memories shaped [Batch, NumMemories, HiddenDim]
+        """
+        if hidden_states.dim() != 3 or hidden_states.size(-1) != self.query_embeddings.size(-1):
+            raise ValueError(
+                f"hidden_states must be [Batch, N, {self.query_embeddings.size(-1)}], got {list(hidden_states.shape)}"
+            )
+        keys = self.key_transform(hidden_states)  # [B, N, D]
+        values = self.value_transform(hidden_states)  # [B, N, D]
+        scores = self.query_embeddings @ keys.transpose(-2, -1)  # [B, NumMemories, N]
+        attended = scores.softmax(dim=-1) @ values  # [B, NumMemories, D]
+        return self.output(self.feedforward(attended))

@@ -1,0 +1,104 @@
+"""Per-row status summaries of an engram memory (``EngramsInfo``), as the 1.1.0 ``status_summary`` gives them."""
+
+from typing import Any, Optional
+
+import torch
+
+from .types import EngramConnection, EngramInfo, EngramsInfo
+
+#: ``EngramType`` value -> name, for the live types (0 is NULL and never summarised).
+TYPE_NAMES = {1: "WORKING", 2: "SHORTTERM", 3: "LONGTERM"}
+
+
+def engrams_info_from_arrays(
+    ids: torch.Tensor,
+    types: torch.Tensor,
+    lifespan: torch.Tensor,
+    age: Optional[torch.Tensor],
+    counts: torch.Tensor,
+) -> EngramsInfo:
+    """Build one row's ``EngramsInfo`` from its live engrams.
+
+    Args:
+        ids: engram ids in memory-slot order, shaped [Live]
+        types: ``EngramType`` values (1-3) shaped [Live]
+        lifespan: lifespans shaped [Live], float32 (or float64 for hand-made histories)
+        age: ages shaped [Live], or None when age is not tracked
+        counts: induce counts among these engrams shaped [Live, Live]; the diagonal holds the fire counts
+    Returns:
+        the summary; edge weight ``counts[i, j] / counts[i, i]`` in float32, edges of weight > 0 between distinct ids
+    """
+    counts = counts.to("cpu", torch.int32)
+    fire_counts = counts.diagonal()
+    # The published package divides int32 by int32, i.e. in float32; doing the same keeps weights bit-equal.
+    weights = counts.float() / fire_counts.float().unsqueeze(1)  # [Live, Live]
+    ids = ids.cpu()
+    keep = (weights > 0) & (ids.unsqueeze(1) != ids.unsqueeze(0))  # [Live, Live]
+
+    id_list = ids.tolist()
+    sources, targets = keep.nonzero(as_tuple=True)  # row-major: outgoing edges grouped by source in slot order
+    edge_weights = weights[sources, targets].tolist()
+    edge_cofires = counts[sources, targets].tolist()
+    outgoing: list[list[EngramConnection]] = [[] for _ in id_list]
+    edges: dict[tuple[int, int], EngramConnection] = {}
+    for source, target, weight, cofire in zip(sources.tolist(), targets.tolist(), edge_weights, edge_cofires):
+        edge = EngramConnection(id_list[source], id_list[target], weight, cofire)
+        outgoing[source].append(edge)
+        edges[edge.source_id, edge.target_id] = edge
+
+    # Incoming edges of i list sources j in slot order, with weight[j, i] and (as the reference does) counts[i, j].
+    targets_t, sources_t = keep.t().nonzero(as_tuple=True)
+    in_weights = weights[sources_t, targets_t].tolist()
+    in_cofires = counts[targets_t, sources_t].tolist()
+    incoming: list[list[EngramConnection]] = [[] for _ in id_list]
+    for target, source, weight, cofire in zip(targets_t.tolist(), sources_t.tolist(), in_weights, in_cofires):
+        incoming[target].append(EngramConnection(id_list[source], id_list[target], weight, cofire))
+
+    type_list = types.tolist()
+    lifespan_list = lifespan.tolist()
+    age_list = age.tolist() if age is not None else [None] * len(id_list)
+    by_type: dict[int, list[int]] = {1: [], 2: [], 3: []}
+    engrams: dict[int, EngramInfo] = {}
+    for slot, (engram_id, type_value, fire_count) in enumerate(zip(id_list, type_list, fire_counts.tolist())):
+        by_type[type_value].append(engram_id)
+        engrams[engram_id] = EngramInfo(
+            id=engram_id,
+            type=TYPE_NAMES[type_value],
+            lifespan=lifespan_list[slot],
+            age=age_list[slot],
+            fire_count=fire_count,
+            outgoings=tuple(outgoing[slot]),
+            incoming=tuple(incoming[slot]),
+        )
+    return EngramsInfo(
+        engrams=engrams, edges=edges, working=tuple(by_type[1]), shortterm=tuple(by_type[2]), longterm=tuple(by_type[3])
+    )
+
+
+def status_summary(engrams: Any) -> list[EngramsInfo]:
+    """Summarise every batch row of an ``Engrams``-like object.
+
+    Args:
+        engrams: has ``data`` [B, M, D], ``induce_counts`` [B, M, M], ``engrams_types`` [B, M], ``lifespan`` [B, M],
+            ``age`` [B, M] or None, ``engram_ids`` [B, M], ``track_age`` and ``track_engram_id``
+    Returns:
+        one ``EngramsInfo`` per batch row; NULL slots are left out
+    """
+    if not engrams.track_engram_id or engrams.engram_ids is None:
+        raise ValueError("status_summary needs engram ids: build the memory with track_id=True (or keep_history=True)")
+    types = engrams.engrams_types.cpu()
+    summaries = []
+    for row in range(types.size(0)):
+        slots = (types[row] != 0).nonzero(as_tuple=True)[0]  # [Live]
+        counts = engrams.induce_counts[row].cpu()[slots][:, slots]  # [Live, Live]
+        age = engrams.age[row].cpu()[slots] if engrams.track_age else None
+        summaries.append(
+            engrams_info_from_arrays(
+                engrams.engram_ids[row].cpu()[slots],
+                types[row][slots],
+                engrams.lifespan[row].cpu()[slots],
+                age,
+                counts,
+            )
+        )
+    return summaries

@@ -1,0 +1,60 @@
+"""Abstractor: shapes, attention over input positions, init, and interchangeable state dicts with 1.1.0."""
+
+import pytest
+import torch
+
+from benchmarks.reference import load_reference
+from memoria.abstractor import Abstractor
+
+
+def test_shapes_and_parameter_names():
+    abstractor = Abstractor(num_memories=5, hidden_dim=16, feedforward_dim=24)
+    assert abstractor(torch.randn(3, 11, 16)).shape == (3, 5, 16)
+    assert abstractor.query_embeddings.shape == (1, 5, 16)
+    assert abstractor.feedforward.weight.shape == (24, 16) and abstractor.output.weight.shape == (16, 24)
+
+
+def test_query_init_std():
+    torch.manual_seed(0)
+    queries = Abstractor(num_memories=200, hidden_dim=100, feedforward_dim=4).query_embeddings
+    assert abs(queries.std().item() - 0.02) < 0.001 and abs(queries.mean().item()) < 0.001
+
+
+def test_softmax_is_over_input_positions():
+    abstractor = Abstractor(num_memories=2, hidden_dim=4, feedforward_dim=4)
+    with torch.no_grad():
+        # Identity feed-forward and values: the output is the attention-weighted mean of the inputs.
+        for layer in (abstractor.value_transform, abstractor.feedforward, abstractor.output):
+            layer.weight.copy_(torch.eye(4))
+            layer.bias.zero_()
+        abstractor.key_transform.weight.zero_()  # equal scores: a plain mean over positions
+        abstractor.key_transform.bias.zero_()
+    inputs = torch.tensor([[[1.0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 0, 6.0]]])
+    expected = inputs.mean(dim=1, keepdim=True).expand(1, 2, 4)
+    torch.testing.assert_close(abstractor(inputs), expected)
+
+
+def test_bad_input_is_rejected():
+    abstractor = Abstractor(num_memories=2, hidden_dim=4, feedforward_dim=4)
+    with pytest.raises(ValueError, match="hidden_states"):
+        abstractor(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="hidden_states"):
+        abstractor(torch.randn(1, 3, 5))
+
+
+@pytest.mark.parametrize("direction", ["theirs_to_ours", "ours_to_theirs"])
+def test_same_outputs_as_reference_with_same_state_dict(direction):
+    ref = load_reference("1.1.0")
+    torch.manual_seed(1)
+    theirs = ref.Abstractor(num_memories=4, hidden_dim=12, feedforward_dim=20)
+    torch.manual_seed(1)
+    ours = Abstractor(num_memories=4, hidden_dim=12, feedforward_dim=20)
+    # Same seed, same draws: initial parameters are equal too.
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    source, target = (theirs, ours) if direction == "theirs_to_ours" else (ours, theirs)
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.normal_()
+    target.load_state_dict(source.state_dict())
+    inputs = torch.randn(2, 7, 12)
+    assert torch.equal(ours(inputs), theirs(inputs))
