@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+# Tiny tensors gain nothing from threads, and on a shared CPU the thread pool spin-waits for cores.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
@@ -35,3 +38,45 @@ def tiny_memoria() -> dict:
 def tiny_xl() -> dict:
     """Transformer-XL config fields at test size."""
     return dict(vocab_size=21, n_embd=16, n_layer=2, n_head=2, mem_len=8, dropout=0.0, attn_dropout=0.0)
+
+
+def tiny_run_overrides(output_dir, data_dir) -> list[str]:
+    """Overrides that shrink any sorting config to a 2-step run on 40-symbol sequences, 32 wide (the paper-size
+    widths would spend the test budget writing checkpoints)."""
+    return [
+        "model.n_embd=32",
+        "model.n_head=2",
+        "trainer.log_every_n_steps=1",
+        f"output_dir={output_dir}",
+        f"data.dir={data_dir}",
+        "data.sequence_length=40",
+        'data.num_examples={"train": 4, "dev": 2, "test": 2}',
+        "segment_length=16",
+        "batch_size=2",
+        "eval_batch_size=2",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_model_summary=false",
+        "trainer.accelerator=cpu",
+        "progress_refresh_rate=0",
+    ]
+
+
+@pytest.fixture(scope="session")
+def sorting_data_dir(tmp_path_factory):
+    """A folder that the first tiny run fills with generated split files, shared by the later ones."""
+    return tmp_path_factory.mktemp("sorting_data")
+
+
+@pytest.fixture(scope="session")
+def tiny_memoria_run(tmp_path_factory, sorting_data_dir):
+    """Output folder of a 2-step training run of the tiny Memoria config through the real CLI."""
+    from experiment.scripts import train
+
+    output_dir = tmp_path_factory.mktemp("memoria_tiny_run")
+    config = "experiment/configs/sorting/memoria_tiny.json"
+    metrics = train.main(["--config", config, "--override", *tiny_run_overrides(output_dir, sorting_data_dir)])
+    return output_dir, metrics

@@ -1,0 +1,58 @@
+"""Evaluate a trained model on a split, from the same JSON config used for training.
+
+    python -m experiment.scripts.eval --config experiment/configs/sorting/memoria_tiny.json \\
+        --checkpoint runs/sorting/memoria_tiny/checkpoints/last.ckpt [--split test] [--override key=value ...]
+
+``--checkpoint`` takes a Lightning checkpoint (``.ckpt``, memory state included) or a ``save_pretrained``
+folder (``output_dir/model``). Prints the metrics as JSON and writes them to ``--output`` when given.
+"""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import lightning as L
+
+from experiment.scripts.train import build_task, load_config, make_trainer
+
+
+def evaluate(config: dict, checkpoint: str, split: str = "test") -> dict[str, float]:
+    """Metrics of ``checkpoint`` on ``split`` ("test" or "dev")."""
+    L.seed_everything(config.get("seed", 42), workers=True)
+    path = Path(checkpoint)
+    if path.is_dir():  # a save_pretrained folder: load the weights into the configured model
+        config = {**config, "model": {"model_type": config["model"]["model_type"], "pretrained": str(path)}}
+    task, data = build_task(config)
+    trainer = make_trainer(config, Path(config["output_dir"]), loggers=None)
+    ckpt_path = None if path.is_dir() else str(path)
+    if split == "test":
+        results = trainer.test(task, datamodule=data, ckpt_path=ckpt_path, weights_only=False)
+    elif split == "dev":
+        results = trainer.validate(task, datamodule=data, ckpt_path=ckpt_path, weights_only=False)
+    else:
+        raise ValueError(f"split must be 'test' or 'dev', got {split!r}")
+    return {key: float(value) for key, value in results[0].items()}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the JSON config the model was trained with")
+    parser.add_argument("--checkpoint", required=True, help="Lightning .ckpt file or save_pretrained folder")
+    parser.add_argument("--split", default="test", choices=["test", "dev"])
+    parser.add_argument("--output", type=Path, help="write the metrics here as JSON")
+    parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config entries to set")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
+    args = parse_args(argv)
+    metrics = evaluate(load_config(args.config, args.override), args.checkpoint, args.split)
+    print(json.dumps(metrics, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

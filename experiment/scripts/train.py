@@ -1,0 +1,143 @@
+"""Train a model on a task from a JSON config.
+
+    python -m experiment.scripts.train --config experiment/configs/sorting/memoria_tiny.json \\
+        [--override key.sub=value ...]
+
+The config's ``"task"`` names a module ``experiment.tasks.<task>`` exposing ``build(config) -> (LightningModule,
+LightningDataModule)``. ``--override`` sets any config entry by its dotted path; the value is read as JSON when
+it parses (numbers, true/false, null, lists, objects) and as a string otherwise.
+
+Writes to ``output_dir``: ``config.json`` (after overrides), CSV logs (``csv/``), TensorBoard logs
+(``tensorboard/``), Lightning checkpoints with the memory state (``checkpoints/``), the final model as
+``save_pretrained`` files (``model/``) and ``test_metrics.json``. wandb logging is added when the package is
+installed and the config's ``"wandb"`` section is not ``false``.
+
+Multi-GPU: set ``trainer.devices`` to the number of GPUs (``--override trainer.devices=8``); Lightning then uses
+DDP with ``find_unused_parameters`` (the memory layers are idle on an example's first segment). ``batch_size``
+is per process. ``"num_threads"`` caps torch's CPU threads (useful when several runs share a CPU).
+"""
+
+import argparse
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+
+def set_by_path(config: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """``set_by_path(c, "a.b", 1)`` sets ``c["a"]["b"] = 1``, creating missing sections."""
+    *sections, last = dotted_key.split(".")
+    node = config
+    for section in sections:
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"cannot set {dotted_key}: {section} is {child!r}, not a section")
+        node = child
+    node[last] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=3"`` -> ``("a.b", 3)``; the value is JSON when it parses, else a string."""
+    key, separator, raw = text.partition("=")
+    if not separator or not key:
+        raise ValueError(f"override {text!r} is not of the form key.path=value")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def load_config(path: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read a JSON config and apply ``key.path=value`` overrides in order."""
+    config = json.loads(Path(path).read_text())
+    for override in overrides:
+        set_by_path(config, *parse_override(override))
+    for required in ("task", "model", "output_dir"):
+        if required not in config:
+            raise ValueError(f"{path}: config has no {required!r} entry")
+    return config
+
+
+def build_task(config: dict[str, Any]) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """Import ``experiment.tasks.<config["task"]>`` and call its ``build(config)``."""
+    return importlib.import_module(f"experiment.tasks.{config['task']}").build(config)
+
+
+def make_loggers(config: dict[str, Any], output_dir: Path) -> list:
+    loggers = [CSVLogger(output_dir, name="csv"), TensorBoardLogger(output_dir, name="tensorboard")]
+    wandb_config = config.get("wandb", {})
+    if wandb_config is not False and importlib.util.find_spec("wandb") is not None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers.append(WandbLogger(save_dir=str(output_dir), **(wandb_config or {})))
+    return loggers
+
+
+def make_trainer(config: dict[str, Any], output_dir: Path, loggers: Optional[list] = None) -> L.Trainer:
+    """A Trainer from the config's ``"trainer"`` section (any ``lightning.Trainer`` argument)."""
+    arguments = {"accelerator": "auto", "devices": 1, "log_every_n_steps": 10, **config.get("trainer", {})}
+    devices = arguments["devices"]
+    if "strategy" not in arguments and (devices == -1 or (isinstance(devices, int) and devices > 1)):
+        arguments["strategy"] = "ddp_find_unused_parameters_true"
+    checkpoint = ModelCheckpoint(
+        dirpath=output_dir / "checkpoints",
+        filename="step{step}-accuracy{val/accuracy:.4f}",
+        auto_insert_metric_name=False,
+        monitor="val/accuracy",
+        mode="max",
+        save_last=True,
+    )
+    callbacks = [checkpoint, TQDMProgressBar(refresh_rate=config.get("progress_refresh_rate", 1))]
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return L.Trainer(
+        default_root_dir=output_dir, logger=loggers or False, callbacks=callbacks, deterministic=False, **arguments
+    )
+
+
+def train(config: dict[str, Any]) -> dict[str, float]:
+    """Fit, save the model, test the best checkpoint; returns the test metrics."""
+    output_dir = Path(config["output_dir"])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.json").write_text(json.dumps(config, indent=2))
+    L.seed_everything(config.get("seed", 42), workers=True)
+    if config.get("num_threads"):
+        torch.set_num_threads(config["num_threads"])  # several runs sharing a CPU: one thread each is faster
+    task, data = build_task(config)
+    trainer = make_trainer(config, output_dir, make_loggers(config, output_dir))
+    trainer.fit(task, datamodule=data)
+    if trainer.is_global_zero:
+        task.model.save_pretrained(output_dir / "model")
+    metrics: dict[str, float] = {}
+    if config.get("test_after_fit", True):
+        best = trainer.checkpoint_callback.best_model_path or None
+        results = trainer.test(task, datamodule=data, ckpt_path=best, weights_only=False)
+        metrics = {key: float(value) for key, value in results[0].items()} if results else {}
+        metrics["checkpoint"] = best
+        if trainer.is_global_zero:
+            (output_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--config", required=True, help="JSON config, e.g. experiment/configs/sorting/memoria_tiny.json"
+    )
+    parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config entries to set")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
+    args = parse_args(argv)
+    return train(load_config(args.config, args.override))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Pieces shared by every task: walking a long example segment by segment, and the Lightning module that
+trains a registered model on labelled tokens of such examples.
+
+A batch holds ``input_ids`` [Batch, Length] and ``labels`` [Batch, Length], the labels already shifted
+(``labels[t]`` is the token to predict at position ``t``; -100 where nothing is predicted). The example is cut
+into segments of ``segment_length`` tokens; the model carries its memory from one segment to the next through
+the keyword its registry entry names (``state_argument``) and is reset between examples (each batch holds
+whole examples, so memory is reset at the start of every batch).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from experiment.models import build_model, model_spec
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class SegmentStatistics:
+    """Sums over the labelled tokens of a batch: ``loss`` (cross-entropy sum, differentiable when trained),
+    ``correct`` (argmax hits), ``num_targets``, and ``exact`` (examples whose every labelled token is right)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    num_targets: torch.Tensor
+    exact: torch.Tensor
+
+
+def reset_model_memory(model: PreTrainedModel) -> None:
+    """Forget what the model remembered (a model with no memory is left alone)."""
+    if hasattr(model, "reset_memory"):
+        model.reset_memory()
+
+
+def run_segments(
+    model: PreTrainedModel, input_ids: torch.Tensor, labels: torch.Tensor, segment_length: int, train: bool
+) -> SegmentStatistics:
+    """Walk a batch of whole examples segment by segment, carrying memory, and sum the statistics.
+
+    Args:
+        input_ids: [Batch, Length]; labels: [Batch, Length], shifted, -100 where nothing is predicted.
+        segment_length: tokens per segment (the last segment may be shorter).
+        train: build the autograd graph for segments that hold labels. Segments without labels run under
+            ``no_grad`` either way: no loss reaches them, and the carried memory is detached.
+    """
+    if input_ids.shape != labels.shape:
+        raise ValueError(f"input_ids {list(input_ids.shape)} and labels {list(labels.shape)} differ in shape")
+    state_argument = model_spec(model).state_argument
+    reset_model_memory(model)
+    state: Optional[Any] = None
+    loss = torch.zeros((), device=input_ids.device)
+    correct = torch.zeros((), dtype=torch.long, device=input_ids.device)
+    wrong_per_example = torch.zeros(input_ids.size(0), dtype=torch.long, device=input_ids.device)
+    for start in range(0, input_ids.size(1), segment_length):
+        segment_labels = labels[:, start : start + segment_length]
+        labelled = segment_labels != IGNORE_INDEX
+        if state_argument is None and not labelled.any():
+            continue  # a model without memory gains nothing from reading this segment
+        extra = {} if state_argument is None else {state_argument: state}
+        with torch.set_grad_enabled(train and bool(labelled.any())):
+            output = model(input_ids[:, start : start + segment_length], **extra)
+        if state_argument is not None:
+            state = getattr(output, state_argument)
+        if labelled.any():
+            logits = output.logits.float()  # (B, S, V)
+            loss = loss + F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)),
+                segment_labels.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+            )
+            hits = (logits.argmax(-1) == segment_labels) & labelled
+            correct = correct + hits.sum()
+            wrong_per_example += (labelled & ~hits).sum(dim=1)
+    num_targets = (labels != IGNORE_INDEX).sum()
+    return SegmentStatistics(loss, correct, num_targets, (wrong_per_example == 0).sum())
+
+
+class SegmentedTask(L.LightningModule):
+    """Train and evaluate a registered model on labelled tokens of long examples walked in segments.
+
+    Args:
+        model_config: the config's ``"model"`` section (see :func:`experiment.models.build_model`).
+        segment_length: tokens per segment.
+        learning_rate, warmup_rate (fraction of all steps), weight_decay: AdamW with linear warm-up and decay.
+    Logged: ``{train,val,test}/loss`` (mean over labelled tokens), ``/accuracy`` (token accuracy over labelled
+    tokens) and ``/exact_match`` (fraction of examples with every labelled token right).
+    """
+
+    def __init__(
+        self,
+        model_config: dict[str, Any],
+        segment_length: int,
+        learning_rate: float = 2e-4,
+        warmup_rate: float = 0.06,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(model_config)
+        self.segment_length = segment_length
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        stats = run_segments(self.model, batch["input_ids"], batch["labels"], self.segment_length, stage == "train")
+        num_targets = stats.num_targets.clamp(min=1)
+        loss = stats.loss / num_targets
+        batch_size = batch["input_ids"].size(0)
+        log = dict(sync_dist=stage != "train", on_step=stage == "train", on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/loss", loss, batch_size=int(num_targets), **log)
+        self.log(f"{stage}/accuracy", stats.correct / num_targets, batch_size=int(num_targets), **log)
+        self.log(f"{stage}/exact_match", stats.exact / batch_size, batch_size=batch_size, **{**log, "prog_bar": False})
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for name, parameter in self.model.named_parameters():
+            (no_decay if parameter.dim() < 2 or "ln" in name else decay).append(parameter)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.learning_rate,
+        )
+        total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(total_steps * self.hparams.warmup_rate), total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The memory held at save time (the last batch's examples): lets a run be inspected or resumed exactly.
+        if hasattr(self.model, "memory_state_dict"):
+            checkpoint["memory_state"] = self.model.memory_state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "memory_state" in checkpoint and hasattr(self.model, "load_memory_state_dict"):
+            self.model.load_memory_state_dict(checkpoint["memory_state"])

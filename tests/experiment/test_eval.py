@@ -1,0 +1,31 @@
+import json
+
+import pytest
+from conftest import tiny_run_overrides
+
+from experiment.scripts import eval as eval_script
+
+
+def test_eval_of_checkpoint_and_of_saved_model_agree(tiny_memoria_run, sorting_data_dir, tmp_path):
+    output_dir, _ = tiny_memoria_run
+    config = "experiment/configs/sorting/memoria_tiny.json"
+    overrides = tiny_run_overrides(tmp_path, sorting_data_dir)
+    from_checkpoint = eval_script.main(
+        ["--config", config, "--checkpoint", str(output_dir / "checkpoints" / "last.ckpt"), "--override", *overrides]
+    )
+    out = tmp_path / "metrics.json"
+    from_model = eval_script.main(
+        ["--config", config, "--checkpoint", str(output_dir / "model"), "--output", str(out), "--override", *overrides]
+    )
+    assert from_checkpoint == pytest.approx(from_model)
+    assert json.loads(out.read_text()) == from_model
+    dev = eval_script.main(
+        ["--config", config, "--checkpoint", str(output_dir / "model"), "--split", "dev", "--override", *overrides]
+    )
+    assert set(dev) == {"val/loss", "val/accuracy", "val/exact_match"}
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit):
+        eval_script.main(["--help"])
+    assert "--checkpoint" in capsys.readouterr().out
