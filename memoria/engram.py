@@ -297,14 +297,9 @@ class Engrams:
         if indices.dim() != 2:
             raise ValueError(f"indices must be shaped [K] or [BatchSize, K], got {list(indices.shape)}")
         indices = indices.to(self.device).long()
-        null = indices < 0
-        safe = indices.clamp(min=0)
-        rows = gather_slots(self.induce_counts, indices, fill_value=-1)
-        induce_counts = rows.gather(2, safe.unsqueeze(1).expand(-1, indices.size(1), -1))
-        induce_counts.masked_fill_(null.unsqueeze(1), -1)
         return self._replace(
             data=gather_slots(self.data, indices, 0.0),
-            induce_counts=induce_counts,
+            induce_counts=pair_gather(self.induce_counts, indices),
             engrams_types=gather_slots(self.engrams_types, indices, EngramType.NULL.value),
             lifespan=gather_slots(self.lifespan, indices, -1.0),
             age=None if self.age is None else gather_slots(self.age, indices, -1),
@@ -323,7 +318,7 @@ class Engrams:
         for name, fill in fills.items():
             value = getattr(self, name)
             fields[name] = None if value is None else gather_slots(value, indices, fill)
-        fields["induce_counts"] = _compact_pairs(self.induce_counts, mask, indices)
+        fields["induce_counts"] = pair_gather(self.induce_counts, indices)
         return self._replace(**fields)
 
     @torch.no_grad()
@@ -390,21 +385,20 @@ class Engrams:
         return status_summary(self)
 
 
-def _compact_pairs(induce_counts: torch.Tensor, keep: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """The kept rows and columns of every row's count matrix, compacted with left padding (-1 on padded pairs).
+def pair_gather(
+    induce_counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """``induce_counts[b, rows[b, i], columns[b, j]]`` with -1 wherever a row or column index is -1.
 
     Args:
         induce_counts: [BatchSize, MemoryLength, MemoryLength].
-        keep: bool [BatchSize, MemoryLength].
-        indices: [BatchSize, K], ``indices_with_mask(keep)``.
+        rows: [BatchSize, R] indices, -1 for null.
+        columns: [BatchSize, C] indices, -1 for null (defaults to ``rows``).
     Returns:
-        [BatchSize, K, K].
+        [BatchSize, R, C].
     """
-    # masked_select walks the kept pairs in row-major order, which is also the row-major order of their new places,
-    # so one streaming select plus one streaming scatter move every kept count without a per-element index.
-    batch_size, width = indices.shape
-    valid = indices >= 0
-    kept_values = induce_counts.masked_select(keep.unsqueeze(2) & keep.unsqueeze(1))
-    out = torch.full((batch_size, width, width), -1, dtype=induce_counts.dtype, device=induce_counts.device)
-    out.masked_scatter_(valid.unsqueeze(2) & valid.unsqueeze(1), kept_values)
-    return out
+    columns = rows if columns is None else columns
+    # whole rows are contiguous, so take them first; the column pick then runs over R rows instead of MemoryLength
+    picked = gather_slots(induce_counts, rows, fill_value=-1)
+    picked = picked.gather(2, columns.clamp(min=0).unsqueeze(1).expand(-1, rows.size(1), -1))
+    return picked.masked_fill_((columns < 0).unsqueeze(1), -1)

@@ -5,7 +5,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
-from .engram import Engrams, EngramType
+from .engram import Engrams, EngramType, pair_gather
 from .utils import gather_slots, indices_with_mask, super_unique
 
 
@@ -210,17 +210,25 @@ class Memoria:
 
         current = self.engrams.get_local_indices_from_global_indices(ltm_mask, initial_ltm)
         last = num_ltm - 1
-        # [BatchSize, NumLTM, NumLTM]: co-firing counts among LTM engrams, -1 on pairs with padding
-        ltm_counts = gather_slots(self.engrams.induce_counts, ltm_indices, fill_value=-1)
-        ltm_counts = ltm_counts.gather(2, ltm_indices.clamp(min=0).unsqueeze(1).expand(-1, num_ltm, -1))
-        ltm_counts.masked_fill_((ltm_indices < 0).unsqueeze(1), -1)
+        # the walk reads one LTM row per start engram and depth; take the whole LTM sub-matrix only when that is cheaper
+        if current.size(1) * self.ltm_search_depth >= num_ltm:
+            ltm_counts = pair_gather(self.engrams.induce_counts, ltm_indices)
+
+            def read_rows(local: torch.Tensor) -> torch.Tensor:
+                return gather_slots(ltm_counts, local)
+
+        else:
+
+            def read_rows(local: torch.Tensor) -> torch.Tensor:
+                return pair_gather(self.engrams.induce_counts, ltm_indices.gather(1, local), ltm_indices)
 
         visited = ltm_indices < 0
         # quirk R3: a -1 entry stands for the last LTM slot, both when marking and when reading its row
         visited.scatter_(1, torch.where(current < 0, last, current), True)
         found = [current]
         for _ in range(self.ltm_search_depth):
-            rows = gather_slots(ltm_counts, torch.where(current < 0, last, current))
+            # [BatchSize, NumStart, NumLTM]
+            rows = read_rows(torch.where(current < 0, last, current))
             rows.masked_fill_(visited.unsqueeze(1), -1)
             step = rows.argmax(dim=2)
             current = step.masked_fill(visited.gather(1, step), -1)
