@@ -10,6 +10,7 @@ import torch
 
 from experiment.data.lm_stream import layout_single_stream
 from experiment.scripts import eval as eval_cli
+from experiment.scripts import lm_table
 from experiment.scripts import train as train_cli
 from experiment.tasks.language_modeling import LanguageModelingDataModule, build
 
@@ -55,6 +56,8 @@ def test_two_training_steps_through_the_cli(model, tmp_path):
     config = train_cli.load_config(str(tmp_path / "config.json"))
     again = eval_cli.evaluate(config, str(tmp_path / "checkpoints" / "last.ckpt"))
     assert again["test/tokens"] == 9
+    row = lm_table.table([tmp_path]).splitlines()[-1]
+    assert row.startswith(f"| {config['model']['model_type']} | tiny_{model} | 2 | 9 |")
 
 
 def test_memory_is_carried_along_the_stream_and_reset_periodically(tmp_path):
