@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput
 
 from experiment.models import register_model
 from experiment.models.memory_blocks import MemoryBlock, lifespan_delta
+from experiment.models.memory_state import load_memory_state_dict, memory_state_dict
 from memoria import Abstractor, Memoria
 
 
@@ -208,7 +209,26 @@ def classification_loss(logits: torch.Tensor, labels: Optional[torch.Tensor]) ->
     return None if labels is None else F.cross_entropy(logits, labels)
 
 
-class MemoriaBertForSequenceClassification(MemoriaBertPreTrainedModel):
+class MemoryHolderMixin:
+    """Memory verbs of a classifier whose encoder (``self.encoder_with_memory``) holds the ``Memoria``."""
+
+    @property
+    def memoria(self) -> Memoria:
+        return self.encoder_with_memory.memoria
+
+    def reset_memory(self) -> None:
+        """Forgets every stored memory (call between batches of documents)."""
+        self.encoder_with_memory.reset_memory()
+
+    def memory_state_dict(self) -> dict:
+        """The memory state, for checkpoints."""
+        return memory_state_dict(self.memoria)
+
+    def load_memory_state_dict(self, state: dict) -> None:
+        load_memory_state_dict(self.memoria, state)
+
+
+class MemoriaBertForSequenceClassification(MemoryHolderMixin, MemoriaBertPreTrainedModel):
     """Memoria BERT with BERT's pooled-[CLS] classifier. Call once per segment; the memory carries over."""
 
     def __init__(self, config: MemoriaBertConfig) -> None:
@@ -221,12 +241,8 @@ class MemoriaBertForSequenceClassification(MemoriaBertPreTrainedModel):
         self.post_init()
 
     @property
-    def memoria(self) -> Memoria:
-        return self.bert.memoria
-
-    def reset_memory(self) -> None:
-        """Forgets every stored memory (call between batches of documents)."""
-        self.bert.reset_memory()
+    def encoder_with_memory(self) -> MemoriaBertModel:
+        return self.bert
 
     def forward(
         self,

@@ -25,9 +25,10 @@ from experiment.models.memoria_bert import (
     MemoriaEncoderMixin,
     MemoriaEncoderOutput,
     MemoriaSequenceClassifierOutput,
+    MemoryHolderMixin,
     classification_loss,
 )
-from memoria import Abstractor, Memoria
+from memoria import Abstractor
 
 
 @strict
@@ -84,7 +85,7 @@ class MemoriaRobertaModel(MemoriaEncoderMixin, MemoriaRobertaPreTrainedModel):
         return MemoriaEncoderOutput(hidden, None, working, indices, delta)
 
 
-class MemoriaRobertaForSequenceClassification(MemoriaRobertaPreTrainedModel):
+class MemoriaRobertaForSequenceClassification(MemoryHolderMixin, MemoriaRobertaPreTrainedModel):
     """Memoria RoBERTa with RoBERTa's ``<s>``-token classifier. Call once per segment; the memory carries over."""
 
     def __init__(self, config: MemoriaRobertaConfig) -> None:
@@ -95,12 +96,8 @@ class MemoriaRobertaForSequenceClassification(MemoriaRobertaPreTrainedModel):
         self.post_init()
 
     @property
-    def memoria(self) -> Memoria:
-        return self.roberta.memoria
-
-    def reset_memory(self) -> None:
-        """Forgets every stored memory (call between batches of documents)."""
-        self.roberta.reset_memory()
+    def encoder_with_memory(self) -> MemoriaRobertaModel:
+        return self.roberta
 
     def forward(
         self,
