@@ -6,8 +6,9 @@ fed to every implementation with the same inputs and the same global RNG state b
 indices, the returned memories and the whole engram state are compared with 1.0.0's; a difference is
 checked for a near-tie in float64 (SPEC §7) and the implementation is resynchronised to 1.0.0's state.
 
-Steps: ``warmup`` steps (ours and 1.0.0; 1.1.0 then starts from 1.0.0's state), ``steps`` timed steps
-(all three; the median is reported), ``probes`` steps measuring peak memory (and CUDA syncs), untimed.
+Steps: ``warmup`` untimed steps (ours alone, or ours and 1.0.0 with ``--compare-warmup``; the references
+then start from a copy of that state), ``steps`` timed steps (all three; the median is reported), then
+``probes`` untimed steps measuring peak memory (and CUDA syncs). Every step after the warm-up is compared.
 
     python -m benchmarks.benchmark                      # every configuration, CPU
     python -m benchmarks.benchmark --quick              # reduced run, under a minute
@@ -252,9 +253,13 @@ def run_step(
 
     if probe:
         # Memory and sync probes are not timed: the profiler and sync-debug mode slow the step down.
+        # No synchronize() inside the counted calls: it would count as a sync itself.
         def whole_step():
-            add()
-            return count_syncs(lambda: step_after_add(remind, adjust, logits, device), device)
+            memoria.add_working_memory(data)
+            (memories, indices), remind_syncs = count_syncs(memoria.remind, device)
+            delta = lifespan_delta(logits, indices.size(1)).to(device)  # the caller's copy, not counted
+            _, adjust_syncs = count_syncs(lambda: memoria.adjust_lifespan_and_memories(indices, delta), device)
+            return (memories, indices), remind_syncs + adjust_syncs
 
         ((memories, indices), syncs), peak = measure_peak(whole_step, device)
         stats.step_peak_bytes.append(peak)
@@ -284,12 +289,6 @@ def run_step(
             stats.phase_seconds[phase].append(seconds)
         stats.memory_lengths.append(memory_length)
     return StepOutput(indices.cpu(), memories.cpu(), get_rng(device))
-
-
-def step_after_add(remind, adjust, logits: torch.Tensor, device: torch.device):
-    memories, indices = remind()
-    adjust(indices, lifespan_delta(logits, indices.size(1)).to(device))
-    return memories, indices
 
 
 # ------------------------------------------------------------------------------------ compare, resync
@@ -445,9 +444,14 @@ def run_config(
     steps: int,
     probes: int,
     seed: int,
+    compare_warmup: bool = False,
     log=print,
 ) -> Dict[str, Any]:
-    """Feed one stream to every implementation in ``modules`` (``1.0.0`` must be among them if any reference is)."""
+    """Feed one stream to every implementation in ``modules`` (``1.0.0`` must be among them if any reference is).
+
+    The warm-up runs ours alone (with 1.0.0 too if ``compare_warmup``); the references then start from
+    a copy of that state, and every later step is run by all and compared.
+    """
     impls = {name: Impl(name, module, config, ImplStats(name)) for name, module in modules.items()}
     reference = impls.get(REF_100)
     others = [impl for name, impl in impls.items() if name != REF_100]
@@ -458,14 +462,21 @@ def run_config(
     total = warmup + steps + probes
     stream = make_stream(config, total, seed)
     started = time.perf_counter()
+    ours = impls[OURS]
     for step, (data, logits) in enumerate(stream):
         timed, probe = warmup <= step < warmup + steps, step >= warmup + steps
-        if step == warmup and REF_110 in impls and reference is not None:
-            resync(impls[REF_110], reference)  # 1.1.0 sits out the warm-up and starts from 1.0.0's state
-        active = [impl for impl in others if impl.name != REF_110 or step >= warmup]
+        if step == warmup and reference is not None:
+            # References that sat out the warm-up start from a copy of the state it produced.
+            if not compare_warmup:
+                resync(reference, ours)
+            if REF_110 in impls:
+                resync(impls[REF_110], reference)
+        in_warmup = step < warmup
+        run_reference = reference is not None and (compare_warmup or not in_warmup)
+        active = [impl for impl in others if impl is ours or not in_warmup]
         rng = get_rng(device)
         ref_out, before_step = None, None
-        if reference is not None:
+        if run_reference:
             # Kept for the near-tie replay; copied outside any timer or memory probe.
             before_step = clone_engrams(reference.module, reference.memoria.engrams)
             ref_out = run_step(reference, data, logits, device, timed, probe)
@@ -476,23 +487,33 @@ def run_config(
             outs[impl.name] = run_step(impl, data, logits, device, timed, probe)
             rng_after = rng_after or outs[impl.name].rng_after
         set_rng(rng_after, device)
-        if reference is None:
-            continue
-        near_tie_cache: Dict[str, torch.Tensor] = {}
-        for impl in active:
-            check = impl.name != REF_110  # 1.1.0 differs by design (it ranks without exp)
-            record_comparison(
-                impl, reference, outs[impl.name], ref_out, step, check, near_tie_cache, before_step, data, rng, device
-            )
-        set_rng(rng_after, device)
+        if run_reference:
+            near_tie_cache: Dict[str, torch.Tensor] = {}
+            for impl in active:
+                check = impl.name != REF_110  # 1.1.0 differs by design (it ranks without exp)
+                record_comparison(
+                    impl,
+                    reference,
+                    outs[impl.name],
+                    ref_out,
+                    step,
+                    check,
+                    near_tie_cache,
+                    before_step,
+                    data,
+                    rng,
+                    device,
+                )
+            set_rng(rng_after, device)
         if (step + 1) % 10 == 0 or step + 1 == total:
             log(
-                f"  [{config.name}] step {step + 1}/{total}, M={reference.memoria.engrams.memory_length}, "
+                f"  [{config.name}] step {step + 1}/{total}, M={ours.memoria.engrams.memory_length}, "
                 f"{time.perf_counter() - started:.0f}s"
             )
     return dict(
         config=asdict(config),
         warmup=warmup,
+        compare_warmup=compare_warmup,
         steps=steps,
         probes=probes,
         device=str(device),
@@ -636,8 +657,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="a few steps per configuration and a small sweep")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: STM full + 20)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 10, quick 2)")
-    parser.add_argument("--probes", type=int, default=None, help="memory / sync probe steps (default 2, quick 1)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 8, quick 2)")
+    parser.add_argument("--probes", type=int, default=None, help="memory / sync probe steps (default 1)")
+    parser.add_argument(
+        "--compare-warmup", action="store_true", help="run and compare 1.0.0 in the warm-up too (implied by --quick)"
+    )
     parser.add_argument("--sweep", default=None, help="comma list of stm_capacity values for the sweep")
     parser.add_argument("--ref-limit", type=int, default=800, help="largest sweep stm_capacity the references run")
     parser.add_argument("--ours-module", default="memoria", help="module of ours, or reference:VERSION as a stand-in")
@@ -650,13 +674,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
     device = torch.device(args.device)
-    steps = args.steps if args.steps is not None else (2 if args.quick else 10)
-    probes = args.probes if args.probes is not None else (1 if args.quick else 2)
+    steps = args.steps if args.steps is not None else (2 if args.quick else 8)
+    probes = args.probes if args.probes is not None else 1
     if args.sweep:
         capacities = tuple(int(value) for value in args.sweep.split(","))
     else:
         capacities = QUICK_SWEEP_CAPACITIES if args.quick else SWEEP_CAPACITIES
 
+    compare_warmup = args.compare_warmup or args.quick
     ours = load_module(args.ours_module)
     references = {} if args.no_references else {REF_110: load_reference("1.1.0"), REF_100: load_reference("1.0.0")}
     names = [name.strip() for name in args.configs.split(",") if name.strip()]
@@ -678,13 +703,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             for capacity in capacities:
                 config = replace(CONFIGS["gpt2"], name=f"sweep-{capacity}", stm_capacity=capacity)
                 modules = {OURS: ours, **(references if capacity <= args.ref_limit else {})}
-                result = run_config(config, modules, device, warmup_for(config), steps, probes, args.seed)
+                result = run_config(
+                    config, modules, device, warmup_for(config), steps, probes, args.seed, compare_warmup
+                )
                 output["sweep"].append(result)
             print(sweep_table(output["sweep"]))
             continue
         config = CONFIGS[name]
         print(f"\n## {name}: {config}")
-        result = run_config(config, {OURS: ours, **references}, device, warmup_for(config), steps, probes, args.seed)
+        modules = {OURS: ours, **references}
+        result = run_config(config, modules, device, warmup_for(config), steps, probes, args.seed, compare_warmup)
         output["configs"][name] = result
         print(config_table(result))
     if args.json:

@@ -62,6 +62,16 @@ def test_real_differences_are_reported_and_not_taken_for_near_ties(tmp_path):
     assert {"indices", "memories"} <= set(ours["differences"][0]["parts"])
 
 
+def test_references_join_after_warmup_from_ours_state(tmp_path):
+    path = tmp_path / "results.json"
+    main(["--configs", "tiny", "--warmup", "4", "--steps", "2", "--probes", "1", "--json", str(path)])
+    result = json.loads(path.read_text())["configs"]["tiny"]
+    assert result["compare_warmup"] is False
+    ours, ref_100 = result["impls"]["ours"], result["impls"]["1.0.0"]
+    assert ours["compared"] == 3 and ours["unexplained"] == 0
+    assert ours["memory_length_min"] == ref_100["memory_length_min"] > 4
+
+
 def test_boundary_gap_ignores_interchangeable_candidates():
     scores = torch.tensor([[3.0, 2.0, 2.0 + 1e-9, 1.0], [3.0, 2.0, 2.0, 1.0]], dtype=torch.float64)
     values = torch.tensor([[5, 6, 7, 8], [5, -1, -1, 8]])
