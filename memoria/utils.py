@@ -67,9 +67,10 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
         tensor shaped [BatchSize, K, *Rest].
     """
     null = indices < 0
-    flat_rows = indices.clamp(min=0) + torch.arange(indices.size(0), device=indices.device).unsqueeze(1) * values.size(
-        1
-    )
-    picked = values.reshape(-1, *values.shape[2:]).index_select(0, flat_rows.reshape(-1))
-    picked = picked.view(*indices.shape, *values.shape[2:])
+    shape = (*indices.shape, *values.shape[2:])
+    if values.size(1) == 0:
+        return values.new_full(shape, fill_value)
+    batch_offset = torch.arange(indices.size(0), device=indices.device).unsqueeze(1) * values.size(1)
+    flat_rows = indices.clamp(min=0) + batch_offset
+    picked = values.flatten(0, 1).index_select(0, flat_rows.flatten()).view(shape)
     return picked.masked_fill_(null.view(*null.shape, *([1] * (values.dim() - 2))), fill_value)

@@ -1,0 +1,174 @@
+import pytest
+import torch
+
+from memoria import Engrams, EngramType
+
+
+def make(types, lifespan=None, counts=None, hidden=2):
+    """Engrams from a nested list of type values, one row per batch element."""
+    types = torch.tensor(types, dtype=torch.uint8)
+    batch, length = types.shape
+    data = torch.arange(batch * length * hidden, dtype=torch.float32).view(batch, length, hidden)
+    lifespan = torch.ones(batch, length) if lifespan is None else torch.tensor(lifespan, dtype=torch.float32)
+    counts = torch.zeros(batch, length, length, dtype=torch.int32) if counts is None else torch.tensor(counts)
+    return Engrams(data, counts, types, lifespan, track_age=True, track_engram_id=True)
+
+
+def test_new_engrams_defaults():
+    e = Engrams(torch.rand(2, 3, 4), lifespan=5, engram_ids=10, track_age=True, track_engram_id=True)
+    assert (e.batch_size, e.memory_length, e.hidden_dim, len(e)) == (2, 3, 4, 6)
+    assert e.engrams_types.dtype == torch.uint8 and (e.engrams_types == EngramType.WORKING.value).all()
+    assert e.lifespan.tolist() == [[5.0] * 3] * 2
+    assert e.induce_counts.dtype == torch.int32 and not e.induce_counts.any()
+    assert e.age.tolist() == [[0] * 3] * 2
+    assert e.engram_ids.tolist() == [[10, 11, 12]] * 2
+    plain = Engrams(torch.rand(1, 2, 3))
+    assert plain.age is None and plain.engram_ids is None
+
+
+def test_data_is_detached_float32():
+    source = torch.rand(1, 2, 3, dtype=torch.float64, requires_grad=True)
+    e = Engrams(source)
+    assert e.data.dtype == torch.float32 and not e.data.requires_grad
+
+
+def test_empty_and_shape_checks():
+    e = Engrams.empty()
+    assert (e.batch_size, e.memory_length, e.hidden_dim, len(e)) == (0, 0, 0, 0)
+    with pytest.raises(ValueError, match="lifespan"):
+        Engrams(torch.rand(1, 2, 3), lifespan=torch.ones(1, 3))
+    with pytest.raises(ValueError, match="HiddenDim"):
+        Engrams(torch.rand(2, 3))
+
+
+def test_equality_compares_every_field_and_flag():
+    a = make([[1, 2]])
+    assert a == a.clone()
+    b = a.clone()
+    b.lifespan[0, 1] = 9
+    assert a != b
+    c = a.clone()
+    c.engram_ids[0, 0] = 7
+    assert a != c
+    untracked = Engrams(a.data, a.induce_counts, a.engrams_types, a.lifespan)
+    assert a != untracked
+
+
+def test_concatenation_is_block_diagonal_and_empty_returns_other():
+    a = make([[1, 2]], counts=[[[2, 1], [1, 3]]])
+    b = make([[1]], counts=[[[4]]])
+    c = a + b
+    assert c.memory_length == 3
+    assert c.induce_counts.tolist() == [[[2, 1, 0], [1, 3, 0], [0, 0, 4]]]
+    assert c.engrams_types.tolist() == [[1, 2, 1]]
+    assert torch.equal(c.data[:, :2], a.data) and torch.equal(c.data[:, 2:], b.data)
+    assert (Engrams.empty() + a) is a and (a + Engrams.empty()) is a
+
+
+def test_concatenation_with_different_tracking_warns_and_drops_it():
+    a = make([[1]])
+    b = Engrams(torch.rand(1, 1, 2))
+    with pytest.warns(UserWarning):
+        c = a + b
+    assert c.age is None and c.engram_ids is None
+
+
+def test_iteration_yields_single_rows():
+    e = make([[1, 2], [3, 0]])
+    rows = list(e)
+    assert len(rows) == 2 and all(r.batch_size == 1 for r in rows)
+    assert rows[1].engrams_types.tolist() == [[3, 0]]
+
+
+def test_type_masks_and_fire_count():
+    e = make([[0, 1, 2, 3]], counts=[[[-1, -1, -1, -1], [-1, 5, 1, 0], [-1, 1, 2, 0], [-1, 0, 0, 7]]])
+    assert e.working_memory_mask.tolist() == [[False, True, False, False]]
+    assert e.shortterm_memory_mask.tolist() == [[False, False, True, False]]
+    assert e.longterm_memory_mask.tolist() == [[False, False, False, True]]
+    assert e.fire_count.tolist() == [[-1, 5, 2, 7]]
+    e.fire_count = torch.tensor([[0, 1, 2, 3]])
+    assert e.induce_counts.diagonal(dim1=1, dim2=2).tolist() == [[0, 1, 2, 3]]
+    assert e.induce_counts[0, 1, 2] == 1
+
+
+def test_get_working_shortterm_longterm_memory():
+    e = make([[1, 2, 1, 3], [2, 2, 3, 1]])
+    wm, wm_indices = e.get_working_memory()
+    assert wm_indices.tolist() == [[0, 2], [-1, 3]]
+    assert wm.engrams_types.tolist() == [[1, 1], [0, 1]]
+    assert wm.lifespan.tolist() == [[1.0, 1.0], [-1.0, 1.0]]
+    assert wm.data[1, 0].tolist() == [0.0, 0.0]
+    _, stm_indices = e.get_shortterm_memory()
+    assert stm_indices.tolist() == [[-1, 1], [0, 1]]
+    _, ltm_indices = e.get_longterm_memory()
+    assert ltm_indices.tolist() == [[3], [2]]
+
+
+def test_select_one_and_two_dimensional():
+    counts = [[[1, 2, 3], [2, 4, 5], [3, 5, 6]]]
+    e = make([[1, 2, 3]], counts=counts)
+    same = e.select(torch.tensor([2, 0]))
+    assert same.induce_counts.tolist() == [[[6, 3], [3, 1]]]
+    per_row = e.select(torch.tensor([[-1, 2, 1]]))
+    assert per_row.induce_counts.tolist() == [[[-1, -1, -1], [-1, 6, 5], [-1, 5, 4]]]
+    assert per_row.engrams_types.tolist() == [[0, 3, 2]]
+    assert per_row.lifespan.tolist() == [[-1.0, 1.0, 1.0]]
+    assert per_row.age.tolist() == [[-1, 0, 0]] and per_row.engram_ids.tolist() == [[-1, 2, 1]]
+    with pytest.raises(ValueError):
+        e.select(torch.zeros(1, 1, 1, dtype=torch.long))
+
+
+def test_mask_select_compacts_with_left_padding():
+    counts = torch.arange(2 * 9, dtype=torch.int32).view(2, 3, 3)
+    e = make([[1, 2, 3], [1, 2, 3]], counts=counts.tolist())
+    kept = e.mask_select(torch.tensor([[True, False, True], [False, True, False]]))
+    assert kept.engrams_types.tolist() == [[1, 3], [0, 2]]
+    assert kept.induce_counts[0].tolist() == [[0, 2], [6, 8]]
+    assert kept.induce_counts[1].tolist() == [[-1, -1], [-1, 13]]
+    assert kept.engram_ids.tolist() == [[0, 2], [-1, 1]]
+
+
+def test_local_indices_from_global_indices():
+    e = make([[3, 2, 3, 3], [2, 3, 2, 2]])
+    ltm = e.longterm_memory_mask
+    # row 0: LTM list [0, 2, 3]; row 1: LTM list [-1, -1, 1] (left padding)
+    local = e.get_local_indices_from_global_indices(ltm, torch.tensor([[3, -1, 1], [1, 0, -1]]))
+    assert local.tolist() == [[2], [2]]
+    local = e.get_local_indices_from_global_indices(ltm, torch.tensor([[3, 0], [2, -1]]))
+    # row 1: global 2 is not long-term and -1 is ignored, so nothing is found there
+    assert local.tolist() == [[0, 2], [-1, -1]]
+
+
+def test_fire_together_wire_together_counts_each_distinct_pair_once():
+    e = make([[1, 1, 1, 1]])
+    e.fire_together_wire_together(torch.tensor([[2, 0, -1, 2, 0]]))
+    expected = torch.zeros(4, 4, dtype=torch.int32)
+    expected[0, 0] = expected[0, 2] = expected[2, 0] = expected[2, 2] = 1
+    assert torch.equal(e.induce_counts[0], expected)
+    e.fire_together_wire_together(torch.tensor([[-1, -1]]))
+    assert torch.equal(e.induce_counts[0], expected)
+
+
+def test_extend_decrease_lifespan_and_age():
+    e = make([[1, 1, 1]], lifespan=[[1.0, 2.0, 3.0]])
+    e.extend_lifespan(torch.tensor([[2, -1, 0, 2]]), torch.tensor([[0.5, 9.0, 1.0, 0.25]]))
+    # -1 skipped, a repeated index receives both amounts
+    assert e.lifespan.tolist() == [[2.0, 2.0, 3.75]]
+    e.decrease_lifespan()
+    e.increase_age()
+    assert e.lifespan.tolist() == [[1.0, 1.0, 2.75]] and e.age.tolist() == [[1, 1, 1]]
+
+
+def test_delete_removes_and_compacts():
+    e = make([[1, 2, 3], [1, 2, 3]])
+    e.delete(torch.tensor([[1, -1], [0, 2]]))
+    assert e.engrams_types.tolist() == [[1, 3], [0, 2]]
+    assert e.memory_length == 2
+
+
+def test_to_and_clone_are_copies():
+    e = make([[1, 2]])
+    c = e.clone()
+    c.lifespan += 1
+    assert e.lifespan.tolist() == [[1.0, 1.0]]
+    assert e.to("cpu") is e

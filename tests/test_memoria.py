@@ -1,0 +1,227 @@
+import pytest
+import torch
+
+from memoria import Engrams, EngramType, Memoria
+
+W, S, L, N = EngramType.WORKING.value, EngramType.SHORTTERM.value, EngramType.LONGTERM.value, EngramType.NULL.value
+
+
+def memory(**overrides) -> Memoria:
+    config = dict(num_reminded_stm=2, stm_capacity=4, ltm_search_depth=2, initial_lifespan=3, num_final_ltms=4)
+    config.update(overrides)
+    return Memoria(**config)
+
+
+def state(types, counts, data, lifespan=None) -> Engrams:
+    types = torch.tensor(types, dtype=torch.uint8)
+    lifespan = torch.full(types.shape, 5.0) if lifespan is None else torch.tensor(lifespan)
+    counts = torch.tensor(counts, dtype=torch.int32)
+    counts = counts.unsqueeze(0) if counts.dim() == 2 else counts
+    return Engrams(torch.tensor(data, dtype=torch.float32), counts, types, lifespan)
+
+
+def symmetric(size, pairs):
+    counts = torch.zeros(size, size, dtype=torch.int32)
+    for (i, j), value in pairs.items():
+        counts[i, j] = counts[j, i] = value
+    return counts.tolist()
+
+
+def test_constructor_flags_and_history_warning():
+    with pytest.warns(UserWarning, match="keep_history"):
+        m = memory(keep_history=True)
+    assert m.track_id and m.track_age
+    with pytest.raises(ValueError, match="stm_capacity"):
+        memory(stm_capacity=-1)
+
+
+def test_add_working_memory_ids_timestep_and_reset():
+    m = memory(track_id=True, track_age=True)
+    m.add_working_memory(torch.rand(2, 3, 4))
+    m.add_working_memory(torch.rand(2, 2, 4))
+    assert m.timestep == 2 and m.next_engram_id == 5
+    assert m.engrams.engram_ids.tolist() == [[0, 1, 2, 3, 4]] * 2
+    assert (m.engrams.engrams_types == W).all() and (m.engrams.lifespan == 3).all()
+    m.reset_memory()
+    assert (m.timestep, m.next_engram_id, len(m.engrams), m.history) == (0, 0, 0, None)
+
+
+def test_remind_on_empty_memory_returns_empty_tensors():
+    memories, indices = memory().remind()
+    assert memories.shape == (0, 0, 0) and indices.shape == (0, 0)
+
+
+def test_shortterm_reminding_picks_the_nearest_and_keeps_positions():
+    m = memory(num_reminded_stm=1, ltm_search_depth=0, num_final_ltms=0)
+    data = [[[5.0], [0.9], [3.0], [1.0]]]
+    m.engrams = state([[S, S, S, W]], symmetric(4, {}), data)
+    _, indices = m.remind()
+    assert sorted(indices[0].tolist()) == [-1, 1]
+    # the working engram and the reminded one fired together
+    assert m.engrams.induce_counts[0, 1, 3] == 1 and m.engrams.induce_counts[0, 3, 3] == 1
+    assert m.engrams.induce_counts[0, 0, 3] == 0
+
+
+def test_quirk_r1_minus_one_entry_reads_the_last_row():
+    # STM 2 is reminded, STM 3 is not (-1): that -1 reads row 4 (the working engram), whose strongest LTM partner is 1
+    m = memory(num_reminded_stm=1, ltm_search_depth=0, num_final_ltms=4)
+    counts = symmetric(5, {(2, 0): 3, (4, 1): 5})
+    data = [[[9.0], [9.0], [0.1], [7.0], [0.0]]]
+    m.engrams = state([[L, L, S, S, W]], counts, data)
+    _, indices = m.remind()
+    assert sorted(set(indices[0].tolist()) - {-1}) == [0, 1, 2]
+
+
+def test_quirk_r2_zeros_when_there_is_no_longterm_memory():
+    # no LTM: the search returns zeros, so global index 0 is reminded although it is far from everything
+    m = memory(num_reminded_stm=1, ltm_search_depth=2, num_final_ltms=2)
+    data = [[[50.0], [3.0], [0.2], [0.0]]]
+    m.engrams = state([[S, S, S, W]], symmetric(4, {}), data)
+    _, indices = m.remind()
+    assert sorted(set(indices[0].tolist()) - {-1}) == [0, 2]
+
+
+def test_quirk_r4_local_longterm_positions_are_used_as_global_indices():
+    # the only LTM sits at global 1 (local 0); the published package reminds global 0 instead
+    m = memory(num_reminded_stm=1, ltm_search_depth=0, num_final_ltms=1)
+    counts = symmetric(4, {(2, 1): 4})
+    data = [[[30.0], [0.3], [0.1], [0.0]]]
+    m.engrams = state([[S, L, S, W]], counts, data)
+    _, indices = m.remind()
+    reminded = set(indices[0].tolist()) - {-1}
+    assert 0 in reminded and 1 not in reminded
+
+
+def test_quirk_r3_padding_entry_marks_the_last_longterm_slot_visited():
+    # row 1 has one initial LTM, row 0 two: row 1's start list is [-1, 0], and that -1 marks its last LTM (2) visited,
+    # so the walk can never reach it, although LTM 1 -> LTM 2 is the strongest edge of the row
+    m = memory(num_reminded_stm=2, ltm_search_depth=3, num_final_ltms=10)
+    row0 = symmetric(6, {(3, 0): 3, (4, 1): 3})
+    row1 = symmetric(6, {(3, 0): 3, (4, 0): 3, (1, 2): 9})
+    data = [[[1.0], [2.0], [3.0], [0.5], [0.6], [0.0]]] * 2
+    m.engrams = state([[L, L, L, S, S, W]] * 2, [row0, row1], data)
+    _, indices = m.remind()
+    assert 2 not in indices[1].tolist()
+    assert 1 in indices[1].tolist()
+
+
+def test_overflowing_shortterm_engrams_become_longterm_before_dying():
+    m = memory(stm_capacity=2)
+    m.engrams = state([[S, S, S, W]], symmetric(4, {}), [[[0.0]] * 4], lifespan=[[1.0, 1.0, 5.0, 5.0]])
+    m.adjust_lifespan_and_memories(torch.tensor([[-1]]), torch.tensor([[0.0]]))
+    # the oldest STM (0, 1) overflowed to LTM and then died with lifespan 0; 2 and the new STM 3 remain
+    assert m.engrams.engrams_types.tolist() == [[S, S]]
+    m.engrams = state([[S, S, S, W]], symmetric(4, {}), [[[0.0]] * 4], lifespan=[[3.0, 1.0, 5.0, 5.0]])
+    m.adjust_lifespan_and_memories(torch.tensor([[1]]), torch.tensor([[4.0]]))
+    assert m.engrams.engrams_types.tolist() == [[L, L, S, S]]
+    assert m.engrams.lifespan.tolist() == [[2.0, 4.0, 4.0, 4.0]]
+
+
+def test_weights_do_not_collapse_when_exp_underflows():
+    """The deliberate difference from 1.0.0: exp(-d^2) is 0 for every key here, yet the nearest is still chosen."""
+    torch.manual_seed(0)
+    hidden = 16
+    working = torch.zeros(1, 2, hidden)
+    keys = torch.full((1, 6, hidden), 40.0)
+    keys[0, 4] = 3.0  # squared distance 144: exp(-144) is 0 in float32, like every other key
+    assert torch.exp(-((working.unsqueeze(2) - keys.unsqueeze(1)) ** 2).sum(-1)).eq(0).all()
+    m = memory(num_reminded_stm=1, ltm_search_depth=0, num_final_ltms=0)
+    types = [[S] * 6 + [W, W]]
+    m.engrams = state(types, symmetric(8, {}), torch.cat([keys, working], dim=1).tolist())
+    _, indices = m.remind()
+    assert set(indices[0].tolist()) - {-1} == {4}
+
+
+def test_outputs_follow_the_input_device_and_dtype():
+    m = memory()
+    m.add_working_memory(torch.rand(2, 3, 4, dtype=torch.float64))
+    m.adjust_lifespan_and_memories(*[torch.zeros(2, 0, dtype=torch.long)] * 2)
+    m.add_working_memory(torch.rand(2, 3, 4, dtype=torch.bfloat16))
+    memories, indices = m.remind()
+    assert memories.dtype == torch.bfloat16 and m.engrams.data.dtype == torch.float32
+    assert indices.dtype == torch.long and memories.shape[:2] == indices.shape
+
+
+# ---------------------------------------------------------------------- bad input leaves the memory as it was
+
+
+def snapshot(m: Memoria):
+    return m.engrams.clone(), m.timestep, m.next_engram_id, torch.get_rng_state()
+
+
+def assert_unchanged(m: Memoria, before):
+    engrams, timestep, next_id, _ = before
+    assert m.engrams == engrams and m.timestep == timestep and m.next_engram_id == next_id
+
+
+@pytest.fixture
+def live():
+    m = memory(track_id=True, track_age=True)
+    for _ in range(3):
+        m.add_working_memory(torch.rand(2, 3, 4))
+        _, indices = m.remind()
+        m.adjust_lifespan_and_memories(indices, torch.ones_like(indices, dtype=torch.float32))
+    return m
+
+
+@pytest.mark.parametrize(
+    "data, error, words",
+    [
+        ([[1.0]], TypeError, "torch.Tensor"),
+        (torch.rand(2, 4), ValueError, "BatchSize, Length, HiddenDim"),
+        (torch.rand(3, 3, 4), ValueError, "batch size"),
+        (torch.rand(2, 3, 5), ValueError, "hidden size"),
+        (torch.ones(2, 3, 4, dtype=torch.long), TypeError, "floating"),
+        (torch.full((2, 3, 4), float("nan")), ValueError, "NaN"),
+        (torch.full((2, 3, 4), float("inf")), ValueError, "infinite"),
+        (torch.rand(0, 3, 4), ValueError, "batch size 0"),
+        (torch.empty(2, 3, 4, device="meta"), ValueError, "meta"),
+    ],
+)
+def test_bad_working_memory_is_rejected(live, data, error, words):
+    before = snapshot(live)
+    with pytest.raises(error, match=words):
+        live.add_working_memory(data)
+    assert_unchanged(live, before)
+
+
+def bad_adjust_inputs(m: Memoria):
+    length = m.engrams.memory_length
+    ok = torch.zeros(2, 3, dtype=torch.long)
+    return [
+        ("not a tensor", [[0]], ok.float(), TypeError, "indices"),
+        ("float indices", ok.float(), ok.float(), TypeError, "integer"),
+        ("wrong rank", ok[0], ok[0].float(), ValueError, "indices must be shaped"),
+        (
+            "batch mismatch",
+            torch.zeros(3, 3, dtype=torch.long),
+            torch.zeros(3, 3),
+            ValueError,
+            "indices must be shaped",
+        ),
+        ("delta shape", ok, torch.zeros(2, 4), ValueError, "lifespan_delta must have the shape"),
+        ("index too large", torch.full((2, 3), length), ok.float(), ValueError, "must lie in"),
+        ("index below -1", torch.full((2, 3), -2), ok.float(), ValueError, "must lie in"),
+        ("nan delta", ok, torch.full((2, 3), float("nan")), ValueError, "NaN"),
+        ("bool delta", ok, ok.bool(), TypeError, "real-valued"),
+        ("meta device", ok.to("meta"), ok.float(), ValueError, "is on meta"),
+    ]
+
+
+def test_bad_adjust_inputs_are_rejected(live):
+    for name, indices, delta, error, words in bad_adjust_inputs(live):
+        before = snapshot(live)
+        with pytest.raises(error, match=words):
+            live.adjust_lifespan_and_memories(indices, delta)
+        assert_unchanged(live, before), name
+
+
+def test_adjust_on_empty_memory_is_rejected():
+    with pytest.raises(ValueError, match="empty"):
+        memory().adjust_lifespan_and_memories(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0))
+
+
+def test_integer_lifespan_delta_is_accepted_as_in_the_tutorial(live):
+    _, indices = live.remind()
+    live.adjust_lifespan_and_memories(indices, torch.full_like(indices, 5))
+    assert live.engrams.lifespan.dtype == torch.float32
