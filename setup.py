@@ -18,6 +18,15 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "hypothesis>=6", "black>=24", "isort>=5", "nbformat>=5", "nbclient>=0.7", "ipykernel"],
         "visualize": ["matplotlib>=3.6", "pillow"],
+        "experiment": [
+            "transformers>=5,<6",
+            "lightning>=2.4,<3",
+            "tensorboard",
+            "tokenizers",
+            "scipy",
+            "tqdm",
+            "matplotlib>=3.6",
+        ],
     },
     classifiers=[
         "License :: OSI Approved :: MIT License",

@@ -144,6 +144,8 @@ class Memoria:
             indices: [BatchSize, RemindedLength] global indices (as returned by ``remind``), -1 ignored.
             lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position.
         """
+        if self.engrams.batch_size == 0 and isinstance(indices, torch.Tensor) and indices.numel() == 0:
+            return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
         indices, lifespan_delta = self._check_adjust_inputs(indices, lifespan_delta)
         engrams = self.engrams
         engrams.extend_lifespan(indices, lifespan_delta)

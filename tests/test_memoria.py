@@ -216,9 +216,14 @@ def test_bad_adjust_inputs_are_rejected(live):
         assert_unchanged(live, before), name
 
 
-def test_adjust_on_empty_memory_is_rejected():
+def test_adjust_on_empty_memory():
+    m = memory()
+    # nothing stored and nothing reminded: a no-op, so a loop can call remind/adjust from its first segment
+    memories, indices = m.remind()
+    m.adjust_lifespan_and_memories(indices, torch.zeros(indices.shape))
+    assert len(m.engrams) == 0 and m.timestep == 0
     with pytest.raises(ValueError, match="empty"):
-        memory().adjust_lifespan_and_memories(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0))
+        m.adjust_lifespan_and_memories(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2))
 
 
 def test_integer_lifespan_delta_is_accepted_as_in_the_tutorial(live):
