@@ -13,12 +13,12 @@ from typing import Optional, Sequence
 
 
 def last_step(output_dir: Path) -> Optional[int]:
-    """The highest ``step`` logged in the run's CSV metrics (None when there is no log)."""
+    """The highest ``step`` logged in the run's CSV metrics (the global step of the last evaluation), or None."""
     steps = []
     for path in output_dir.glob("csv/version_*/metrics.csv"):
         with path.open() as file:
             steps += [int(row["step"]) for row in csv.DictReader(file) if row.get("step")]
-    return max(steps) + 1 if steps else None
+    return max(steps) if steps else None
 
 
 def table(output_dirs: Sequence[Path]) -> str:
