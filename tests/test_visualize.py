@@ -1,0 +1,53 @@
+"""memoria.visualize: the timeline image by hand, the files it writes, the CLI, and the missing-matplotlib error."""
+
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from memoria import visualize
+from memoria.history_manager import HistoryManager
+from memoria.types import EngramInfo, EngramsInfo
+
+
+def small_history() -> HistoryManager:
+    """Step 0: one short-term engram (lifespan 4). Step 1: it became long-term (lifespan 2), plus a new one (4)."""
+    history = HistoryManager()
+    history.add_summary(EngramsInfo({0: EngramInfo(0, "SHORTTERM", 4.0, 1, 1, (), ())}, {}, (), (0,), ()))
+    engrams = {0: EngramInfo(0, "LONGTERM", 2.0, 2, 1, (), ()), 1: EngramInfo(1, "SHORTTERM", 4.0, 1, 1, (), ())}
+    history.add_summary(EngramsInfo(engrams, {}, (), (1,), (0,)))
+    return history
+
+
+def test_timeline_array_by_hand():
+    image = visualize.timeline_array(small_history(), max_lifespan=4.0)
+    assert image.shape == (2, 2, 3)
+    blue, orange = torch.tensor(visualize.TYPE_COLOURS[2]), torch.tensor(visualize.TYPE_COLOURS[3])
+    torch.testing.assert_close(image[0, 0], blue)  # full lifespan: full colour
+    assert torch.equal(image[1, 0], torch.ones(3))  # nothing there: background
+    strength = 0.2 + 0.8 * 0.5  # lifespan 2 of 4
+    torch.testing.assert_close(image[0, 1], (1 - strength) + orange * strength)  # long-term stacks at the bottom
+    torch.testing.assert_close(image[1, 1], blue)
+
+
+def test_render_all_writes_png_and_gif(tmp_path):
+    paths = visualize.render_all(small_history(), str(tmp_path), prefix="x_")
+    assert [p.name for p in paths] == ["x_timeline.png", "x_timeline.gif", "x_analysis.png"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[2].read_bytes()[:4] == b"\x89PNG"
+    with Image.open(paths[1]) as gif:
+        assert gif.n_frames == 2 and gif.size == (2 * 2, 2 * 2)  # one frame per step, 2 px per cell
+
+
+def test_cli_renders_a_saved_history(tmp_path, capsys):
+    saved = tmp_path / "history.gz"
+    small_history().save(str(saved))
+    visualize.main([str(saved), "--out", str(tmp_path / "out")])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["analysis.png", "timeline.gif", "timeline.png"]
+    assert "timeline.png" in capsys.readouterr().out
+
+
+def test_missing_matplotlib_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an environment without it looks like to import
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        visualize.plot_timeline(small_history(), "unused.png")
