@@ -184,3 +184,25 @@ def test_summary_list_slices_and_bounds():
     assert history.summaries[::3] == [history[0], history[3], history[6], history[9]]
     with pytest.raises(IndexError):
         view[3]
+
+
+def test_memoria_keep_history_matches_eager_summaries():
+    import warnings
+
+    from memoria import Memoria
+
+    torch.manual_seed(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        memoria = Memoria(3, 6, 3, 3, 4, keep_history=True)
+    eager = [HistoryManager() for _ in range(2)]
+    for _ in range(10):
+        memoria.add_working_memory(torch.randn(2, 4, 8) * 0.3)
+        _, indices = memoria.remind()
+        memoria.adjust_lifespan_and_memories(indices, torch.rand(indices.shape) * 3)
+        for history, summary in zip(eager, status_summary(memoria.engrams)):
+            history.add_summary(summary)
+    for recorded, fed in zip(memoria.history, eager):
+        assert list(recorded.summaries) == list(fed.summaries)
+        assert recorded.engram_firings == fed.engram_firings
+        assert [t for t, r in enumerate(recorded._records) if r.keyframe is not None] == [0]
