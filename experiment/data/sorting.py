@@ -19,6 +19,7 @@ only on ``(seed, split, i, L)``: a shorter file is a prefix of a longer one.
 """
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -90,7 +91,7 @@ def write_sorting_file(
         "seed": seed,
         "split": split,
     }
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # two processes may generate at once
     with open(partial, "wb") as file:
         file.write(MAGIC + json.dumps(header).encode() + b"\n")
         rows = iter_examples(num_examples, length, seed, split_index)

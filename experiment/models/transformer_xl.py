@@ -116,19 +116,22 @@ class RelativeSelfAttention(nn.Module):
         r = self.position(sinusoid_positions(total, dim, hidden.device).to(hidden.dtype))
         r = r.view(total, self.num_heads, self.head_dim)  # (K distances, H, hd)
 
-        content = torch.einsum("blhd,bkhd->bhlk", q + self.r_w_bias, k)  # (B, H, L, K)
         by_distance = torch.einsum("blhd,khd->bhlk", q + self.r_r_bias, r)  # (B, H, L, K distances)
         # Query i sits at absolute position M + i; its distance to key j is M + i - j.
         query_pos = torch.arange(length, device=hidden.device)[:, None] + mem_length
         distance = query_pos - torch.arange(total, device=hidden.device)[None, :]  # (L, K)
-        future = distance < 0
         gather_index = distance.clamp(min=0).expand(batch, self.num_heads, length, total)
-        position_scores = by_distance.gather(-1, gather_index)  # (B, H, L, K)
-
-        scores = (content + position_scores) / self.head_dim**0.5
-        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
-        weights = self.attention_dropout(scores.softmax(dim=-1))
-        attended = torch.einsum("bhlk,bkhd->blhd", weights, v).reshape(batch, length, dim)  # (B, L, D)
+        position_scores = by_distance.gather(-1, gather_index) / self.head_dim**0.5  # (B, H, L, K)
+        position_scores = position_scores.masked_fill(distance < 0, float("-inf"))
+        # The content term (q + r_w_bias) . k and the softmax run fused; the position term enters as a float mask.
+        attended = F.scaled_dot_product_attention(
+            (q + self.r_w_bias).transpose(1, 2),  # (B, H, L, hd)
+            k.transpose(1, 2),  # (B, H, K, hd)
+            v.transpose(1, 2),  # (B, H, K, hd)
+            attn_mask=position_scores,
+            dropout_p=self.attention_dropout.p if self.training else 0.0,
+        )
+        attended = attended.transpose(1, 2).reshape(batch, length, dim)  # (B, L, D)
         return self.output_dropout(self.output(attended))
 
 
