@@ -16,8 +16,9 @@ setup(
     packages=find_packages(include=["memoria", "memoria.*"]),
     install_requires=["torch>=2.0"],
     extras_require={
-        "dev": ["pytest>=7", "hypothesis>=6", "black>=24", "isort>=5", "nbformat>=5", "nbclient>=0.7", "ipykernel"],
+        "dev": ["pytest>=7", "hypothesis>=6", "black>=26,<27", "isort>=9,<10", "nbformat>=5", "nbclient>=0.7", "ipykernel"],
         "visualize": ["matplotlib>=3.6", "pillow"],
+        "plot": ["matplotlib>=3.6", "pillow"],
         "experiment": [
             "transformers>=5,<6",
             "lightning>=2.4,<3",

@@ -6,7 +6,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 
 import torch
 
-from .utils import gather_slots, indices_with_mask, mask_with_indices
+from .utils import add_at, gather_slots, indices_with_mask, local_indices, mask_with_indices
 
 
 class EngramType(Enum):
@@ -277,13 +277,7 @@ class Engrams:
         Returns:
             local positions [BatchSize, K'], ascending, left-padded with -1.
         """
-        counts = partial_mask.sum(dim=1, keepdim=True)
-        width = int(counts.max()) if counts.numel() else 0
-        local_position = partial_mask.cumsum(dim=1) - 1 + (width - counts)
-        chosen = self.get_mask_with_indices(global_indices) & partial_mask
-        local_mask = torch.zeros(partial_mask.size(0), width + 1, dtype=torch.bool, device=partial_mask.device)
-        local_mask.scatter_(1, torch.where(chosen, local_position, width), True)
-        return indices_with_mask(local_mask[:, :width])
+        return local_indices(partial_mask, global_indices)
 
     # ------------------------------------------------------------------ selection
 
@@ -359,11 +353,7 @@ class Engrams:
             indices: [BatchSize, K] global indices.
             lifespan_delta: [BatchSize, K] amounts.
         """
-        length = self.memory_length
-        gain = torch.zeros(self.batch_size, length + 1, dtype=torch.float32, device=self.device)
-        target = torch.where(indices < 0, length, indices).long()
-        gain.scatter_add_(1, target, lifespan_delta.to(torch.float32))
-        self.lifespan += gain[:, :length]
+        add_at(self.lifespan, indices, lifespan_delta)
 
     @torch.no_grad()
     def decrease_lifespan(self) -> None:

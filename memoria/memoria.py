@@ -5,8 +5,9 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
-from .engram import Engrams, EngramType, pair_gather
-from .utils import gather_slots, indices_with_mask, super_unique
+from .engram import Engrams, EngramType
+from .store import EngramStore
+from .utils import add_at, gather_slots, indices_with_mask, local_indices, super_unique
 
 
 class Memoria:
@@ -74,10 +75,32 @@ class Memoria:
 
     def reset_memory(self) -> None:
         """Forget everything: no engrams, timestep 0, next id 0, no history."""
-        self.engrams = Engrams.empty(track_age=self.track_age, track_engram_id=self.track_id)
+        self._store: Optional[EngramStore] = None
+        self._view: Optional[Engrams] = None
         self.next_engram_id = 0
         self.timestep = 0
         self.history = None
+
+    @property
+    def engrams(self) -> Engrams:
+        """The memory in its logical layout (rows compacted and left-padded), as a snapshot.
+
+        The memory keeps its large tensors in slots that never move (``memoria.store``); this view is built on first
+        read after a change. Changing the returned object does not change the memory: assign an ``Engrams`` to
+        ``memoria.engrams`` for that.
+        """
+        if self._store is None:
+            return Engrams.empty(track_age=self.track_age, track_engram_id=self.track_id)
+        if self._view is None:
+            self._view = self._store.to_engrams()
+        return self._view
+
+    @engrams.setter
+    def engrams(self, engrams: Engrams) -> None:
+        if not isinstance(engrams, Engrams):
+            raise TypeError(f"memoria.engrams must be an Engrams, got {type(engrams).__name__}")
+        self._store = EngramStore(engrams) if engrams.batch_size > 0 else None
+        self._view = None
 
     # ------------------------------------------------------------------ the three calls
 
@@ -100,7 +123,12 @@ class Memoria:
             track_age=self.track_age,
             track_engram_id=self.track_id,
         )
-        self.engrams = self.engrams + new_engrams
+        if self._store is None or self._store.memory_length == 0:
+            # like Engrams.__add__: an empty memory is replaced by the new engrams
+            self._store = EngramStore(new_engrams, spare=new_engrams.memory_length)
+        else:
+            self._store.append(new_engrams)
+        self._view = None
         if self.track_id:
             self.next_engram_id += new_engrams.memory_length
         self.timestep += 1
@@ -113,16 +141,16 @@ class Memoria:
             memories: [BatchSize, RemindedLength, HiddenDim] on the latest input's device and dtype (zeros at -1).
             indices: [BatchSize, RemindedLength] global indices of the reminded engrams, -1 for none.
         """
-        engrams = self.engrams
-        if engrams.batch_size == 0:
+        store = self._store
+        if store is None:
             device = self.ext_device or torch.device("cpu")
             return torch.zeros(0, 0, 0, dtype=self.ext_dtype, device=device), torch.zeros(0, 0, dtype=torch.long)
-        types = engrams.engrams_types
+        types = store.engrams_types
         wm_indices = indices_with_mask(types == EngramType.WORKING.value)
         stm_indices = indices_with_mask(types == EngramType.SHORTTERM.value)
         ltm_mask = types == EngramType.LONGTERM.value
         # padded working slots are zero vectors and take part in every score, as in the published package
-        wm_data = gather_slots(engrams.data, wm_indices)
+        wm_data = store.data_at(wm_indices)
 
         reminded_stm = self._remind_shortterm(wm_data, stm_indices)
         initial_ltm = self._initial_longterm(reminded_stm, ltm_mask)
@@ -130,10 +158,11 @@ class Memoria:
         reminded_ltm = self._select_final_longterm(wm_data, found_ltm)
 
         reminded = torch.cat([reminded_stm, reminded_ltm], dim=1)
-        engrams.fire_together_wire_together(torch.cat([wm_indices, reminded], dim=1))
+        store.fire_together(torch.cat([wm_indices, reminded], dim=1))
+        self._view = None
         reminded = super_unique(reminded, dim=1)
-        memories = gather_slots(engrams.data, reminded)
-        out_device = self.ext_device or engrams.device
+        memories = store.data_at(reminded)
+        out_device = self.ext_device or store.device
         return memories.to(device=out_device, dtype=self.ext_dtype), reminded.to(out_device)
 
     @torch.no_grad()
@@ -144,22 +173,24 @@ class Memoria:
             indices: [BatchSize, RemindedLength] global indices (as returned by ``remind``), -1 ignored.
             lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position.
         """
-        if self.engrams.batch_size == 0 and isinstance(indices, torch.Tensor) and indices.numel() == 0:
+        if self._store is None and isinstance(indices, torch.Tensor) and indices.numel() == 0:
             return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
         indices, lifespan_delta = self._check_adjust_inputs(indices, lifespan_delta)
-        engrams = self.engrams
-        engrams.extend_lifespan(indices, lifespan_delta)
-        engrams.decrease_lifespan()
-        engrams.increase_age()
+        store = self._store
+        add_at(store.lifespan, indices, lifespan_delta)
+        store.lifespan -= 1.0
+        if store.age is not None:
+            store.age += 1
 
-        types = engrams.engrams_types
+        types = store.engrams_types
         types.masked_fill_(types == EngramType.WORKING.value, EngramType.SHORTTERM.value)
         # the oldest short-term engrams beyond capacity become long-term (before the dead are dropped)
         stm_mask = types == EngramType.SHORTTERM.value
         overflow = stm_mask.sum(dim=1, keepdim=True) - self.stm_capacity
         types.masked_fill_(stm_mask & (stm_mask.cumsum(dim=1) <= overflow), EngramType.LONGTERM.value)
 
-        self.engrams = engrams.mask_select(engrams.lifespan > 0)
+        store.keep(store.lifespan > 0)
+        self._view = None
         if self.keep_history:
             self._record_history()
 
@@ -171,7 +202,7 @@ class Memoria:
         Returns:
             [BatchSize, NumSTM]: the STM global index where chosen, -1 elsewhere (positions kept).
         """
-        stm_data = gather_slots(self.engrams.data, stm_indices)
+        stm_data = self._store.data_at(stm_indices)
         scores = similarity_scores(wm_data, stm_data)
         num_reminded = min(self.num_reminded_stm, scores.size(1))
         chosen = torch.zeros_like(stm_indices, dtype=torch.bool)
@@ -185,9 +216,9 @@ class Memoria:
             [BatchSize, K] global LTM indices, -1 for none.
         """
         # quirk R1: a -1 entry reads the last row, as negative indexing does in the published package
-        rows = torch.where(reminded_stm < 0, self.engrams.memory_length - 1, reminded_stm)
+        rows = torch.where(reminded_stm < 0, self._store.memory_length - 1, reminded_stm)
         # [BatchSize, NumSTM, MemoryLength]
-        counts = gather_slots(self.engrams.induce_counts, rows).masked_fill_(~ltm_mask.unsqueeze(1), -1)
+        counts = self._store.counts_at(rows).masked_fill_(~ltm_mask.unsqueeze(1), -1)
         best = counts == counts.max(dim=2, keepdim=True).values if counts.numel() else counts.bool()
         # one float16 draw of this exact shape per step keeps the global RNG stream equal to the published package's
         noise = torch.rand(best.shape, dtype=torch.float16, device=best.device)
@@ -210,11 +241,12 @@ class Memoria:
                 batch_size, (self.ltm_search_depth + 1) * num_initial, dtype=torch.long, device=ltm_mask.device
             )
 
-        current = self.engrams.get_local_indices_from_global_indices(ltm_mask, initial_ltm)
+        store = self._store
+        current = local_indices(ltm_mask, initial_ltm)
         last = num_ltm - 1
         # the walk reads one LTM row per start engram and depth; take the whole LTM sub-matrix only when that is cheaper
         if current.size(1) * self.ltm_search_depth >= num_ltm:
-            ltm_counts = pair_gather(self.engrams.induce_counts, ltm_indices)
+            ltm_counts = store.counts_at(ltm_indices, ltm_indices)
 
             def read_rows(local: torch.Tensor) -> torch.Tensor:
                 return gather_slots(ltm_counts, local)
@@ -222,7 +254,7 @@ class Memoria:
         else:
 
             def read_rows(local: torch.Tensor) -> torch.Tensor:
-                return pair_gather(self.engrams.induce_counts, ltm_indices.gather(1, local), ltm_indices)
+                return store.counts_at(ltm_indices.gather(1, local), ltm_indices)
 
         visited = ltm_indices < 0
         # quirk R3: a -1 entry stands for the last LTM slot, both when marking and when reading its row
@@ -247,7 +279,7 @@ class Memoria:
         if found_ltm.size(1) == 0:
             return found_ltm
         # quirk R4: the local LTM positions are used as global indices here
-        keys = gather_slots(self.engrams.data, found_ltm)
+        keys = self._store.data_at(found_ltm)
         scores = similarity_scores(wm_data, keys)
         top = scores.topk(min(self.num_final_ltms, scores.size(1)), dim=1).indices
         return found_ltm.gather(1, top)
@@ -269,26 +301,29 @@ class Memoria:
             raise ValueError("data is on the meta device: it holds no values")
         if data.size(0) == 0:
             raise ValueError("data has batch size 0: there is no batch row to remember for")
-        if len(self.engrams) > 0:
-            if data.size(0) != self.engrams.batch_size:
+        store = self._store
+        if store is not None and store.memory_length > 0:
+            if data.size(0) != store.batch_size:
                 raise ValueError(
-                    f"data batch size {data.size(0)} differs from the memory's batch size {self.engrams.batch_size}; "
+                    f"data batch size {data.size(0)} differs from the memory's batch size {store.batch_size}; "
                     "call reset_memory() before changing it"
                 )
-            if data.size(2) != self.engrams.hidden_dim:
-                raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {self.engrams.hidden_dim}")
+            if data.size(2) != store.data.size(2):
+                raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {store.data.size(2)}")
         if not bool(torch.isfinite(data).all()):
             raise ValueError("data contains NaN or infinite values")
 
     def _check_adjust_inputs(
         self, indices: torch.Tensor, lifespan_delta: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self._store is None:
+            raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
         for name, value in (("indices", indices), ("lifespan_delta", lifespan_delta)):
             if not isinstance(value, torch.Tensor):
                 raise TypeError(
                     f"{name} must be a torch.Tensor shaped [BatchSize, RemindedLength], got {type(value).__name__}"
                 )
-            allowed = {self.device, self.ext_device, self.engrams.device}
+            allowed = {self.device, self.ext_device, self._store.device}
             if value.device not in allowed:
                 raise ValueError(
                     f"{name} is on {value.device}, expected the memory's device {self.device} "
@@ -298,17 +333,15 @@ class Memoria:
             raise TypeError(f"indices must be an integer tensor, got dtype {indices.dtype}")
         if lifespan_delta.dtype.is_complex or lifespan_delta.dtype == torch.bool:
             raise TypeError(f"lifespan_delta must be a real-valued tensor, got dtype {lifespan_delta.dtype}")
-        batch_size, length = self.engrams.batch_size, self.engrams.memory_length
-        if batch_size == 0:
-            raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
+        batch_size, length = self._store.batch_size, self._store.memory_length
         if indices.dim() != 2 or indices.size(0) != batch_size:
             raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
         if lifespan_delta.shape != indices.shape:
             raise ValueError(
                 f"lifespan_delta must have the shape of indices {list(indices.shape)}, got {list(lifespan_delta.shape)}"
             )
-        indices = indices.to(self.engrams.device)
-        lifespan_delta = lifespan_delta.to(self.engrams.device)
+        indices = indices.to(self._store.device)
+        lifespan_delta = lifespan_delta.to(self._store.device)
         if indices.numel() and (bool((indices < -1).any()) or bool((indices >= length).any())):
             raise ValueError(
                 f"indices must lie in -1..{length - 1} (the memory length is {length}), "
@@ -324,7 +357,7 @@ class Memoria:
         from .history_manager import HistoryManager, record_history
 
         if self.history is None:
-            self.history = [HistoryManager() for _ in range(self.engrams.batch_size)]
+            self.history = [HistoryManager() for _ in range(self._store.batch_size)]
         record_history(self.history, self.engrams)
 
 

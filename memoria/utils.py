@@ -74,3 +74,29 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     flat_rows = indices.clamp(min=0) + batch_offset
     picked = values.flatten(0, 1).index_select(0, flat_rows.flatten()).view(shape)
     return picked.masked_fill_(null.view(*null.shape, *([1] * (values.dim() - 2))), fill_value)
+
+
+def local_indices(partial_mask: torch.Tensor, global_indices: torch.Tensor) -> torch.Tensor:
+    """Where ``global_indices`` [BatchSize, K] sit in the compacted, left-padded list of ``partial_mask`` slots.
+
+    Args:
+        partial_mask: bool [BatchSize, MemoryLength] choosing the sub-list.
+        global_indices: [BatchSize, K] positions; -1 and positions outside the sub-list are ignored.
+    Returns:
+        local positions [BatchSize, K'], ascending, left-padded with -1.
+    """
+    counts = partial_mask.sum(dim=1, keepdim=True)
+    width = int(counts.max()) if counts.numel() else 0
+    local_position = partial_mask.cumsum(dim=1) - 1 + (width - counts)
+    chosen = mask_with_indices(global_indices, partial_mask.size(1)) & partial_mask
+    local_mask = torch.zeros(partial_mask.size(0), width + 1, dtype=torch.bool, device=partial_mask.device)
+    local_mask.scatter_(1, torch.where(chosen, local_position, width), True)
+    return indices_with_mask(local_mask[:, :width])
+
+
+def add_at(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
+    """``values`` [BatchSize, M] plus ``amounts[b, k]`` at ``indices[b, k]`` (-1 skipped, repeats add up), in place."""
+    length = values.size(1)
+    gain = torch.zeros(values.size(0), length + 1, dtype=values.dtype, device=values.device)
+    gain.scatter_add_(1, torch.where(indices < 0, length, indices).long(), amounts.to(values.dtype))
+    return values.add_(gain[:, :length])

@@ -44,7 +44,9 @@ def test_notebook_runs_top_to_bottom():
     nbformat = pytest.importorskip("nbformat", reason="the dev extra installs nbformat")
     nbclient = pytest.importorskip("nbclient", reason="the dev extra installs nbclient")
     notebook = nbformat.read(ROOT / "examples" / "tutorial.ipynb", as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    client = nbclient.NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = ENV["PYTHONPATH"]
     try:

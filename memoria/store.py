@@ -1,0 +1,180 @@
+"""Physical storage behind ``Memoria``: engram vectors and co-firing counts in slots that never move.
+
+``Engrams`` describes the memory in its *logical* layout: every row compacted and left-padded, so forgetting one engram
+shifts every later row and column of the ``[Batch, M, M]`` count matrix. Doing that every step costs a full copy of the
+matrix (and of the ``[Batch, M, Hidden]`` vectors). The store keeps those two big tensors in physical slots instead
+and moves only a ``[Batch, M]`` map from logical positions to slots; the small per-engram fields stay logical. Padding
+positions are real slots too, because the published algorithm reads and even revives them (quirks R2, R4).
+"""
+
+from typing import Optional
+
+import torch
+
+from .engram import Engrams, EngramType, pair_gather
+from .utils import gather_slots, indices_with_mask, mask_with_indices
+
+
+class EngramStore:
+    """Engrams of a batch: logical ``[Batch, M]`` fields plus physically slotted data and counts.
+
+    Attributes:
+        data: [BatchSize, Capacity, HiddenDim] vectors by physical slot.
+        counts: [BatchSize, Capacity, Capacity] co-firing counts by physical slot (unmapped slots hold garbage).
+        slots: [BatchSize, MemoryLength] physical slot of every logical position (padding included).
+        engrams_types, lifespan, age, engram_ids: [BatchSize, MemoryLength] logical fields, as in ``Engrams``.
+    """
+
+    def __init__(self, engrams: Engrams, spare: int = 0) -> None:
+        batch_size, length, hidden = engrams.data.shape
+        capacity = _grown_capacity(length + spare)
+        device = engrams.device
+        self.track_age = engrams.track_age
+        self.track_engram_id = engrams.track_engram_id
+        self.data = torch.zeros(batch_size, capacity, hidden, device=device)
+        self.data[:, :length] = engrams.data
+        self.counts = torch.full((batch_size, capacity, capacity), -1, dtype=torch.int32, device=device)
+        self.counts[:, :length, :length] = engrams.induce_counts
+        self.slots = torch.arange(length, device=device).expand(batch_size, length).clone()
+        self.engrams_types = engrams.engrams_types.clone()
+        self.lifespan = engrams.lifespan.clone()
+        self.age = None if engrams.age is None else engrams.age.clone()
+        self.engram_ids = None if engrams.engram_ids is None else engrams.engram_ids.clone()
+
+    @property
+    def batch_size(self) -> int:
+        return self.slots.size(0)
+
+    @property
+    def memory_length(self) -> int:
+        return self.slots.size(1)
+
+    @property
+    def capacity(self) -> int:
+        return self.counts.size(1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.slots.device
+
+    # ------------------------------------------------------------------ reading by logical index
+
+    def physical(self, indices: torch.Tensor) -> torch.Tensor:
+        """Physical slots of logical ``indices`` [BatchSize, K]; -1 stays -1."""
+        if self.memory_length == 0:
+            return torch.full_like(indices, -1)
+        return torch.where(indices < 0, -1, self.slots.gather(1, indices.clamp(min=0)))
+
+    def data_at(self, indices: torch.Tensor) -> torch.Tensor:
+        """Vectors at logical ``indices`` [BatchSize, K] -> [BatchSize, K, HiddenDim], zeros at -1."""
+        return gather_slots(self.data, self.physical(indices))
+
+    def counts_at(self, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Counts between logical ``rows`` [BatchSize, R] and ``columns`` [BatchSize, C] (all positions by default).
+
+        Returns:
+            [BatchSize, R, C], -1 wherever a row or column index is -1.
+        """
+        physical_columns = self.slots if columns is None else self.physical(columns)
+        return pair_gather(self.counts, self.physical(rows), physical_columns)
+
+    def to_engrams(self) -> Engrams:
+        """The logical view: a new ``Engrams`` holding copies."""
+        return Engrams(
+            data=gather_slots(self.data, self.slots),
+            induce_counts=pair_gather(self.counts, self.slots),
+            engrams_types=self.engrams_types.clone(),
+            lifespan=self.lifespan.clone(),
+            age=None if self.age is None else self.age.clone(),
+            engram_ids=None if self.engram_ids is None else self.engram_ids.clone(),
+            track_age=self.track_age,
+            track_engram_id=self.track_engram_id,
+        )
+
+    # ------------------------------------------------------------------ writing
+
+    def fire_together(self, indices: torch.Tensor) -> None:
+        """``Engrams.fire_together_wire_together`` on logical ``indices`` [BatchSize, K]."""
+        fired = self.physical(indices_with_mask(mask_with_indices(indices, self.memory_length)))
+        if fired.numel() == 0:
+            return
+        valid = fired >= 0
+        safe = fired.clamp(min=0)
+        batch = torch.arange(fired.size(0), device=fired.device).view(-1, 1, 1)
+        pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(torch.int32)
+        self.counts.index_put_((batch, safe.unsqueeze(2), safe.unsqueeze(1)), pair_valid, accumulate=True)
+
+    def append(self, new: Engrams) -> None:
+        """Add ``new``'s engrams after the current ones in every row, as ``Engrams.__add__`` does."""
+        width = new.memory_length
+        if width == 0:
+            return
+        if self.capacity - self.memory_length < width:
+            self._grow(_grown_capacity(self.memory_length + width))
+        # every row has the same number of free slots (capacity - memory length); take the first `width` of them
+        taken = self._free_slots()[:, :width]
+        batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1)
+        self.data[batch, taken] = new.data
+        # new engrams start with 0 against everything mapped (padding too) and among themselves, like a concatenation
+        self.counts[batch, taken] = 0
+        self.counts.transpose(1, 2)[batch, taken] = 0
+        self.counts[batch.unsqueeze(2), taken.unsqueeze(2), taken.unsqueeze(1)] = new.induce_counts
+        self.slots = torch.cat([self.slots, taken], dim=1)
+        self.engrams_types = torch.cat([self.engrams_types, new.engrams_types], dim=1)
+        self.lifespan = torch.cat([self.lifespan, new.lifespan], dim=1)
+        if self.age is not None:
+            self.age = torch.cat([self.age, new.age], dim=1)
+        if self.engram_ids is not None:
+            self.engram_ids = torch.cat([self.engram_ids, new.engram_ids], dim=1)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true."""
+        survivors = indices_with_mask(mask)
+        if survivors.size(1) == self.memory_length and bool(mask.all()):
+            return
+        padding = survivors < 0
+        new_slots = self.physical(survivors)
+        if bool(padding.any()):
+            # left padding needs fresh NULL slots: the first slots of each row that no survivor uses, cleared
+            used = torch.zeros(self.batch_size, self.capacity + 1, dtype=torch.bool, device=self.device)
+            used.scatter_(1, torch.where(padding, self.capacity, new_slots), True)
+            free = ~used[:, : self.capacity]
+            chosen = free & (free.cumsum(dim=1) <= padding.sum(dim=1, keepdim=True))
+            # nonzero() lists the chosen slots row by row, the order masked_scatter fills the padding positions in
+            new_slots = new_slots.masked_scatter(padding, chosen.nonzero()[:, 1])
+            self._clear_slots(torch.where(padding, new_slots, -1))
+        self.slots = new_slots
+        self.engrams_types = gather_slots(self.engrams_types, survivors, EngramType.NULL.value)
+        self.lifespan = gather_slots(self.lifespan, survivors, -1.0)
+        if self.age is not None:
+            self.age = gather_slots(self.age, survivors, -1)
+        if self.engram_ids is not None:
+            self.engram_ids = gather_slots(self.engram_ids, survivors, -1)
+
+    def _clear_slots(self, slots: torch.Tensor) -> None:
+        """Make physical ``slots`` [BatchSize, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
+        valid = slots >= 0
+        rows = torch.arange(self.batch_size, device=self.device).unsqueeze(1).expand_as(slots)[valid]
+        columns = slots[valid]
+        self.data[rows, columns] = 0
+        self.counts[rows, columns] = -1
+        self.counts.transpose(1, 2)[rows, columns] = -1
+
+    def _free_slots(self) -> torch.Tensor:
+        """[BatchSize, Capacity - MemoryLength] unmapped physical slots of every row, ascending."""
+        free = torch.ones(self.batch_size, self.capacity, dtype=torch.bool, device=self.device)
+        free.scatter_(1, self.slots, False)
+        return indices_with_mask(free)
+
+    def _grow(self, capacity: int) -> None:
+        batch_size, old, hidden = self.data.shape
+        data = self.data.new_zeros(batch_size, capacity, hidden)
+        data[:, :old] = self.data
+        counts = self.counts.new_full((batch_size, capacity, capacity), -1)
+        counts[:, :old, :old] = self.counts
+        self.data, self.counts = data, counts
+
+
+def _grown_capacity(needed: int) -> int:
+    """Capacity with head-room, so that the big buffers are reallocated only now and then."""
+    return max(needed + needed // 4, needed + 8)
