@@ -1,0 +1,80 @@
+"""EngramStore keeps physical slots but must always read back exactly like the logical Engrams operations."""
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memoria import Engrams, EngramType
+from memoria.store import EngramStore
+
+
+def random_engrams(batch, length, hidden, generator):
+    types = torch.randint(0, 4, (batch, length), generator=generator, dtype=torch.uint8)
+    counts = torch.randint(-1, 5, (batch, length, length), generator=generator, dtype=torch.int32)
+    counts = torch.maximum(counts, counts.transpose(1, 2))
+    lifespan = torch.randint(-1, 4, (batch, length), generator=generator).float()
+    data = torch.randn(batch, length, hidden, generator=generator)
+    return Engrams(data, counts, types, lifespan, track_age=True, track_engram_id=True)
+
+
+def test_round_trip_and_reads():
+    g = torch.Generator().manual_seed(0)
+    e = random_engrams(2, 5, 3, g)
+    store = EngramStore(e, spare=4)
+    assert store.to_engrams() == e
+    rows = torch.tensor([[4, -1], [0, 2]])
+    expected = e.induce_counts.gather(1, rows.clamp(min=0).unsqueeze(2).expand(-1, -1, 5)).masked_fill(
+        (rows < 0).unsqueeze(2), -1
+    )
+    assert torch.equal(store.counts_at(rows), expected)
+    assert torch.equal(store.data_at(rows), e.select(rows).data)
+
+
+@st.composite
+def operations(draw):
+    ops = []
+    for _ in range(draw(st.integers(1, 10))):
+        kind = draw(st.sampled_from(["append", "keep", "fire"]))
+        ops.append((kind, draw(st.integers(0, 2**31 - 1))))
+    return draw(st.integers(1, 3)), draw(st.integers(1, 6)), ops
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations())
+def test_store_follows_engrams_operations(case):
+    batch, length, ops = case
+    g = torch.Generator().manual_seed(length)
+    logical = random_engrams(batch, length, 3, g)
+    store = EngramStore(logical)
+    for kind, seed in ops:
+        g = torch.Generator().manual_seed(seed)
+        if kind == "append":
+            width = int(torch.randint(0, 5, (1,), generator=g))
+            new = Engrams(torch.randn(batch, width, 3, generator=g), lifespan=2.0, track_age=True, track_engram_id=True)
+            logical = logical + new
+            store.append(new)
+        elif kind == "keep":
+            mask = torch.rand(batch, logical.memory_length, generator=g) > 0.4
+            logical = logical.mask_select(mask)
+            store.keep(mask)
+        else:
+            width = int(torch.randint(0, 6, (1,), generator=g))
+            indices = torch.randint(-1, max(logical.memory_length, 1), (batch, width), generator=g)
+            if logical.memory_length == 0:
+                indices.fill_(-1)
+            logical.fire_together_wire_together(indices)
+            store.fire_together(indices)
+        assert store.to_engrams() == logical, kind
+
+
+def test_capacity_grows_and_padding_slots_are_fresh():
+    e = Engrams(torch.ones(2, 2, 1), lifespan=3.0)
+    store = EngramStore(e)
+    capacity = store.capacity
+    for _ in range(4):
+        store.append(Engrams(torch.ones(2, capacity, 1), lifespan=1.0))
+    assert store.capacity > capacity
+    store.keep(torch.tensor([[True] * store.memory_length, [False] * store.memory_length]))
+    view = store.to_engrams()
+    assert (view.engrams_types[1] == EngramType.NULL.value).all()
+    assert (view.induce_counts[1] == -1).all() and (view.data[1] == 0).all()
