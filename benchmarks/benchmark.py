@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -642,7 +643,12 @@ def machine_description(device: torch.device) -> Dict[str, Any]:
     except (OSError, StopIteration):
         pass
     description = dict(
-        cpu=cpu, torch=torch.__version__, threads=torch.get_num_threads(), python=platform.python_version()
+        cpu=cpu,
+        cores=os.cpu_count(),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        python=platform.python_version(),
+        load_average=os.getloadavg(),
     )
     if device.type == "cuda":
         description["gpu"] = torch.cuda.get_device_name(device)
@@ -666,6 +672,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--ref-limit", type=int, default=800, help="largest sweep stm_capacity the references run")
     parser.add_argument("--ours-module", default="memoria", help="module of ours, or reference:VERSION as a stand-in")
     parser.add_argument("--no-references", action="store_true", help="time ours alone")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write all results to this path")
     return parser.parse_args(argv)
@@ -674,6 +681,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     steps = args.steps if args.steps is not None else (2 if args.quick else 8)
     probes = args.probes if args.probes is not None else 1
     if args.sweep:
@@ -715,6 +724,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         result = run_config(config, modules, device, warmup_for(config), steps, probes, args.seed, compare_warmup)
         output["configs"][name] = result
         print(config_table(result))
+    machine["load_average_end"] = os.getloadavg()
+    print(f"\n# load average (1, 5, 15 min) at start {machine['load_average']}, at end {machine['load_average_end']}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(output, handle, indent=1)
