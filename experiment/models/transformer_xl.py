@@ -124,11 +124,12 @@ class RelativeSelfAttention(nn.Module):
         position_scores = by_distance.gather(-1, gather_index) / self.head_dim**0.5  # (B, H, L, K)
         position_scores = position_scores.masked_fill(distance < 0, float("-inf"))
         # The content term (q + r_w_bias) . k and the softmax run fused; the position term enters as a float mask.
+        content_query = (q + self.r_w_bias).to(k.dtype).transpose(1, 2)  # (B, H, L, hd); autocast may lower k
         attended = F.scaled_dot_product_attention(
-            (q + self.r_w_bias).transpose(1, 2),  # (B, H, L, hd)
+            content_query,
             k.transpose(1, 2),  # (B, H, K, hd)
             v.transpose(1, 2),  # (B, H, K, hd)
-            attn_mask=position_scores,
+            attn_mask=position_scores.to(k.dtype),
             dropout_p=self.attention_dropout.p if self.training else 0.0,
         )
         attended = attended.transpose(1, 2).reshape(batch, length, dim)  # (B, L, D)
