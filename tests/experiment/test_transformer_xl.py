@@ -1,7 +1,12 @@
 import torch
 from transformers import AutoModelForCausalLM
 
-from experiment.models.transformer_xl import RelativeSelfAttention, TransformerXLConfig, TransformerXLLMHeadModel
+from experiment.models.transformer_xl import (
+    RelativeSelfAttention,
+    TransformerXLConfig,
+    TransformerXLLMHeadModel,
+    sinusoid_positions,
+)
 
 
 def _model(config: dict) -> TransformerXLLMHeadModel:
@@ -44,13 +49,33 @@ def test_attention_is_causal_and_matches_one_long_pass(tiny_xl):
         torch.testing.assert_close(model(changed).logits[:, :-1], whole[:, :-1])
 
 
-def test_relative_scores_depend_on_distance_only(tiny_xl):
+def test_relative_attention_matches_the_formula_position_by_position(tiny_xl):
+    # score(i, j) = (q_i + u) . k_j + (q_i + v) . r_(M+i-j) over keys j <= M + i, written out one pair at a time.
     attention = RelativeSelfAttention(TransformerXLConfig(**tiny_xl)).eval()
-    hidden = torch.randn(1, 1, 16).expand(1, 5, 16)  # identical inputs: only positions differ
+    torch.nn.init.normal_(attention.r_w_bias)
+    torch.nn.init.normal_(attention.r_r_bias)
+    hidden, memory = torch.randn(1, 3, 16), torch.randn(1, 2, 16)
     with torch.no_grad():
-        torch.nn.init.normal_(attention.r_r_bias)
-        out = attention(hidden.contiguous(), None)
-    assert out.shape == (1, 5, 16)
+        out = attention(hidden, memory)
+        context = torch.cat([memory, hidden], dim=1)[0]
+        q = attention.query(hidden[0]).view(3, 2, 8)
+        k, v = (t.view(5, 2, 8) for t in attention.key_value(context).split(16, dim=-1))
+        r = attention.position(sinusoid_positions(5, 16, hidden.device)).view(5, 2, 8)
+        expected = torch.zeros(3, 2, 8)
+        for i in range(3):
+            for h in range(2):
+                keys = range(2 + i + 1)
+                scores = torch.stack(
+                    [
+                        (q[i, h] + attention.r_w_bias[h]) @ k[j, h]
+                        + (q[i, h] + attention.r_r_bias[h]) @ r[2 + i - j, h]
+                        for j in keys
+                    ]
+                )
+                weights = (scores / 8**0.5).softmax(0)
+                expected[i, h] = sum(w * v[j, h] for w, j in zip(weights, keys))
+        expected = attention.output(expected.reshape(3, 16))
+    torch.testing.assert_close(out[0], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_save_and_load_round_trip(tiny_xl, tmp_path):
