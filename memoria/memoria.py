@@ -102,6 +102,115 @@ class Memoria:
         self._store = EngramStore(engrams) if engrams.batch_size > 0 else None
         self._view = None
 
+    def config(self) -> dict:
+        """The constructor arguments that shape behaviour (device aside)."""
+        return {
+            "num_reminded_stm": self.num_reminded_stm,
+            "stm_capacity": self.stm_capacity,
+            "ltm_search_depth": self.ltm_search_depth,
+            "initial_lifespan": self.initial_lifespan,
+            "num_final_ltms": self.num_final_ltms,
+            "track_age": self.track_age,
+            "track_id": self.track_id,
+            "keep_history": self.keep_history,
+        }
+
+    def to(self, device: Union[str, torch.device]) -> "Memoria":
+        """Keep the engrams on ``device`` from now on (outputs still follow the input's device); returns self."""
+        self.device = torch.device(device)
+        if self._store is not None:
+            self._store.to(self.device)
+        self._view = None
+        return self
+
+    def reset_memory_rows(self, rows: Union[torch.Tensor, List[int]]) -> None:
+        """Forget everything in the chosen batch rows (a new document starts there); other rows are untouched.
+
+        Args:
+            rows: bool mask [BatchSize] or a list / 1-D tensor of row indices.
+
+        The chosen rows become padding and are compacted away at the next adjust. The published algorithm couples rows
+        only through shared widths (memory length, short-term width, the shape of one random draw): the other rows
+        evolve exactly as without the reset unless the forgotten row was the one setting such a width.
+        """
+        if self._store is None:
+            return
+        batch_size = self._store.batch_size
+        if isinstance(rows, torch.Tensor) and rows.dtype == torch.bool:
+            if rows.shape != (batch_size,):
+                raise ValueError(f"rows mask must be shaped [{batch_size}], got {list(rows.shape)}")
+            mask = rows.to(self._store.device)
+        else:
+            index = torch.as_tensor(rows, dtype=torch.long).flatten()
+            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= batch_size):
+                raise ValueError(f"rows must lie in 0..{batch_size - 1}, got {index.tolist()}")
+            mask = torch.zeros(batch_size, dtype=torch.bool)
+            mask[index] = True
+            mask = mask.to(self._store.device)
+        self._store.clear_rows(mask)
+        self._view = None
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: engrams, counters, flags and history, as plain tensors, numbers and lists."""
+        engrams = self.engrams
+        tensors = {
+            "data": engrams.data,
+            "induce_counts": engrams.induce_counts,
+            "engrams_types": engrams.engrams_types,
+            "lifespan": engrams.lifespan,
+            "age": engrams.age,
+            "engram_ids": engrams.engram_ids,
+        }
+        return {
+            "format": STATE_FORMAT,
+            "config": self.config(),
+            "timestep": self.timestep,
+            "next_engram_id": self.next_engram_id,
+            "ext_dtype": str(self.ext_dtype).replace("torch.", ""),
+            "engrams": {name: value.clone() for name, value in tensors.items() if value is not None},
+            "history": None if self.history is None else [history.state_dict() for history in self.history],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict`` (from a memory with the same configuration); checked before anything changes."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a Memoria state dict (expected a dict with format {STATE_FORMAT!r})")
+        missing = {"config", "timestep", "next_engram_id", "engrams", "history"} - set(state)
+        if missing:
+            raise ValueError(f"Memoria state dict is missing {sorted(missing)}")
+        if state["config"] != self.config():
+            differences = {
+                key: (state["config"].get(key), value)
+                for key, value in self.config().items()
+                if state["config"].get(key) != value
+            }
+            raise ValueError(f"state was saved by a differently configured memory (saved, this): {differences}")
+        engrams = _engrams_from_state(state["engrams"], self.track_age, self.track_id)
+        history = None
+        if state["history"] is not None:
+            from .history_manager import HistoryManager
+
+            if not isinstance(state["history"], list) or len(state["history"]) != engrams.batch_size:
+                raise ValueError("Memoria state dict history must hold one entry per batch row")
+            history = []
+            for entry in state["history"]:
+                manager = HistoryManager()
+                manager.load_state_dict(entry)
+                history.append(manager)
+        counters = [state["timestep"], state["next_engram_id"]]
+        if any(isinstance(value, bool) or not isinstance(value, int) or value < 0 for value in counters):
+            raise ValueError(f"timestep and next_engram_id must be non-negative ints, got {counters}")
+        ext_dtype = getattr(torch, str(state.get("ext_dtype", "float32")), None)
+        if not isinstance(ext_dtype, torch.dtype) or not ext_dtype.is_floating_point:
+            raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
+
+        if self.device is not None:
+            engrams = engrams.to(self.device)
+        self.engrams = engrams
+        self.timestep, self.next_engram_id = counters
+        self.ext_dtype = ext_dtype
+        self.history = history
+
     # ------------------------------------------------------------------ the three calls
 
     @torch.no_grad()
@@ -359,6 +468,51 @@ class Memoria:
         if self.history is None:
             self.history = [HistoryManager() for _ in range(self._store.batch_size)]
         record_history(self.history, self.engrams)
+
+
+STATE_FORMAT = "memoria-state-1"
+
+
+def _engrams_from_state(fields: dict, track_age: bool, track_id: bool) -> Engrams:
+    """Engrams from a state dict's tensors, with every dtype, shape and value range checked."""
+    expected = {
+        "data": "floating",
+        "induce_counts": torch.int32,
+        "engrams_types": torch.uint8,
+        "lifespan": torch.float32,
+        "age": torch.int32,
+        "engram_ids": torch.int32,
+    }
+    required = {"data", "induce_counts", "engrams_types", "lifespan"}
+    required |= {"age"} if track_age else set()
+    required |= {"engram_ids"} if track_id else set()
+    if not isinstance(fields, dict) or not required <= set(fields):
+        raise ValueError(f"Memoria state dict engrams must hold {sorted(required)}")
+    for name in required:
+        value = fields[name]
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"Memoria state dict engrams[{name!r}] must be a tensor, got {type(value).__name__}")
+        wanted = expected[name]
+        if (wanted == "floating" and not value.is_floating_point()) or (wanted != "floating" and value.dtype != wanted):
+            raise ValueError(f"Memoria state dict engrams[{name!r}] has dtype {value.dtype}, expected {wanted}")
+    if fields["data"].dim() != 3:
+        raise ValueError(
+            f"Memoria state dict engram data must be [BatchSize, Length, HiddenDim], got {list(fields['data'].shape)}"
+        )
+    if not bool(torch.isfinite(fields["data"]).all()) or not bool(torch.isfinite(fields["lifespan"]).all()):
+        raise ValueError("Memoria state dict engrams hold NaN or infinite values")
+    if bool((fields["engrams_types"] > EngramType.LONGTERM.value).any()):
+        raise ValueError("Memoria state dict engram types must lie in 0..3")
+    return Engrams(
+        data=fields["data"],
+        induce_counts=fields["induce_counts"],
+        engrams_types=fields["engrams_types"],
+        lifespan=fields["lifespan"],
+        age=fields.get("age") if track_age else None,
+        engram_ids=fields.get("engram_ids") if track_id else None,
+        track_age=track_age,
+        track_engram_id=track_id,
+    )
 
 
 def similarity_scores(working: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

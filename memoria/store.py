@@ -151,6 +151,24 @@ class EngramStore:
         if self.engram_ids is not None:
             self.engram_ids = gather_slots(self.engram_ids, survivors, -1)
 
+    def clear_rows(self, rows: torch.Tensor) -> None:
+        """Turn every position of the chosen rows (bool [BatchSize]) into fresh NULL padding; other rows untouched."""
+        self.data[rows] = 0
+        self.counts[rows] = -1
+        self.engrams_types[rows] = EngramType.NULL.value
+        self.lifespan[rows] = -1.0
+        for field in (self.age, self.engram_ids):
+            if field is not None:
+                field[rows] = -1
+
+    def to(self, device: torch.device) -> "EngramStore":
+        """Move every tensor to ``device`` (in place); returns self."""
+        for name in ("data", "counts", "slots", "engrams_types", "lifespan", "age", "engram_ids"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
     def _clear_slots(self, slots: torch.Tensor) -> None:
         """Make physical ``slots`` [BatchSize, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
         valid = slots >= 0
