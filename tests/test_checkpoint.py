@@ -1,0 +1,139 @@
+"""Memoria.state_dict / load_state_dict: resuming in a fresh process gives the uninterrupted stream's outputs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from memoria import Memoria
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = dict(num_reminded_stm=6, stm_capacity=12, ltm_search_depth=4, initial_lifespan=4, num_final_ltms=6)
+
+STREAM = """
+import sys, torch
+sys.path.insert(0, ROOT)
+from memoria import Memoria
+
+def step(memoria, generator):
+    memoria.add_working_memory(torch.randn(3, 5, 8, generator=generator))
+    memories, indices = memoria.remind()
+    delta = torch.rand(indices.shape, generator=generator) * 4
+    memoria.adjust_lifespan_and_memories(indices, delta)
+    return memories, indices
+"""
+
+RESUME = STREAM + """
+checkpoint = torch.load(sys.argv[1], weights_only=True)
+memoria = Memoria(**checkpoint["config"], keep_history=True, track_id=True, track_age=True)
+memoria.load_state_dict(checkpoint["memoria"])
+torch.set_rng_state(checkpoint["rng"])
+generator = torch.Generator().manual_seed(0)
+generator.set_state(checkpoint["generator"])
+outputs = [step(memoria, generator) for _ in range(30)]
+torch.save({"outputs": outputs, "memoria": memoria.state_dict()}, sys.argv[2])
+"""
+
+
+def run_steps(memoria, generator, count):
+    namespace = {}
+    exec(STREAM.replace("ROOT", repr(str(ROOT))), namespace)
+    return [namespace["step"](memoria, generator) for _ in range(count)]
+
+
+def test_resume_in_a_fresh_process_matches_the_uninterrupted_stream(tmp_path):
+    torch.manual_seed(3)
+    generator = torch.Generator().manual_seed(0)
+    memoria = Memoria(**CONFIG, keep_history=True, track_id=True, track_age=True)
+    run_steps(memoria, generator, 25)
+    checkpoint = {
+        "config": CONFIG,
+        "memoria": memoria.state_dict(),
+        "rng": torch.get_rng_state(),
+        "generator": generator.get_state(),
+    }
+    torch.save(checkpoint, tmp_path / "checkpoint.pt")
+    expected = run_steps(memoria, generator, 30)
+
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME.replace("ROOT", repr(str(ROOT))))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "checkpoint.pt"), str(tmp_path / "out.pt")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    resumed = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert len(resumed["outputs"]) == 30
+    for (memories, indices), (their_memories, their_indices) in zip(expected, resumed["outputs"]):
+        assert torch.equal(indices, their_indices) and torch.equal(memories, their_memories)
+    final = memoria.state_dict()
+    for name, value in final["engrams"].items():
+        assert torch.equal(value, resumed["memoria"]["engrams"][name]), name
+    assert final["timestep"] == resumed["memoria"]["timestep"] == 55
+    # the history survived the trip too: 55 recorded steps per row
+    restored = Memoria(**CONFIG, keep_history=True, track_id=True, track_age=True)
+    restored.load_state_dict(resumed["memoria"])
+    assert [len(h) for h in restored.history] == [len(h) for h in memoria.history] == [55, 55, 55]
+    assert restored.history[0][54] == memoria.history[0][54]
+
+
+def test_state_dict_is_plain_and_loads_with_map_location(tmp_path):
+    memoria = Memoria(**CONFIG, track_id=True, track_age=True)
+    for _ in range(3):
+        memoria.add_working_memory(torch.rand(2, 4, 8))
+        _, indices = memoria.remind()
+        memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    torch.save(memoria.state_dict(), tmp_path / "m.pt")
+    state = torch.load(tmp_path / "m.pt", map_location="cpu", weights_only=True)
+    other = Memoria(**CONFIG, track_id=True, track_age=True)
+    other.load_state_dict(state)
+    assert other.engrams == memoria.engrams
+    assert (other.timestep, other.next_engram_id) == (memoria.timestep, memoria.next_engram_id)
+
+
+def bad_states(good):
+    def edit(path, value):
+        state = {**good, "engrams": dict(good["engrams"]), "config": dict(good["config"])}
+        target = state
+        for key in path[:-1]:
+            target = target[key]
+        if value is KeyError:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+        return state
+
+    data = good["engrams"]["data"]
+    return [
+        ("not a dict", [1, 2]),
+        ("wrong format", edit(("format",), "other")),
+        ("missing engrams", edit(("engrams",), KeyError)),
+        ("other capacity", edit(("config", "stm_capacity"), 99)),
+        ("other tracking", edit(("config", "track_id"), False)),
+        ("missing field", edit(("engrams", "lifespan"), KeyError)),
+        ("data not a tensor", edit(("engrams", "data"), [[0.0]])),
+        ("int data", edit(("engrams", "data"), data.long())),
+        ("nan data", edit(("engrams", "data"), torch.full_like(data, float("nan")))),
+        ("bad shape", edit(("engrams", "lifespan"), torch.zeros(1, 1))),
+        ("bad counts dtype", edit(("engrams", "induce_counts"), good["engrams"]["induce_counts"].long())),
+        ("bad type value", edit(("engrams", "engrams_types"), torch.full_like(good["engrams"]["engrams_types"], 7))),
+        ("negative timestep", edit(("timestep",), -1)),
+        ("history of wrong length", edit(("history",), [])),
+        ("bad dtype name", edit(("ext_dtype",), "int64")),
+    ]
+
+
+def test_malformed_or_mismatched_state_is_rejected_and_memory_untouched():
+    source = Memoria(**CONFIG, track_id=True, track_age=True)
+    source.add_working_memory(torch.rand(2, 4, 8))
+    good = source.state_dict()
+    target = Memoria(**CONFIG, track_id=True, track_age=True)
+    target.add_working_memory(torch.rand(2, 3, 8))
+    before = target.engrams.clone()
+    for name, state in bad_states(good):
+        with pytest.raises(ValueError):
+            target.load_state_dict(state)
+        assert target.engrams == before and target.timestep == 1, name
