@@ -230,3 +230,96 @@ def test_integer_lifespan_delta_is_accepted_as_in_the_tutorial(live):
     _, indices = live.remind()
     live.adjust_lifespan_and_memories(indices, torch.full_like(indices, 5))
     assert live.engrams.lifespan.dtype == torch.float32
+
+
+# ---------------------------------------------------------------------- per-row reset, devices, dtypes
+
+
+def test_reset_memory_rows_forgets_one_row_and_leaves_the_others_bit_identical():
+    config = dict(num_reminded_stm=3, stm_capacity=6, ltm_search_depth=3, initial_lifespan=6, num_final_ltms=3)
+    m = Memoria(**config, track_id=True, track_age=True)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(12):
+        m.add_working_memory(torch.rand(3, 4, 5, generator=generator))
+        _, indices = m.remind()
+        m.adjust_lifespan_and_memories(indices, torch.rand(indices.shape, generator=generator) * 6)
+    before = m.engrams.clone()
+    m.reset_memory_rows([0])
+    after = m.engrams
+    # the chosen row is pure padding now; every field of the other rows is bit-identical
+    assert (after.engrams_types[0] == N).all() and (after.lifespan[0] == -1).all() and (after.data[0] == 0).all()
+    assert (after.induce_counts[0] == -1).all() and (after.engram_ids[0] == -1).all() and (after.age[0] == -1).all()
+    for name in ("data", "induce_counts", "engrams_types", "lifespan", "age", "engram_ids"):
+        assert torch.equal(getattr(after, name)[1:], getattr(before, name)[1:]), name
+    # from the next step on, the row holds only engrams created after the reset
+    next_id = m.next_engram_id
+    m.add_working_memory(torch.rand(3, 4, 5, generator=generator))
+    _, indices = m.remind()
+    m.adjust_lifespan_and_memories(indices, torch.rand(indices.shape, generator=generator) * 6)
+    live = m.engrams.engrams_types[0] != N
+    assert m.engrams.engram_ids[0][live].tolist() == list(range(next_id, next_id + 4))
+    # a bool mask works too, and resetting nothing changes nothing
+    snapshot = m.engrams.clone()
+    m.reset_memory_rows(torch.zeros(3, dtype=torch.bool))
+    assert m.engrams == snapshot
+
+
+def test_rows_share_widths_as_in_the_published_algorithm():
+    """Why a reset row can still change the other rows' later reminding: rows share padding widths.
+
+    Two streams differ only in row 0's data; rows 1 and 2 see identical data, yet their reminded indices come to
+    differ, because the published algorithm's index lists (and the long-term search quirks R2/R4 that read them) are
+    padded to the widest row. ``reset_memory_rows`` inherits this coupling; it never edits another row's engrams.
+    """
+    config = dict(num_reminded_stm=3, stm_capacity=6, ltm_search_depth=3, initial_lifespan=4, num_final_ltms=3)
+    runs = []
+    for row0_scale in (1.0, 0.0):
+        torch.manual_seed(0)
+        m = Memoria(**config)
+        generator = torch.Generator().manual_seed(2)
+        reminded = []
+        for _ in range(25):
+            data = torch.rand(3, 4, 5, generator=generator)
+            data[0] *= row0_scale
+            m.add_working_memory(data)
+            _, indices = m.remind()
+            reminded.append(indices[1:])
+            m.adjust_lifespan_and_memories(indices, torch.rand(indices.shape, generator=generator) * 4)
+        runs.append(reminded)
+    assert any(not torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_to_moves_the_stored_engrams_and_outputs_follow_the_input():
+    m = memory().to("cpu")
+    assert m.device == torch.device("cpu")
+    m.add_working_memory(torch.rand(2, 3, 4))
+    assert m.to("cpu").engrams.device == torch.device("cpu")
+
+
+def test_float32_outputs_are_unchanged_by_the_dtype_handling():
+    torch.manual_seed(5)
+    data = [torch.rand(2, 4, 6) for _ in range(4)]
+    a, b = memory(), memory()
+    for x in data:
+        for m, cast in ((a, torch.float32), (b, torch.float64)):
+            state = torch.get_rng_state()
+            m.add_working_memory(x.to(cast))
+            memories, indices = m.remind()
+            m.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+            torch.set_rng_state(state)
+        assert memories.dtype == torch.float64
+    assert a.engrams == b.engrams
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_memory_on_cpu_model_on_cuda_and_back():
+    on_cpu = memory(device="cpu")
+    on_cpu.add_working_memory(torch.rand(2, 3, 4, device="cuda"))
+    memories, indices = on_cpu.remind()
+    assert on_cpu.engrams.device.type == "cpu" and memories.device.type == "cuda" and indices.device.type == "cuda"
+    on_cpu.adjust_lifespan_and_memories(indices, torch.ones(indices.shape, device="cuda"))
+    on_gpu = memory(device="cuda")
+    on_gpu.add_working_memory(torch.rand(2, 3, 4, dtype=torch.bfloat16))
+    memories, _ = on_gpu.remind()
+    assert on_gpu.engrams.device.type == "cuda" and memories.device.type == "cpu" and memories.dtype == torch.bfloat16
