@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from benchmarks.memory_profile import measure_peak, tensor_bytes
+from benchmarks.memory_profile import held_bytes, measure_peak
 from benchmarks.reference import load_reference
 
 OURS, REF_110, REF_100 = "ours", "1.1.0", "1.0.0"
@@ -206,12 +206,6 @@ def lifespan_delta(logits: torch.Tensor, num_reminded: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------- one step
 
 
-def state_tensors(memoria: Any) -> List[Optional[torch.Tensor]]:
-    engrams = memoria.engrams
-    extra = [getattr(engrams, "age", None), getattr(engrams, "engram_ids", None)]
-    return [getattr(engrams, name) for name in STATE_FIELDS] + extra
-
-
 def count_syncs(fn, device: torch.device) -> Tuple[Any, int]:
     """Run ``fn()`` counting host-device synchronisations (CUDA only; 0 on CPU)."""
     if device.type != "cuda":
@@ -265,14 +259,14 @@ def run_step(
         ((memories, indices), syncs), peak = measure_peak(whole_step, device)
         stats.step_peak_bytes.append(peak)
         stats.syncs_per_step.append(syncs)
-        stats.state_peak_bytes = max(stats.state_peak_bytes, tensor_bytes(state_tensors(memoria)))
         return StepOutput(indices.cpu(), memories.cpu(), get_rng(device))
 
     start = time.perf_counter()
     add()
     add_seconds = time.perf_counter() - start
-    # Outside the timers: the state is at its largest between add and adjust.
-    stats.state_peak_bytes = max(stats.state_peak_bytes, tensor_bytes(state_tensors(memoria)))
+    # Outside the timers: the state is at its largest between add and adjust. Measured before anything reads
+    # ``memoria.engrams``, which may build a logical view that the implementation itself would not hold.
+    stats.state_peak_bytes = max(stats.state_peak_bytes, held_bytes(memoria))
     memory_length = memoria.engrams.memory_length
 
     start = time.perf_counter()

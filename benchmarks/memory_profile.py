@@ -7,7 +7,7 @@ of the call; its maximum is the peak. On CUDA the caching allocator keeps that p
 (``torch.cuda.max_memory_allocated`` after a reset).
 """
 
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -16,6 +16,29 @@ from torch.profiler import ProfilerActivity, profile
 def tensor_bytes(tensors: Iterable[Optional[torch.Tensor]]) -> int:
     """Bytes held by the given tensors' elements (``None`` entries count 0)."""
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def held_bytes(obj: Any, depth: int = 2) -> int:
+    """Bytes of every tensor storage that ``obj`` holds in its attributes, ``depth`` objects deep.
+
+    Counts whole storages, once each, so a tensor kept in a larger buffer (slots with spare capacity) counts
+    the buffer. This measures what an implementation really keeps, whatever its layout.
+    """
+    storages: Dict[Tuple[str, int], int] = {}
+
+    def visit(value: Any, level: int) -> None:
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            storages[(str(value.device), storage.data_ptr())] = storage.nbytes()
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item, level)
+        elif level > 0 and hasattr(value, "__dict__") and not isinstance(value, (type, torch.nn.Module)):
+            for item in vars(value).values():
+                visit(item, level - 1)
+
+    visit(obj, depth)
+    return sum(storages.values())
 
 
 def peak_from_memory_events(events: Iterable[Tuple[int, int]]) -> int:

@@ -6,7 +6,7 @@ import math
 import torch
 
 from benchmarks.benchmark import CONFIGS, boundary_gap, lifespan_delta, main, make_stream
-from benchmarks.memory_profile import measure_peak, peak_from_memory_events, tensor_bytes
+from benchmarks.memory_profile import held_bytes, measure_peak, peak_from_memory_events, tensor_bytes
 
 TABLE_HEADER = "| impl | memory length | step ms (median) | vs 1.1.0 | vs 1.0.0 | state MiB (peak) | step peak MiB |"
 
@@ -110,3 +110,15 @@ def test_measure_peak_on_cpu_sees_known_allocations():
     assert result.shape == (500_000,)
     assert 6_000_000 <= peak < 6_100_000
     assert tensor_bytes([result, None, torch.zeros(3, dtype=torch.int32)]) == 2_000_012
+
+
+def test_held_bytes_counts_each_storage_once_through_nested_objects():
+    class Holder:
+        def __init__(self, **values):
+            self.__dict__.update(values)
+
+    buffer = torch.zeros(100, 10)  # 4000 bytes
+    inner = Holder(view=buffer[:5], ints=torch.zeros(7, dtype=torch.int32), nothing=None)
+    outer = Holder(buffer=buffer, inner=inner, tensors=[torch.zeros(2, dtype=torch.uint8)])
+    assert held_bytes(outer) == 4000 + 28 + 2
+    assert held_bytes(outer, depth=0) == 4000 + 2
