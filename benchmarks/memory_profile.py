@@ -19,7 +19,7 @@ def tensor_bytes(tensors: Iterable[Optional[torch.Tensor]]) -> int:
 
 
 def held_bytes(obj: Any, depth: int = 2) -> int:
-    """Bytes of every tensor storage that ``obj`` holds in its attributes, ``depth`` objects deep.
+    """Bytes of every tensor storage in ``obj``'s attributes and in objects nested up to ``depth`` levels below.
 
     Counts whole storages, once each, so a tensor kept in a larger buffer (slots with spare capacity) counts
     the buffer. This measures what an implementation really keeps, whatever its layout.
@@ -37,7 +37,7 @@ def held_bytes(obj: Any, depth: int = 2) -> int:
             for item in vars(value).values():
                 visit(item, level - 1)
 
-    visit(obj, depth)
+    visit(obj, depth + 1)  # obj's own attributes are always read
     return sum(storages.values())
 
 
