@@ -258,12 +258,13 @@ class Memoria:
         wm_indices = indices_with_mask(types == EngramType.WORKING.value)
         stm_indices = indices_with_mask(types == EngramType.SHORTTERM.value)
         ltm_mask = types == EngramType.LONGTERM.value
+        ltm_indices = indices_with_mask(ltm_mask)
         # padded working slots are zero vectors and take part in every score, as in the published package
         wm_data = store.data_at(wm_indices)
 
         reminded_stm = self._remind_shortterm(wm_data, stm_indices)
-        initial_ltm = self._initial_longterm(reminded_stm, ltm_mask)
-        found_ltm = self._search_longterm(initial_ltm, ltm_mask)
+        initial_ltm = self._initial_longterm(reminded_stm, ltm_mask, ltm_indices)
+        found_ltm = self._search_longterm(initial_ltm, ltm_mask, ltm_indices)
         reminded_ltm = self._select_final_longterm(wm_data, found_ltm)
 
         reminded = torch.cat([reminded_stm, reminded_ltm], dim=1)
@@ -318,24 +319,57 @@ class Memoria:
         chosen.scatter_(1, scores.topk(num_reminded, dim=1).indices, True)
         return stm_indices.masked_fill(~chosen, -1)
 
-    def _initial_longterm(self, reminded_stm: torch.Tensor, ltm_mask: torch.Tensor) -> torch.Tensor:
+    def _initial_longterm(
+        self, reminded_stm: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor
+    ) -> torch.Tensor:
         """For each reminded entry, the long-term engram it co-fired with most (random among ties), made unique.
 
+        Args:
+            reminded_stm: [BatchSize, NumSTM] from ``_remind_shortterm``.
+            ltm_mask: bool [BatchSize, MemoryLength].
+            ltm_indices: [BatchSize, NumLTM] ``indices_with_mask(ltm_mask)``.
         Returns:
             [BatchSize, K] global LTM indices, -1 for none.
         """
+        batch_size, num_stm = reminded_stm.shape
+        length = self._store.memory_length
         # quirk R1: a -1 entry reads the last row, as negative indexing does in the published package
-        rows = torch.where(reminded_stm < 0, self._store.memory_length - 1, reminded_stm)
-        # [BatchSize, NumSTM, MemoryLength]
-        counts = self._store.counts_at(rows).masked_fill_(~ltm_mask.unsqueeze(1), -1)
-        best = counts == counts.max(dim=2, keepdim=True).values if counts.numel() else counts.bool()
+        rows = torch.where(reminded_stm < 0, length - 1, reminded_stm)
         # one float16 draw of this exact shape per step keeps the global RNG stream equal to the published package's
-        noise = torch.rand(best.shape, dtype=torch.float16, device=best.device)
-        choice = noise.masked_fill_(~best, 0).argmax(dim=2) if counts.size(2) else rows
-        choice = choice.masked_fill(~ltm_mask.gather(1, choice.clamp(min=0)), -1)
+        noise = torch.rand((batch_size, num_stm, length), dtype=torch.float16, device=rows.device)
+        if ltm_indices.size(1) == 0 or num_stm == 0:
+            # no long-term engram anywhere: whatever the draw picks is not long-term
+            return super_unique(torch.full_like(rows, -1), dim=1)
+
+        # The published package scores all MemoryLength columns, non-LTM ones as -1; only LTM columns can win when a
+        # row has a non-negative count, so the work is done on the [BatchSize, NumSTM, NumLTM] LTM columns alone.
+        counts = self._store.counts_at(rows, ltm_indices)
+        top = counts.max(dim=2, keepdim=True).values
+        has_ltm = (ltm_indices >= 0).any(dim=1).view(-1, 1, 1)
+        if bool((has_ltm & (top < 0)).any()):
+            return self._initial_longterm_all_columns(rows, ltm_mask, noise)
+        columns = ltm_indices.clamp(min=0).unsqueeze(1).expand(-1, num_stm, -1)
+        ltm_noise = noise.gather(2, columns).masked_fill_(counts != top, 0)
+        best_noise, best = ltm_noise.max(dim=2)
+        # when every candidate drew 0, argmax over the whole (all-zero) row is column 0, as in the published package
+        choice = torch.where(best_noise > 0, ltm_indices.gather(1, best), 0)
+        # rows without any LTM end up on a padding column (-1): nothing there is long-term either
+        choice = choice.masked_fill((choice < 0) | ~ltm_mask.gather(1, choice.clamp(min=0)), -1)
         return super_unique(choice, dim=1)
 
-    def _search_longterm(self, initial_ltm: torch.Tensor, ltm_mask: torch.Tensor) -> torch.Tensor:
+    def _initial_longterm_all_columns(
+        self, rows: torch.Tensor, ltm_mask: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """The published package's full [BatchSize, NumSTM, MemoryLength] computation, for rows whose best is -1."""
+        counts = self._store.counts_at(rows).masked_fill_(~ltm_mask.unsqueeze(1), -1)
+        best = counts == counts.max(dim=2, keepdim=True).values
+        choice = noise.masked_fill_(~best, 0).argmax(dim=2)
+        choice = choice.masked_fill(~ltm_mask.gather(1, choice), -1)
+        return super_unique(choice, dim=1)
+
+    def _search_longterm(
+        self, initial_ltm: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor
+    ) -> torch.Tensor:
         """Walk the co-firing graph of long-term engrams from the initial ones.
 
         Returns:
@@ -343,7 +377,6 @@ class Memoria:
             search (quirk R2).
         """
         batch_size, num_initial = initial_ltm.shape
-        ltm_indices = indices_with_mask(ltm_mask)
         num_ltm = ltm_indices.size(1)
         if num_initial == 0 or num_ltm == 0:
             return torch.zeros(

@@ -73,9 +73,31 @@ def adopt_reference_state(ours, theirs) -> None:
     ours.engrams = memoria.Engrams(e.data.clone(), e.induce_counts.clone(), e.engrams_types.clone(), e.lifespan.clone())
 
 
-def run_stream(ref, config: dict, seed: int, steps: int, batch: int, hidden: int, widths, scale: float) -> Tally:
+def random_state(batch: int, length: int, hidden: int, scale: float) -> dict:
+    """An arbitrary state: NULL slots anywhere (some with positive lifespan, as quirk R4 can revive them), -1 counts."""
+    types = torch.randint(0, 4, (batch, length), dtype=torch.uint8)
+    types[:, -1] = 0  # with a zero-width first step, quirk R1 reads this NULL slot's row
+    counts = torch.randint(0, 6, (batch, length, length), dtype=torch.int32)
+    counts = torch.maximum(counts, counts.transpose(1, 2))
+    null = types == 0
+    counts.masked_fill_((null.unsqueeze(1) | null.unsqueeze(2)) & (torch.rand(batch, length, length) < 0.7), -1)
+    counts = torch.minimum(counts, counts.transpose(1, 2))
+    return {
+        "data": torch.randn(batch, length, hidden) * scale * (~null).unsqueeze(2),
+        "induce_counts": counts,
+        "engrams_types": types,
+        "lifespan": torch.randint(1, 6, (batch, length)).float(),
+    }
+
+
+def run_stream(
+    ref, config: dict, seed: int, steps: int, batch: int, hidden: int, widths, scale: float, start_state=None
+) -> Tally:
     torch.manual_seed(seed)
     ours, theirs = memoria.Memoria(**config), ref.Memoria(**config)
+    if start_state is not None:
+        ours.engrams = memoria.Engrams(**{k: v.clone() for k, v in start_state.items()})
+        theirs.engrams = ref.Engrams(*(start_state[k].clone() for k in start_state))
     tally = Tally()
     for step in range(steps):
         width = widths[step % len(widths)]
@@ -134,7 +156,7 @@ CONFIGS = {
 }
 # (batch, hidden, working widths per step, data scale), one per seed in turn: unequal widths over time give rows
 # of unequal length
-STREAMS = [(3, 32, [6, 9, 4], 0.25), (2, 16, [8], 0.35)]
+STREAMS = [(3, 32, [6, 9, 4], 0.25), (2, 16, [8], 0.35), (3, 16, [5, 0, 7, 0, 3], 0.3)]
 SEEDS = [0, 1, 2]
 STEPS = 50
 
@@ -154,3 +176,16 @@ def test_matches_reference(ref, name, capsys):
         )
     assert total.steps == STEPS * len(SEEDS)
     assert total.unexplained == []
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_matches_reference_from_arbitrary_states(ref, seed, capsys):
+    """Start both from the same odd state (NULL slots in the middle, revived ones, -1 counts) and step on."""
+    torch.manual_seed(100 + seed)
+    batch, hidden = 3, 12
+    start = random_state(batch, 20 + seed, hidden, 0.3)
+    config = CONFIGS[sorted(CONFIGS)[seed % len(CONFIGS)]]
+    tally = run_stream(ref, config, seed, 12, batch, hidden, [0, 4, 0, 6], 0.3, start_state=start)
+    with capsys.disabled():
+        print(f"\n[differential] arbitrary state {seed}: {tally.steps} steps, {tally.near_ties} near-ties")
+    assert tally.unexplained == []
