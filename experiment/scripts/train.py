@@ -12,6 +12,10 @@ Writes to ``output_dir``: ``config.json`` (after overrides), CSV logs (``csv/``)
 ``save_pretrained`` files (``model/``) and ``test_metrics.json``. wandb logging is added when the package is
 installed and the config's ``"wandb"`` section is not ``false``.
 
+The best checkpoint, the one tested after training, is picked by the config's ``"checkpoint"`` section:
+``{"monitor": "val/bpc", "mode": "min"}`` (default ``val/accuracy``, ``max``). ``trainer.enable_progress_bar=false``
+turns the progress bar off; ``progress_refresh_rate`` sets how often it redraws.
+
 Multi-GPU: set ``trainer.devices`` to the number of GPUs (``--override trainer.devices=8``); Lightning then uses
 DDP with ``find_unused_parameters`` (the memory layers are idle on an example's first segment). ``batch_size``
 is per process. ``"num_threads"`` caps torch's CPU threads (useful when several runs share a CPU).
@@ -79,21 +83,35 @@ def make_loggers(config: dict[str, Any], output_dir: Path) -> list:
     return loggers
 
 
+def make_checkpoint_callback(config: dict[str, Any], output_dir: Path) -> ModelCheckpoint:
+    """Keeps the best and the last checkpoint under ``output_dir/checkpoints``.
+
+    The config's ``"checkpoint"`` section picks the metric: ``{"monitor": "val/bpc", "mode": "min"}``
+    (default ``val/accuracy``, ``max``); any other key in it goes to ``ModelCheckpoint``.
+    """
+    settings = {"monitor": "val/accuracy", "mode": "max", **config.get("checkpoint", {})}
+    monitor = settings["monitor"]
+    metric_name = monitor.rsplit("/", 1)[-1]
+    return ModelCheckpoint(
+        **{
+            "dirpath": output_dir / "checkpoints",
+            "filename": f"step{{step}}-{metric_name}{{{monitor}:.4f}}",
+            "auto_insert_metric_name": False,
+            "save_last": True,
+            **settings,
+        }
+    )
+
+
 def make_trainer(config: dict[str, Any], output_dir: Path, loggers: Optional[list] = None) -> L.Trainer:
     """A Trainer from the config's ``"trainer"`` section (any ``lightning.Trainer`` argument)."""
     arguments = {"accelerator": "auto", "devices": 1, "log_every_n_steps": 10, **config.get("trainer", {})}
     devices = arguments["devices"]
     if "strategy" not in arguments and (devices == -1 or (isinstance(devices, int) and devices > 1)):
         arguments["strategy"] = "ddp_find_unused_parameters_true"
-    checkpoint = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="step{step}-accuracy{val/accuracy:.4f}",
-        auto_insert_metric_name=False,
-        monitor="val/accuracy",
-        mode="max",
-        save_last=True,
-    )
-    callbacks = [checkpoint, TQDMProgressBar(refresh_rate=config.get("progress_refresh_rate", 1))]
+    callbacks: list = [make_checkpoint_callback(config, output_dir)]
+    if arguments.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback when it is off
+        callbacks.append(TQDMProgressBar(refresh_rate=config.get("progress_refresh_rate", 1)))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     return L.Trainer(

@@ -69,3 +69,59 @@ def test_tiny_memoria_run_writes_logs_checkpoints_model_and_metrics(tiny_memoria
     assert type(model).__name__ == "MemoriaTransformerLMHeadModel"
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(checkpoint["state_dict"][f"model.{name}"], tensor, msg=name)
+
+
+LM_CONFIGS = sorted(Path("experiment/configs/language_modeling").glob("*.json"))
+LM_FIXTURE = Path(__file__).parent / "fixtures" / "lm" / "enwik8_200"
+
+
+def test_checkpoint_metric_defaults_to_accuracy_and_is_read_from_the_config(tmp_path):
+    default = train.make_checkpoint_callback({}, tmp_path)
+    assert (default.monitor, default.mode, default.filename) == (
+        "val/accuracy",
+        "max",
+        "step{step}-accuracy{val/accuracy:.4f}",
+    )
+    chosen = train.make_checkpoint_callback(
+        {"checkpoint": {"monitor": "val/ppl", "mode": "min", "save_top_k": 2}}, tmp_path
+    )
+    assert (chosen.monitor, chosen.mode, chosen.save_top_k, chosen.save_last) == ("val/ppl", "min", 2, True)
+    assert chosen.dirpath == str(tmp_path / "checkpoints")
+
+
+@pytest.mark.parametrize("config", LM_CONFIGS, ids=lambda p: p.stem)
+def test_language_modeling_configs_keep_the_lowest_bpc_or_perplexity(config):
+    checkpoint = load_config(str(config))["checkpoint"]
+    assert checkpoint["mode"] == "min"
+    assert checkpoint["monitor"] == ("val/ppl" if config.stem.split("_")[0] in ("wikitext103", "pg19") else "val/bpc")
+
+
+def test_cli_without_progress_bar_keeps_the_lowest_bpc_checkpoint(tmp_path):
+    # Two validations (one per step) so that "best" is a real choice between two values of val/bpc.
+    overrides = [
+        "data.dataset=bytes",
+        f"data.path={LM_FIXTURE}",
+        "data.segment_length=16",
+        "data.batch_size=2",
+        "data.eval_batch_size=2",
+        "model.n_embd=16",
+        "model.n_layer=1",
+        "model.n_head=2",
+        "trainer.max_steps=2",
+        "trainer.max_time=null",
+        "trainer.val_check_interval=1",
+        "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_model_summary=false",
+        "trainer.enable_progress_bar=false",
+        f"output_dir={tmp_path}",
+    ]
+    metrics = train.main(["--config", "experiment/configs/language_modeling/tiny_gpt2.json", "--override", *overrides])
+    rows = list(csv.DictReader(open(next(tmp_path.glob("csv/*/metrics.csv")))))
+    val_bpc = [(float(row["val/bpc"]), int(row["step"])) for row in rows if row.get("val/bpc")]
+    assert len(val_bpc) == 2
+    best_bpc, best_step = min(val_bpc)
+    best = Path(metrics["checkpoint"])
+    assert best.name == f"step{best_step + 1}-bpc{best_bpc:.4f}.ckpt"
+    assert torch.load(best, weights_only=False)["callbacks"]  # a real Lightning checkpoint, tested after fit
+    assert 4.0 < metrics["test/bpc"] < 12.0
