@@ -2,11 +2,14 @@
 
 import warnings
 from enum import Enum
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple, Union
 
 import torch
 
 from .utils import add_at, gather_slots, indices_with_mask, local_indices, mask_with_indices
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .types import EngramsInfo
 
 
 class EngramType(Enum):
@@ -368,7 +371,7 @@ class Engrams:
 
     # ------------------------------------------------------------------ analysis
 
-    def status_summary(self) -> List["EngramsInfo"]:  # noqa: F821 (imported lazily)
+    def status_summary(self) -> List["EngramsInfo"]:
         """One ``EngramsInfo`` per batch row (needs engram ids): engrams, their edges, and ids per type."""
         from .summary import status_summary
 

@@ -12,7 +12,7 @@ that step when it does not, so what is read back is always what ``status_summary
 import gzip
 import pickle
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch

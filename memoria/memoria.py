@@ -7,7 +7,7 @@ import torch
 
 from .engram import Engrams, EngramType
 from .store import EngramStore
-from .utils import add_at, gather_slots, indices_with_mask, local_indices, super_unique
+from .utils import add_at, indices_with_mask, local_indices, super_unique
 
 
 class Memoria:
@@ -423,8 +423,7 @@ class Memoria:
             ]
             rows.masked_fill_(visited[rows_batch], -1)
             step = rows.argmax(dim=1)
-            step = step.masked_fill(visited[rows_batch, step], -1)[which]
-            current = step
+            current = step.masked_fill(visited[rows_batch, step], -1)[which]
             visited.scatter_(1, torch.where(current < 0, last, current), True)
             found.append(current)
         return super_unique(torch.cat(found, dim=1), dim=1)
