@@ -156,7 +156,9 @@ class MemoriaEncoderMixin:
                     attentions.append(out.reminded_attention)
         delta = torch.zeros(indices.shape, device=hidden.device)
         if attentions:
-            delta = lifespan_delta(attentions, self.config.lifespan_extend_scale)
+            # Padding positions' attention would otherwise count towards the gain of the memories they looked at.
+            query_mask = None if attention_mask is None else attention_mask.bool()
+            delta = lifespan_delta(attentions, self.config.lifespan_extend_scale, query_mask)
         if use_memory:
             self.memoria.adjust_lifespan_and_memories(indices, delta)
         return hidden, working, indices, delta

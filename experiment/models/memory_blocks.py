@@ -112,20 +112,34 @@ class MemoryBlock(nn.Module):
         return MemoryBlockOutput(hidden, reminded_attention)
 
 
-def lifespan_delta(reminded_attentions: Sequence[torch.Tensor], lifespan_extend_scale: float) -> torch.Tensor:
+def lifespan_delta(
+    reminded_attentions: Sequence[torch.Tensor],
+    lifespan_extend_scale: float,
+    query_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Lifespan gain of each reminded memory from the attention it received.
 
-    The attention is averaged over layers, heads and query positions, then multiplied by the number of reminded
-    memories (so that uniform attention gives a gain of ``lifespan_extend_scale``) and by the scale.
+    The attention is averaged over layers, heads and real query positions, then multiplied by the number of
+    reminded memories (so that uniform attention gives a gain of ``lifespan_extend_scale``) and by the scale.
 
     Args:
         reminded_attentions: one [Batch, Heads, Length, NumReminded] tensor per layer.
         lifespan_extend_scale: the paper's configs use 8.
+        query_mask: [Batch, Length], True (or 1) at real tokens; padding positions then add nothing to the mean.
+            None means every position is real. A row with no real position gets zero deltas.
     Returns:
         [Batch, NumReminded] lifespan deltas, detached.
     """
     if len(reminded_attentions) == 0:
         raise ValueError("lifespan_delta needs the attention weights of at least one layer")
     stacked = torch.stack([attention.detach().float() for attention in reminded_attentions])  # (Ly, B, H, L, R)
-    mean_attention = stacked.mean(dim=(0, 2, 3))  # (B, R)
+    if query_mask is None:
+        mean_attention = stacked.mean(dim=(0, 2, 3))  # (B, R)
+    else:
+        batch, length = stacked.shape[1], stacked.shape[3]
+        if query_mask.shape != (batch, length):
+            raise ValueError(f"query_mask must be [{batch}, {length}], got {list(query_mask.shape)}")
+        real = query_mask.to(device=stacked.device, dtype=torch.bool)[..., None]  # (B, L, 1)
+        per_query = torch.where(real, stacked.mean(dim=(0, 2)), 0.0)  # (B, L, R)
+        mean_attention = per_query.sum(dim=1) / real.sum(dim=1).clamp(min=1)  # (B, R)
     return mean_attention * mean_attention.size(1) * lifespan_extend_scale

@@ -7,6 +7,7 @@ from experiment.models.memoria_bert import (
     MemoriaBertForSequenceClassification,
     MemoriaBertModel,
 )
+from experiment.models.memory_blocks import lifespan_delta
 
 TINY = dict(
     vocab_size=40,
@@ -106,6 +107,27 @@ def test_lifespan_gain_sums_to_scale_times_reminded():
     expected = valid.shape[1] * model.config.lifespan_extend_scale
     torch.testing.assert_close(out.lifespan_delta.sum(dim=1), torch.full((2,), float(expected)))
     assert (out.lifespan_delta[~valid] == 0).all()
+
+
+def test_padding_positions_do_not_change_the_lifespan_gain():
+    model = tiny_model(initializer_range=0.5)  # far from uniform attention, so that padding would show
+    captured = []
+    for block in model.bert.memory_blocks:
+        block.register_forward_hook(lambda module, args, out: captured.append(out.reminded_attention))
+    first, second = segments(2)
+    attention_mask = torch.ones_like(second)
+    attention_mask[0, 5:] = 0  # row 0 of the second segment ends in padding
+    with torch.no_grad():
+        model(first)
+        captured.clear()
+        out = model.bert(second, attention_mask)
+    assert out.lifespan_delta.shape == out.reminded_indices.shape and (out.reminded_indices[0] >= 0).any()
+    # The gain of row 0 is that of its 5 real positions; the padding positions' attention is left out.
+    real_only = lifespan_delta([attention[:, :, :5] for attention in captured], model.config.lifespan_extend_scale)
+    all_positions = lifespan_delta(captured, model.config.lifespan_extend_scale)
+    torch.testing.assert_close(out.lifespan_delta[0], real_only[0])
+    torch.testing.assert_close(out.lifespan_delta[1], all_positions[1])
+    assert not torch.allclose(all_positions[0], real_only[0])
 
 
 def test_save_load_round_trip_and_auto_classes(tmp_path):

@@ -46,3 +46,21 @@ def test_lifespan_delta_is_mean_attention_times_count_times_scale():
     torch.testing.assert_close(lifespan_delta([focused, layer_two], 2.0), torch.tensor([[0.0, 4.0, 0.0, 4.0]]))
     with pytest.raises(ValueError):
         lifespan_delta([], 8.0)
+
+
+def test_lifespan_delta_ignores_masked_query_positions():
+    attention = torch.rand(2, 2, 5, 3).softmax(dim=-1)  # [B, H, L, R]
+    query_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    delta = lifespan_delta([attention], 8.0, query_mask)
+    # Whatever the padding positions attend to, the deltas stay those of the real positions alone.
+    changed = attention.clone()
+    changed[0, :, 3:] = torch.tensor([1.0, 0.0, 0.0])
+    torch.testing.assert_close(lifespan_delta([changed], 8.0, query_mask), delta)
+    torch.testing.assert_close(delta[0], lifespan_delta([attention[:1, :, :3]], 8.0)[0])
+    torch.testing.assert_close(delta[1], lifespan_delta([attention[1:]], 8.0)[0])
+    torch.testing.assert_close(delta.sum(dim=1), torch.full((2,), 3 * 8.0))  # each real query spreads 1 over R
+    torch.testing.assert_close(lifespan_delta([attention], 8.0, torch.ones(2, 5)), lifespan_delta([attention], 8.0))
+    nothing_real = lifespan_delta([attention], 8.0, torch.zeros(2, 5, dtype=torch.bool))
+    assert (nothing_real == 0).all()
+    with pytest.raises(ValueError, match=r"query_mask must be \[2, 5\]"):
+        lifespan_delta([attention], 8.0, torch.ones(2, 4))
