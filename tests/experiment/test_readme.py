@@ -1,0 +1,31 @@
+"""experiment/README.md links the task docs and carries their CPU result tables and commands unchanged."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+EXPERIMENT = Path(__file__).parents[2] / "experiment"
+README = (EXPERIMENT / "README.md").read_text()
+
+
+def test_links_point_to_existing_docs():
+    links = set(re.findall(r"\]\((docs/[^)#]+)\)", README))
+    assert links == {"docs/language_modeling.md", "docs/classification.md"}
+    assert all((EXPERIMENT / link).is_file() for link in links)
+
+
+@pytest.mark.parametrize("doc", ["language_modeling.md", "classification.md"])
+def test_cpu_tables_and_commands_match_the_docs(doc):
+    text = (EXPERIMENT / "docs" / doc).read_text()
+    measured = text[text.index("Measured here") :]
+    table = [line for line in measured.splitlines() if line.startswith("|")]
+    assert len(table) >= 5 and all(line in README.splitlines() for line in table)
+    blocks = re.findall(r"```\w*\n(.*?)```", text, flags=re.S)
+    cpu_commands = [block for block in blocks if re.search(r"(tiny|long_range)_\$m\.json", block)]
+    assert len(cpu_commands) == 1 and cpu_commands[0] in README
+
+
+def test_names_the_corpus_and_the_paper_claims():
+    assert "apt-get install -y bible-kjv" in README
+    assert README.count("**Paper's claim**") == 3  # sorting, language modelling, classification
