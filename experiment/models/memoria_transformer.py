@@ -226,6 +226,13 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         """Forget everything: call between examples."""
         self.memoria.reset_memory()
 
+    def reset_memory_rows(self, rows: torch.Tensor) -> None:
+        """Forget the engrams of the batch rows ``rows`` (bool [Batch]) only: a new stream starts there.
+
+        The caller also owns the ``memory_hidden_states`` it carries; those rows of it are its to forget.
+        """
+        self.memoria.reset_memory_rows(rows)
+
     def forward(
         self, input_ids: torch.Tensor, memory_hidden_states: Optional[torch.Tensor] = None
     ) -> MemoriaTransformerOutput:
@@ -301,6 +308,11 @@ class MemoriaTransformerLMHeadModel(MemoriaTransformerPreTrainedModel):
     def reset_memory(self) -> None:
         """Forget everything: call between examples."""
         self.transformer.reset_memory()
+
+    def reset_memory_rows(self, rows: torch.Tensor) -> None:
+        """Forget the engrams of the batch rows ``rows`` (bool [Batch]) only; see
+        :meth:`MemoriaTransformerModel.reset_memory_rows`."""
+        self.transformer.reset_memory_rows(rows)
 
     def memory_state_dict(self) -> dict[str, Any]:
         """The engrams held now, for checkpoints."""

@@ -2,8 +2,9 @@
 
 Each training step is one segment of every batch row (see :mod:`experiment.data.lm_stream`): the memory a
 model carries (its registry ``state_argument`` output, plus the ``Memoria`` engrams inside a Memoria
-Transformer) goes from one step to the next. It is emptied when the data says a stream starts (segment 0, or
-a new PG-19 book in some row), and every ``memory_reset_period`` training steps (the paper's periodic reset).
+Transformer) goes from one step to the next. It is emptied when the data says a stream starts: for every row at
+segment 0, for the flagged rows only at a new PG-19 book (:func:`forget_rows` and the model's
+``reset_memory_rows``), and for every row each ``memory_reset_period`` training steps (the paper's periodic reset).
 Evaluation walks the whole split in order with its own memory, then puts the training memory back, and
 reports the loss summed over every predicted token exactly once: ``ppl`` (perplexity) and ``bpc`` (bits per
 token; bits per character for byte-level data).
@@ -98,6 +99,25 @@ class LanguageModelingDataModule(L.LightningDataModule):
         return self._loader("test")
 
 
+def forget_rows(state: Any, rows: torch.Tensor) -> Any:
+    """The carried ``state`` with the batch rows ``rows`` (bool [Batch]) zeroed, the other rows copied as they are.
+
+    ``state`` is a tensor [Batch, ...], or a list, tuple or dataclass of them (``memory_hidden_states``,
+    Transformer-XL ``mems``, :class:`CompressiveMemories`), or None. The rows share one memory length with the
+    others, so they cannot be made empty: zeros carry nothing of the stream that ended there.
+    """
+    if state is None:
+        return None
+    if dataclasses.is_dataclass(state):
+        return type(state)(**{f.name: forget_rows(getattr(state, f.name), rows) for f in dataclasses.fields(state)})
+    if isinstance(state, (list, tuple)):
+        return type(state)(forget_rows(value, rows) for value in state)
+    if rows.shape != (state.size(0),):
+        raise ValueError(f"rows mask must be shaped [{state.size(0)}], got {list(rows.shape)}")
+    mask = rows.to(state.device).view(-1, *([1] * (state.dim() - 1)))
+    return state.masked_fill(mask, 0)
+
+
 def _state_to_plain(state: Any) -> Any:
     if dataclasses.is_dataclass(state):
         return {name: _state_to_plain(value) for name, value in dataclasses.asdict(state).items()}
@@ -128,13 +148,20 @@ class LanguageModelingModule(L.LightningModule):
             self.model.reset_memory()
 
     def _apply_reset_flags(self, reset: torch.Tensor) -> None:
-        """``reset`` [Batch] bool: rows whose stream starts here. No model here can empty a single row yet, so
-        any flagged row empties all of them (only PG-19 book boundaries flag single rows)."""
-        if bool(reset.any()):
-            if hasattr(self.model, "reset_memory_rows") and not bool(reset.all()):
-                self.model.reset_memory_rows(reset)
-            else:
-                self.reset_memory()
+        """``reset`` [Batch] bool: rows whose stream starts here (only PG-19 book boundaries flag some rows).
+
+        When every row is flagged, everything is emptied. Otherwise only the flagged rows forget: their part of
+        the carried state is zeroed (:func:`forget_rows`) and a model that owns memory (``Memoria``) empties
+        those rows through its ``reset_memory_rows``; the other rows carry on unchanged.
+        """
+        if not bool(reset.any()):
+            return
+        if bool(reset.all()):
+            self.reset_memory()
+            return
+        if hasattr(self.model, "reset_memory_rows"):
+            self.model.reset_memory_rows(reset)
+        self.memory_state = forget_rows(self.memory_state, reset)
 
     def _model_memory(self) -> Optional[Dict[str, Any]]:
         return self.model.memory_state_dict() if hasattr(self.model, "memory_state_dict") else None

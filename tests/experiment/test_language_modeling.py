@@ -70,9 +70,82 @@ def test_memory_is_carried_along_the_stream_and_reset_periodically(tmp_path):
         lengths.append(task.memory_state[0].size(1))
     # Segment 0 starts the stream; the cache then grows segment by segment up to mem_len.
     assert lengths == [16, 32, 40, 40]
-    task.forward_segment({**layout.segment(0), "reset": torch.tensor([True, False])})
-    assert task.memory_state[0].size(1) == 16  # a new stream in any row empties the memory
+    task.forward_segment({**layout.segment(0), "reset": torch.tensor([True, True])})
+    assert task.memory_state[0].size(1) == 16  # a new stream in every row empties the memory
+    task.forward_segment({**layout.segment(1), "reset": torch.tensor([True, False])})
+    assert task.memory_state[0].size(1) == 32  # in one row only: the other row keeps its memory
     assert [step for step in range(10) if task.periodic_reset_due(step)] == [3, 6, 9]
+
+
+def _state_tensors(state) -> list:
+    """Every tensor of a carried state (a tensor, a list of them, or CompressiveMemories)."""
+    if torch.is_tensor(state):
+        return [state]
+    if isinstance(state, list):
+        return state
+    return state.memories + state.compressed
+
+
+# Small memories so that a few 16-token segments fill them (and the compressed memory gets slots).
+RESET_OVERRIDES = {
+    "memoria": [],
+    "transformer_xl": ["model.mem_len=24"],
+    "compressive": ["model.mem_len=16", "model.compressed_mem_len=8"],
+}
+
+
+@pytest.mark.parametrize("model", sorted(RESET_OVERRIDES))
+def test_a_new_stream_in_one_row_resets_that_row_only(model, tmp_path):
+    torch.manual_seed(0)
+    task, _ = build(tiny_config(model, tmp_path, "data.batch_size=3", *RESET_OVERRIDES[model]))
+    task.eval()
+    layout = layout_single_stream([torch.randint(0, 256, (300,))], batch_size=3, segment_length=16)
+    with torch.no_grad():
+        for step in range(4):
+            task.forward_segment(layout.segment(step))
+    before = [tensor.clone() for tensor in _state_tensors(task.memory_state)]
+    assert all(tensor[0].abs().sum() > 0 for tensor in before if tensor.size(1) > 0)
+    if model == "compressive":
+        assert all(tensor.size(1) > 0 for tensor in task.memory_state.compressed)
+    engram_fields = ("data", "engrams_types", "lifespan", "induce_counts")
+    if model == "memoria":
+        engrams_before = {name: getattr(task.model.memoria.engrams, name).clone() for name in engram_fields}
+
+    task._apply_reset_flags(torch.tensor([True, False, False]))
+
+    after = _state_tensors(task.memory_state)
+    assert [tensor.shape for tensor in after] == [tensor.shape for tensor in before]  # not emptied for all rows
+    for old, new in zip(before, after):
+        assert (new[0] == 0).all()  # row 0 keeps nothing of its stream
+        assert torch.equal(new[1:], old[1:])  # the other rows carry on bit-identical
+    if model == "memoria":
+        engrams = task.model.memoria.engrams
+        assert (engrams.engrams_types[0] == 0).all()
+        assert (engrams_before["engrams_types"][0] != 0).any()
+        for name in engram_fields:
+            assert torch.equal(getattr(engrams, name)[1:], engrams_before[name][1:]), name
+    with torch.no_grad():
+        task.forward_segment(layout.segment(4))  # the next segment runs on the partly reset memory
+
+
+@pytest.mark.parametrize("model", ["transformer_xl", "compressive"])
+def test_after_a_row_reset_that_row_no_longer_depends_on_its_past(model, tmp_path):
+    torch.manual_seed(0)
+    task, _ = build(tiny_config(model, tmp_path, *RESET_OVERRIDES[model]))
+    task.eval()
+    past = torch.randint(0, 256, (3, 2, 16))
+    other_past = past.clone()
+    other_past[:, 0] = torch.randint(0, 256, (3, 16))  # row 0 read something else before its new stream
+    segment = {"input_ids": torch.randint(0, 256, (2, 16)), "labels": torch.randint(0, 256, (2, 16))}
+    logits = []
+    with torch.no_grad():
+        for history in (past, other_past):
+            task.reset_memory()
+            for input_ids in history:
+                task.forward_segment({"input_ids": input_ids, "labels": input_ids, "reset": torch.tensor([0, 0]) > 0})
+            _, _, output = task.forward_segment({**segment, "reset": torch.tensor([True, False])})
+            logits.append(output.logits)
+    torch.testing.assert_close(logits[0][0], logits[1][0])
 
 
 def test_eval_walks_every_token_once_and_restores_training_memory(tmp_path):

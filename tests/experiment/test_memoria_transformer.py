@@ -118,3 +118,20 @@ def test_memory_state_round_trip(tiny_memoria):
     other.load_memory_state_dict(state)
     assert other.memoria.engrams == model.memoria.engrams
     assert other.memoria.timestep == model.memoria.timestep
+
+
+def test_reset_memory_rows_empties_the_chosen_rows_only(tiny_memoria):
+    model = _model(tiny_memoria)
+    with torch.no_grad():
+        _run_segments(model, torch.randint(0, 21, (4, 3, 10)))
+    fields = ("data", "engrams_types", "lifespan", "induce_counts")
+    before = {name: getattr(model.memoria.engrams, name).clone() for name in fields}
+    assert (before["engrams_types"] != 0).any(dim=1).all()  # every row holds engrams
+    model.reset_memory_rows(torch.tensor([True, False, False]))
+    engrams = model.memoria.engrams
+    assert (engrams.engrams_types[0] == 0).all()
+    for name in fields:
+        assert torch.equal(getattr(engrams, name)[1:], before[name][1:]), name
+    model.transformer.reset_memory_rows(torch.tensor([False, False, True]))  # the base model has it too
+    assert (model.memoria.engrams.engrams_types[2] == 0).all()
+    assert torch.equal(model.memoria.engrams.data[1], before["data"][1])
