@@ -32,7 +32,7 @@ memoria.load_state_dict(checkpoint["memoria"])
 torch.set_rng_state(checkpoint["rng"])
 generator = torch.Generator().manual_seed(0)
 generator.set_state(checkpoint["generator"])
-outputs = [step(memoria, generator) for _ in range(30)]
+outputs = [step(memoria, generator) for _ in range(50)]
 torch.save({"outputs": outputs, "memoria": memoria.state_dict()}, sys.argv[2])
 """
 
@@ -55,7 +55,7 @@ def test_resume_in_a_fresh_process_matches_the_uninterrupted_stream(tmp_path):
         "generator": generator.get_state(),
     }
     torch.save(checkpoint, tmp_path / "checkpoint.pt")
-    expected = run_steps(memoria, generator, 30)
+    expected = run_steps(memoria, generator, 50)
 
     script = tmp_path / "resume.py"
     script.write_text(RESUME.replace("ROOT", repr(str(ROOT))))
@@ -66,18 +66,18 @@ def test_resume_in_a_fresh_process_matches_the_uninterrupted_stream(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     resumed = torch.load(tmp_path / "out.pt", weights_only=True)
-    assert len(resumed["outputs"]) == 30
+    assert len(resumed["outputs"]) == 50
     for (memories, indices), (their_memories, their_indices) in zip(expected, resumed["outputs"]):
         assert torch.equal(indices, their_indices) and torch.equal(memories, their_memories)
     final = memoria.state_dict()
     for name, value in final["engrams"].items():
         assert torch.equal(value, resumed["memoria"]["engrams"][name]), name
-    assert final["timestep"] == resumed["memoria"]["timestep"] == 55
-    # the history survived the trip too: 55 recorded steps per row
+    assert final["timestep"] == resumed["memoria"]["timestep"] == 75
+    # the history survived the trip too: 75 recorded steps per row
     restored = Memoria(**CONFIG, keep_history=True, track_id=True, track_age=True)
     restored.load_state_dict(resumed["memoria"])
-    assert [len(h) for h in restored.history] == [len(h) for h in memoria.history] == [55, 55, 55]
-    assert restored.history[0][54] == memoria.history[0][54]
+    assert [len(h) for h in restored.history] == [len(h) for h in memoria.history] == [75, 75, 75]
+    assert restored.history[0][74] == memoria.history[0][74]
 
 
 def test_state_dict_is_plain_and_loads_with_map_location(tmp_path):
