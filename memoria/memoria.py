@@ -345,14 +345,9 @@ class Memoria:
         # the chosen STM rows plus row MemoryLength - 1, in a [BatchSize, Distinct, NumLTM] table.
         chosen = reminded_stm >= 0
         table = indices_with_mask(chosen)
-        table_rows = torch.cat(
-            [
-                torch.where(table >= 0, reminded_stm.gather(1, table.clamp(min=0)), length - 1),
-                rows[:, :1].clamp(max=-1),
-            ],
-            dim=1,
-        )
-        table_rows[:, -1] = length - 1
+        r1_row = torch.full((batch_size, 1), length - 1, dtype=torch.long, device=rows.device)
+        table_rows = torch.where(table >= 0, reminded_stm.gather(1, table.clamp(min=0)), length - 1)
+        table_rows = torch.cat([table_rows, r1_row], dim=1)
         num_distinct = table_rows.size(1)
         # [BatchSize, Distinct, NumLTM]; padding columns read -1
         counts = self._store.counts_at(table_rows, ltm_indices)
@@ -361,19 +356,22 @@ class Memoria:
         if bool((has_ltm & (top < 0)).any()):
             return self._initial_longterm_all_columns(rows, ltm_mask, noise)
         # the published package scores non-LTM columns -1, so with a non-negative best only LTM columns can tie for it
-        best = torch.zeros(batch_size, num_distinct, length + 1, dtype=torch.bool, device=rows.device)
-        best.scatter_(
-            2, torch.where(ltm_indices < 0, length, ltm_indices).unsqueeze(1).expand_as(counts), counts == top
-        )
+        best = (counts == top) & (ltm_indices >= 0).unsqueeze(1)
         # entry -> its table row: chosen entries by rank among the chosen, every other entry the R1 row
         rank = chosen.cumsum(dim=1) - 1 + (table.size(1) - chosen.sum(dim=1, keepdim=True))
         slot = torch.where(chosen, rank, num_distinct - 1)
         flat = (slot + torch.arange(batch_size, device=rows.device).unsqueeze(1) * num_distinct).flatten()
-        best = best.flatten(0, 1).index_select(0, flat).view(batch_size, num_stm, length + 1)[:, :, :length]
-        # rand gives non-negative halves, whose bit patterns order like their values: the int16 view takes the same
+        best = best.flatten(0, 1).index_select(0, flat).view(batch_size, num_stm, -1)
+        # rand gives non-negative halves, whose bit patterns order like their values: an int16 view takes the same
         # argmax (first maximum included) as the published package's float16 product, several times faster on a CPU
-        choice = (noise.view(torch.int16) * best).argmax(dim=2)
-        choice = choice.masked_fill(~ltm_mask.gather(1, choice), -1)
+        columns = ltm_indices.clamp(min=0).unsqueeze(1).expand(-1, num_stm, -1)
+        ltm_noise = noise.view(torch.int16).gather(2, columns) * best
+        position = ltm_noise.argmax(dim=2, keepdim=True)
+        drew = ltm_noise.gather(2, position).squeeze(2) > 0
+        # LTM columns ascend, so the first maximum among them is the first in the whole row; an entry whose candidates
+        # all drew 0 takes column 0, as argmax over the published package's all-zero row does
+        choice = torch.where(drew, ltm_indices.gather(1, position.squeeze(2)), 0)
+        choice = choice.masked_fill((choice < 0) | ~ltm_mask.gather(1, choice.clamp(min=0)), -1)
         return super_unique(choice, dim=1)
 
     def _initial_longterm_all_columns(

@@ -189,3 +189,26 @@ def test_matches_reference_from_arbitrary_states(ref, seed, capsys):
     with capsys.disabled():
         print(f"\n[differential] arbitrary state {seed}: {tally.steps} steps, {tally.near_ties} near-ties")
     assert tally.unexplained == []
+
+
+def test_all_zero_tie_break_draw_matches_reference(ref, monkeypatch):
+    """When every candidate of an entry drew 0, the published argmax lands on column 0; ours must too."""
+    torch.manual_seed(7)
+    start = random_state(2, 18, 8, 0.3)
+    config = CONFIGS["deep-search"]
+    ours, theirs = memoria.Memoria(**config), ref.Memoria(**config)
+    ours.engrams = memoria.Engrams(**{k: v.clone() for k, v in start.items()})
+    theirs.engrams = ref.Engrams(*(start[k].clone() for k in start))
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.zeros(*shape, **kw))
+    monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.zeros_like(t, **kw))
+    for step in range(4):
+        data = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(step)) * 0.3
+        ours.add_working_memory(data)
+        theirs.add_working_memory(data)
+        our_memories, our_indices = ours.remind()
+        their_memories, their_indices = theirs.remind()
+        assert torch.equal(our_indices, their_indices) and torch.equal(our_memories, their_memories)
+        delta = torch.ones(our_indices.shape) * 2
+        ours.adjust_lifespan_and_memories(our_indices, delta)
+        theirs.adjust_lifespan_and_memories(their_indices.clone(), delta)
+        assert torch.equal(ours.engrams.induce_counts, theirs.engrams.induce_counts)
