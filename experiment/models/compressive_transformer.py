@@ -21,6 +21,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .lm_head import TiedLMHeadMixin
 from .transformer_xl import RelativeSelfAttention, TransformerXLBlock, TransformerXLConfig
 
 COMPRESSIONS = ("conv", "mean", "max")
@@ -219,28 +220,13 @@ class CompressiveTransformerModel(CompressiveTransformerPreTrainedModel):
         )
 
 
-class CompressiveTransformerLMHeadModel(CompressiveTransformerPreTrainedModel):
+class CompressiveTransformerLMHeadModel(TiedLMHeadMixin, CompressiveTransformerPreTrainedModel):
     """Compressive Transformer with a tied language-model head."""
-
-    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
 
     def __init__(self, config: CompressiveTransformerConfig) -> None:
         super().__init__(config)
-        self.transformer = CompressiveTransformerModel(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.attach_lm_head(CompressiveTransformerModel(config))
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.transformer.wte
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.transformer.wte = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
 
     def forward(
         self,
@@ -250,11 +236,9 @@ class CompressiveTransformerLMHeadModel(CompressiveTransformerPreTrainedModel):
     ) -> CompressiveTransformerOutput:
         """Run one segment. ``labels`` [Batch, Length] are shifted inside (-100 ignored)."""
         output = self.transformer(input_ids, compressive_mems)
-        logits = self.lm_head(output.last_hidden_state)  # (B, L, V)
-        if labels is not None:
-            output.lm_loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100
-            )
+        logits, lm_loss = self.lm_logits_and_loss(output.last_hidden_state, labels)  # (B, L, V)
+        if lm_loss is not None:
+            output.lm_loss = lm_loss
             output.loss = output.lm_loss + self.config.reconstruction_loss_weight * output.reconstruction_loss
         output.logits = logits
         return output

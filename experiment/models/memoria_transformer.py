@@ -21,6 +21,7 @@ from transformers.utils import ModelOutput
 
 from memoria import Abstractor, Memoria
 
+from .lm_head import TiedLMHeadMixin
 from .memory_blocks import MemoryBlock, lifespan_delta
 from .memory_state import load_memory_state_dict, memory_state_dict
 
@@ -278,28 +279,13 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         )
 
 
-class MemoriaTransformerLMHeadModel(MemoriaTransformerPreTrainedModel):
+class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTrainedModel):
     """Memoria Transformer with a tied language-model head."""
-
-    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
 
     def __init__(self, config: MemoriaTransformerConfig) -> None:
         super().__init__(config)
-        self.transformer = MemoriaTransformerModel(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.attach_lm_head(MemoriaTransformerModel(config))
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.transformer.wte
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.transformer.wte = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
 
     @property
     def memoria(self) -> Memoria:
@@ -330,13 +316,7 @@ class MemoriaTransformerLMHeadModel(MemoriaTransformerPreTrainedModel):
         """Run one segment; see :meth:`MemoriaTransformerModel.forward`. ``labels`` [Batch, Length] follow the
         ``transformers`` convention (shifted inside, -100 ignored)."""
         output = self.transformer(input_ids, memory_hidden_states)
-        logits = self.lm_head(output.last_hidden_state)  # (B, L, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100
-            )
-        output.loss = loss
+        logits, output.loss = self.lm_logits_and_loss(output.last_hidden_state, labels)  # (B, L, V)
         output.logits = logits
         return output
 

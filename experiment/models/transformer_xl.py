@@ -16,6 +16,8 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
+from .lm_head import TiedLMHeadMixin
+
 
 class TransformerXLConfig(PretrainedConfig):
     """Configuration of :class:`TransformerXLLMHeadModel`.
@@ -206,28 +208,13 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
         return TransformerXLOutput(last_hidden_state=self.ln_f(hidden), mems=new_mems)
 
 
-class TransformerXLLMHeadModel(TransformerXLPreTrainedModel):
+class TransformerXLLMHeadModel(TiedLMHeadMixin, TransformerXLPreTrainedModel):
     """Transformer-XL with a tied language-model head."""
-
-    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
 
     def __init__(self, config: TransformerXLConfig) -> None:
         super().__init__(config)
-        self.transformer = TransformerXLModel(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.attach_lm_head(TransformerXLModel(config))
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.transformer.wte
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.transformer.wte = value
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
 
     def forward(
         self,
@@ -237,10 +224,6 @@ class TransformerXLLMHeadModel(TransformerXLPreTrainedModel):
     ) -> TransformerXLOutput:
         """Run one segment. ``labels`` [Batch, Length] are shifted inside (-100 ignored)."""
         output = self.transformer(input_ids, mems)
-        logits = self.lm_head(output.last_hidden_state)  # (B, L, V)
-        if labels is not None:
-            output.loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100
-            )
+        logits, output.loss = self.lm_logits_and_loss(output.last_hidden_state, labels)  # (B, L, V)
         output.logits = logits
         return output
