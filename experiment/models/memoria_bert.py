@@ -120,6 +120,23 @@ class MemoriaEncoderMixin:
         """Forgets every stored memory (call between batches of documents)."""
         self.memoria.reset_memory()
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def embed_and_encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: Optional[torch.Tensor],
+        token_type_ids: Optional[torch.Tensor],
+        use_memory: bool = True,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embeds input_ids [Batch, Length] and runs :meth:`encode_with_memory` (same returns)."""
+        embedding_output = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        return self.encode_with_memory(embedding_output, attention_mask, use_memory)
+
     def encode_with_memory(
         self, embedding_output: torch.Tensor, attention_mask: Optional[torch.Tensor], use_memory: bool = True
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -164,15 +181,19 @@ class MemoriaEncoderMixin:
         return hidden, working, indices, delta
 
 
-class MemoriaBertPreTrainedModel(BertPreTrainedModel):
-    config_class = MemoriaBertConfig
-    config: MemoriaBertConfig
-    base_model_prefix = "bert"
+class AbstractorInitMixin:
+    """Initialises the abstractor's query embeddings too; put it before the ``PreTrainedModel`` base."""
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, Abstractor):
             init.normal_(module.query_embeddings, std=0.02)
+
+
+class MemoriaBertPreTrainedModel(AbstractorInitMixin, BertPreTrainedModel):
+    config_class = MemoriaBertConfig
+    config: MemoriaBertConfig
+    base_model_prefix = "bert"
 
 
 class MemoriaBertModel(MemoriaEncoderMixin, MemoriaBertPreTrainedModel):
@@ -186,12 +207,6 @@ class MemoriaBertModel(MemoriaEncoderMixin, MemoriaBertPreTrainedModel):
         self.init_memory(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -200,8 +215,7 @@ class MemoriaBertModel(MemoriaEncoderMixin, MemoriaBertPreTrainedModel):
         use_memory: bool = True,
     ) -> MemoriaEncoderOutput:
         """input_ids, attention_mask, token_type_ids: [Batch, Length]."""
-        embedding_output = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        hidden, working, indices, delta = self.encode_with_memory(embedding_output, attention_mask, use_memory)
+        hidden, working, indices, delta = self.embed_and_encode(input_ids, attention_mask, token_type_ids, use_memory)
         pooled = self.pooler(hidden) if self.pooler is not None else None
         return MemoriaEncoderOutput(hidden, pooled, working, indices, delta)
 

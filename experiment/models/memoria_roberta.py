@@ -9,9 +9,7 @@ from typing import Optional
 
 import torch
 from huggingface_hub.dataclasses import strict
-from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification
-from transformers import initialization as init
 from transformers.models.roberta.modeling_roberta import (
     RobertaClassificationHead,
     RobertaEmbeddings,
@@ -21,6 +19,7 @@ from transformers.models.roberta.modeling_roberta import (
 
 from experiment.models import register_model
 from experiment.models.memoria_bert import (
+    AbstractorInitMixin,
     MemoriaBertConfig,
     MemoriaEncoderMixin,
     MemoriaEncoderOutput,
@@ -28,7 +27,6 @@ from experiment.models.memoria_bert import (
     MemoryHolderMixin,
     classification_loss,
 )
-from memoria import Abstractor
 
 
 @strict
@@ -45,15 +43,10 @@ class MemoriaRobertaConfig(MemoriaBertConfig):
     vocab_size: int = 50265
 
 
-class MemoriaRobertaPreTrainedModel(RobertaPreTrainedModel):
+class MemoriaRobertaPreTrainedModel(AbstractorInitMixin, RobertaPreTrainedModel):
     config_class = MemoriaRobertaConfig
     config: MemoriaRobertaConfig
     base_model_prefix = "roberta"
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, Abstractor):
-            init.normal_(module.query_embeddings, std=0.02)
 
 
 class MemoriaRobertaModel(MemoriaEncoderMixin, MemoriaRobertaPreTrainedModel):
@@ -66,12 +59,6 @@ class MemoriaRobertaModel(MemoriaEncoderMixin, MemoriaRobertaPreTrainedModel):
         self.init_memory(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -80,8 +67,7 @@ class MemoriaRobertaModel(MemoriaEncoderMixin, MemoriaRobertaPreTrainedModel):
         use_memory: bool = True,
     ) -> MemoriaEncoderOutput:
         """input_ids, attention_mask, token_type_ids: [Batch, Length]."""
-        embedding_output = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        hidden, working, indices, delta = self.encode_with_memory(embedding_output, attention_mask, use_memory)
+        hidden, working, indices, delta = self.embed_and_encode(input_ids, attention_mask, token_type_ids, use_memory)
         return MemoriaEncoderOutput(hidden, None, working, indices, delta)
 
 
