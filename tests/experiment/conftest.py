@@ -40,6 +40,40 @@ def tiny_xl() -> dict:
     return dict(vocab_size=21, n_embd=16, n_layer=2, n_head=2, mem_len=8, dropout=0.0, attn_dropout=0.0)
 
 
+def tiny_encoder_fields(**overrides) -> dict:
+    """Memoria BERT / RoBERTa encoder config fields at test size, no dropout; ``overrides`` replace any."""
+    fields = dict(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    return {**fields, **overrides}
+
+
+def tiny_encoder_memory_fields(**overrides) -> dict:
+    """Memoria BERT / RoBERTa memory config fields at test size; ``overrides`` replace any."""
+    fields = dict(
+        memory_layer_index=0,
+        num_working_memories=3,
+        memoria_num_reminded_stm=3,
+        memoria_stm_capacity=6,
+        memoria_ltm_search_depth=2,
+        memoria_initial_lifespan=3,
+        memoria_num_final_ltms=3,
+    )
+    return {**fields, **overrides}
+
+
+def token_segments(count: int, vocab_size: int, batch: int = 2, length: int = 8) -> list[torch.Tensor]:
+    """``count`` random segments [Batch, Length] of ids from 3 up (below 3: the special tokens)."""
+    return [torch.randint(3, vocab_size, (batch, length)) for _ in range(count)]
+
+
 def tiny_run_overrides(output_dir, data_dir) -> list[str]:
     """Overrides that shrink any sorting config to a 2-step run on 40-symbol sequences, 32 wide (the paper-size
     widths would spend the test budget writing checkpoints)."""

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import tiny_encoder_fields, tiny_encoder_memory_fields, token_segments
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel
 
 from experiment.models.memoria_bert import (
@@ -9,25 +10,8 @@ from experiment.models.memoria_bert import (
 )
 from experiment.models.memory_blocks import lifespan_delta
 
-TINY = dict(
-    vocab_size=40,
-    hidden_size=16,
-    num_hidden_layers=3,
-    num_attention_heads=2,
-    intermediate_size=32,
-    max_position_embeddings=16,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
-MEMORY = dict(
-    memory_layer_index=0,
-    num_working_memories=3,
-    memoria_num_reminded_stm=3,
-    memoria_stm_capacity=6,
-    memoria_ltm_search_depth=2,
-    memoria_initial_lifespan=3,
-    memoria_num_final_ltms=3,
-)
+TINY = tiny_encoder_fields()
+MEMORY = tiny_encoder_memory_fields()
 
 
 def tiny_model(**overrides) -> MemoriaBertForSequenceClassification:
@@ -35,7 +19,7 @@ def tiny_model(**overrides) -> MemoriaBertForSequenceClassification:
 
 
 def segments(count: int = 3, batch: int = 2, length: int = 8) -> list[torch.Tensor]:
-    return [torch.randint(3, TINY["vocab_size"], (batch, length)) for _ in range(count)]
+    return token_segments(count, TINY["vocab_size"], batch, length)
 
 
 def test_paper_defaults():

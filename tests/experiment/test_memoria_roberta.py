@@ -1,27 +1,11 @@
 import torch
+from conftest import tiny_encoder_fields, tiny_encoder_memory_fields, token_segments
 from transformers import AutoModelForSequenceClassification, RobertaConfig, RobertaModel
 
 from experiment.models.memoria_roberta import MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification
 
-TINY = dict(
-    vocab_size=40,
-    hidden_size=16,
-    num_hidden_layers=3,
-    num_attention_heads=2,
-    intermediate_size=32,
-    max_position_embeddings=20,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
-MEMORY = dict(
-    memory_layer_index=1,
-    num_working_memories=3,
-    memoria_num_reminded_stm=3,
-    memoria_stm_capacity=6,
-    memoria_ltm_search_depth=2,
-    memoria_initial_lifespan=3,
-    memoria_num_final_ltms=3,
-)
+TINY = tiny_encoder_fields(max_position_embeddings=20)
+MEMORY = tiny_encoder_memory_fields(memory_layer_index=1)
 
 
 def tiny_model(**overrides) -> MemoriaRobertaForSequenceClassification:
@@ -29,7 +13,7 @@ def tiny_model(**overrides) -> MemoriaRobertaForSequenceClassification:
 
 
 def segments(count: int, batch: int = 2, length: int = 8) -> list[torch.Tensor]:
-    return [torch.randint(3, TINY["vocab_size"], (batch, length)) for _ in range(count)]
+    return token_segments(count, TINY["vocab_size"], batch, length)
 
 
 def test_roberta_defaults():
