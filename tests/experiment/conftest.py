@@ -1,5 +1,7 @@
 """Shared fixtures of the experiment tests: tiny sizes only, nothing downloaded."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -96,6 +98,26 @@ def tiny_run_overrides(output_dir, data_dir) -> list[str]:
         "trainer.enable_model_summary=false",
         "trainer.accelerator=cpu",
         "progress_refresh_rate=0",
+    ]
+
+
+def tiny_lm_overrides() -> list[str]:
+    """Overrides that shrink any language-modelling config to 2 steps over a few byte-level segments of the
+    enwik8-format fixture, with 1-layer, 16-wide models."""
+    return [
+        "data.dataset=bytes",
+        f"data.path={Path(__file__).parent / 'fixtures' / 'lm' / 'enwik8_200'}",
+        "data.segment_length=16",
+        "data.batch_size=2",
+        "data.eval_batch_size=2",
+        "model.n_embd=16",
+        "model.n_layer=1",
+        "model.n_head=2",
+        "trainer.max_steps=2",
+        "trainer.max_time=null",
+        "trainer.limit_val_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_model_summary=false",
     ]
 
 

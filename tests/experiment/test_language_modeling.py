@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_lm_overrides
 
 from experiment.data.lm_stream import layout_single_stream
 from experiment.scripts import eval as eval_cli
@@ -17,22 +18,7 @@ from experiment.tasks.language_modeling import LanguageModelingDataModule, build
 FIXTURES = Path(__file__).parent / "fixtures" / "lm"
 CONFIGS = Path(__file__).parents[2] / "experiment" / "configs" / "language_modeling"
 TINY_MODELS = ["memoria", "transformer_xl", "compressive", "gpt2"]
-# A few segments of the enwik8-format fixture, byte-level, with the smallest models.
-SHRINK = [
-    "data.dataset=bytes",
-    f"data.path={FIXTURES / 'enwik8_200'}",
-    "data.segment_length=16",
-    "data.batch_size=2",
-    "data.eval_batch_size=2",
-    "model.n_embd=16",
-    "model.n_layer=1",
-    "model.n_head=2",
-    "trainer.max_steps=2",
-    "trainer.max_time=null",
-    "trainer.limit_val_batches=2",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_model_summary=false",
-]
+SHRINK = tiny_lm_overrides()
 
 
 def tiny_config(model: str, tmp_path: Path, *extra: str) -> dict:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_run_overrides
+from conftest import tiny_lm_overrides, tiny_run_overrides
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from experiment.scripts import train
@@ -72,7 +72,6 @@ def test_tiny_memoria_run_writes_logs_checkpoints_model_and_metrics(tiny_memoria
 
 
 LM_CONFIGS = sorted(Path("experiment/configs/language_modeling").glob("*.json"))
-LM_FIXTURE = Path(__file__).parent / "fixtures" / "lm" / "enwik8_200"
 
 
 def test_checkpoint_metric_defaults_to_accuracy_and_is_read_from_the_config(tmp_path):
@@ -99,20 +98,8 @@ def test_language_modeling_configs_keep_the_lowest_bpc_or_perplexity(config):
 def test_cli_without_progress_bar_keeps_the_lowest_bpc_checkpoint(tmp_path):
     # Two validations (one per step) so that "best" is a real choice between two values of val/bpc.
     overrides = [
-        "data.dataset=bytes",
-        f"data.path={LM_FIXTURE}",
-        "data.segment_length=16",
-        "data.batch_size=2",
-        "data.eval_batch_size=2",
-        "model.n_embd=16",
-        "model.n_layer=1",
-        "model.n_head=2",
-        "trainer.max_steps=2",
-        "trainer.max_time=null",
+        *tiny_lm_overrides(),
         "trainer.val_check_interval=1",
-        "trainer.limit_val_batches=2",
-        "trainer.log_every_n_steps=1",
-        "trainer.enable_model_summary=false",
         "trainer.enable_progress_bar=false",
         f"output_dir={tmp_path}",
     ]
