@@ -1,10 +1,26 @@
-"""The tied language-model head shared by the causal models (Transformer-XL, Compressive, Memoria Transformer)."""
+"""What the causal models (Transformer-XL, Compressive, Memoria Transformer) share: the GPT-2-style weight
+initialisation and the tied language-model head."""
 
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@torch.no_grad()
+def init_gpt2_style(module: nn.Module, std: float, linear_types: tuple[type, ...] = (nn.Linear,)) -> None:
+    """GPT-2's initialisation: N(0, std) weights for ``linear_types`` (zero bias) and embeddings; unit layer norms.
+    Other modules are left to the caller."""
+    if isinstance(module, linear_types):
+        module.weight.normal_(mean=0.0, std=std)
+        if module.bias is not None:
+            module.bias.zero_()
+    elif isinstance(module, nn.Embedding):
+        module.weight.normal_(mean=0.0, std=std)
+    elif isinstance(module, nn.LayerNorm):
+        module.weight.fill_(1.0)
+        module.bias.zero_()
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 
 from memoria import Abstractor, Memoria
 
-from .lm_head import TiedLMHeadMixin
+from .lm_head import TiedLMHeadMixin, init_gpt2_style
 from .memory_blocks import MemoryBlock, lifespan_delta
 from .memory_state import load_memory_state_dict, memory_state_dict
 
@@ -182,16 +182,8 @@ class MemoriaTransformerPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, Conv1D)):
-            module.weight.normal_(mean=0.0, std=std)
-            if module.bias is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.Embedding):
-            module.weight.normal_(mean=0.0, std=std)
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.fill_(1.0)
-            module.bias.zero_()
-        elif isinstance(module, Abstractor):
+        init_gpt2_style(module, std, (nn.Linear, Conv1D))
+        if isinstance(module, Abstractor):
             module.query_embeddings.normal_(mean=0.0, std=std)
 
 

@@ -16,7 +16,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
-from .lm_head import TiedLMHeadMixin
+from .lm_head import TiedLMHeadMixin, init_gpt2_style
 
 
 class TransformerXLConfig(PretrainedConfig):
@@ -165,16 +165,8 @@ class TransformerXLPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            module.weight.normal_(mean=0.0, std=std)
-            if module.bias is not None:
-                module.bias.zero_()
-        elif isinstance(module, nn.Embedding):
-            module.weight.normal_(mean=0.0, std=std)
-        elif isinstance(module, nn.LayerNorm):
-            module.weight.fill_(1.0)
-            module.bias.zero_()
-        elif isinstance(module, RelativeSelfAttention):
+        init_gpt2_style(module, std)
+        if isinstance(module, RelativeSelfAttention):
             module.r_w_bias.zero_()
             module.r_r_bias.zero_()
 

@@ -2,9 +2,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from experiment.models.compressive_transformer import CompressiveTransformerConfig, CompressiveTransformerLMHeadModel
-from experiment.models.lm_head import causal_lm_loss
+from experiment.models.lm_head import causal_lm_loss, init_gpt2_style
 from experiment.models.memoria_transformer import MemoriaTransformerConfig, MemoriaTransformerLMHeadModel
 from experiment.models.transformer_xl import TransformerXLConfig, TransformerXLLMHeadModel
 
@@ -16,6 +17,20 @@ def test_causal_lm_loss_predicts_the_next_token_and_skips_ignored_labels():
     # Position 0 predicts label 1 with certainty, position 1's target is ignored.
     logits[0, 0, 1] = 100.0
     assert causal_lm_loss(logits, torch.tensor([[-100, 1, -100]])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_init_gpt2_style_draws_listed_linears_and_embeddings_and_resets_layer_norms():
+    linear, embedding, norm, conv = nn.Linear(64, 64), nn.Embedding(64, 64), nn.LayerNorm(8), nn.Conv1d(4, 4, 2)
+    norm.weight.data.fill_(3.0)
+    conv_before = conv.weight.detach().clone()
+    for module in (linear, embedding, norm, conv):
+        init_gpt2_style(module, 0.5)
+    assert linear.weight.std().item() == pytest.approx(0.5, rel=0.1) and (linear.bias == 0).all()
+    assert embedding.weight.std().item() == pytest.approx(0.5, rel=0.1)
+    assert (norm.weight == 1).all() and (norm.bias == 0).all()
+    torch.testing.assert_close(conv.weight, conv_before)  # not listed: left alone
+    init_gpt2_style(conv, 0.5, (nn.Linear, nn.Conv1d))
+    assert (conv.bias == 0).all() and not torch.equal(conv.weight, conv_before)
 
 
 @pytest.mark.parametrize(
