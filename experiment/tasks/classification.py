@@ -33,11 +33,9 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-import experiment.models.memoria_bert  # noqa: F401  (registers memoria_bert)
-import experiment.models.memoria_roberta  # noqa: F401  (registers memoria_roberta)
 from experiment.data import hyperpartisan
 from experiment.data.long_range import CLS_ID, PAD_ID, SEP_ID, LongRangeConfig, generate_documents
-from experiment.models import build_model, register_model
+from experiment.models import register_model
 from experiment.tasks.base import SegmentedTask, reset_model_memory
 
 for _config, _model in (

@@ -1,7 +1,6 @@
 """Language-modelling task: memory carried and reset along streams, evaluation over every token once, and a
 short training run of each tiny config through the real CLI."""
 
-import json
 import math
 from pathlib import Path
 
