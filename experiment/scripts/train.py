@@ -16,6 +16,10 @@ The best checkpoint, the one tested after training, is picked by the config's ``
 ``{"monitor": "val/bpc", "mode": "min"}`` (default ``val/accuracy``, ``max``). ``trainer.enable_progress_bar=false``
 turns the progress bar off; ``progress_refresh_rate`` sets how often it redraws.
 
+Resume: ``--resume CHECKPOINT`` (or ``"resume_from"`` in the config) continues a run from a Lightning checkpoint:
+weights, optimiser, schedule, step counters and the memory state (the tasks' checkpoint hooks). Lightning restarts
+the data loader at the beginning of the interrupted epoch.
+
 Multi-GPU: set ``trainer.devices`` to the number of GPUs (``--override trainer.devices=8``); Lightning then uses
 DDP with ``find_unused_parameters`` (the memory layers are idle on an example's first segment). ``batch_size``
 is per process. ``"num_threads"`` caps torch's CPU threads (useful when several runs share a CPU).
@@ -129,7 +133,9 @@ def train(config: dict[str, Any]) -> dict[str, float]:
         torch.set_num_threads(config["num_threads"])  # several runs sharing a CPU: one thread each is faster
     task, data = build_task(config)
     trainer = make_trainer(config, output_dir, make_loggers(config, output_dir))
-    trainer.fit(task, datamodule=data)
+    resume = config.get("resume_from")
+    # our checkpoints carry the memory state (plain tensors and dicts), so they are loaded with weights_only=False
+    trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=False if resume else None)
     if trainer.is_global_zero:
         task.model.save_pretrained(output_dir / "model")
     metrics: dict[str, float] = {}
@@ -149,12 +155,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--config", required=True, help="JSON config, e.g. experiment/configs/sorting/memoria_tiny.json"
     )
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config entries to set")
+    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from a Lightning checkpoint (e.g. last.ckpt)")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     args = parse_args(argv)
-    return train(load_config(args.config, args.override))
+    config = load_config(args.config, args.override)
+    if args.resume:
+        config["resume_from"] = args.resume
+    return train(config)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,20 @@ def test_cli_without_progress_bar_keeps_the_lowest_bpc_checkpoint(tmp_path):
     assert best.name == f"step{best_step + 1}-bpc{best_bpc:.4f}.ckpt"
     assert torch.load(best, weights_only=False)["callbacks"]  # a real Lightning checkpoint, tested after fit
     assert 4.0 < metrics["test/bpc"] < 12.0
+
+
+def test_resume_continues_steps_and_memory_from_the_last_checkpoint(tmp_path):
+    """A language-modelling run stopped after 2 steps and resumed with --resume goes on to step 4 from its checkpoint."""
+    config = "experiment/configs/language_modeling/tiny_memoria.json"
+    base = [*tiny_lm_overrides(), "trainer.max_epochs=20", "trainer.enable_progress_bar=false", "test_after_fit=false"]
+    train.main(["--config", config, "--override", *base, "trainer.max_steps=2", f"output_dir={tmp_path / 'first'}"])
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=False)
+    assert saved["global_step"] == 2 and saved["lm_memory"]["model"] is not None  # the Memoria state rides along
+    overrides = [*base, "trainer.max_steps=4", f"output_dir={tmp_path / 'resumed'}"]
+    train.main(["--config", config, "--override", *overrides, "--resume", str(last)])
+    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert resumed["global_step"] == 4
+    # the optimiser went on from the saved state (Adam's step count reaches 4; a fresh start would stop at 2)
+    steps = [float(state["step"]) for state in resumed["optimizer_states"][0]["state"].values()]
+    assert max(steps) == 4.0
