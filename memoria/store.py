@@ -7,6 +7,7 @@ and moves only a ``[Batch, M]`` map from logical positions to slots; the small p
 positions are real slots too, because the published algorithm reads and even revives them (quirks R2, R4).
 """
 
+import warnings
 from typing import Optional
 
 import torch
@@ -122,10 +123,18 @@ class EngramStore:
         self.slots = torch.cat([self.slots, taken], dim=1)
         self.engrams_types = torch.cat([self.engrams_types, new.engrams_types], dim=1)
         self.lifespan = torch.cat([self.lifespan, new.lifespan], dim=1)
-        if self.age is not None:
-            self.age = torch.cat([self.age, new.age], dim=1)
-        if self.engram_ids is not None:
-            self.engram_ids = torch.cat([self.engram_ids, new.engram_ids], dim=1)
+        self.age = self._concatenated("age", "track_age", new.age)
+        self.engram_ids = self._concatenated("engram_ids", "track_engram_id", new.engram_ids)
+
+    def _concatenated(self, name: str, flag: str, new: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """An optional field after appending; tracked only while both sides track it, as in ``Engrams.__add__``."""
+        mine = getattr(self, name)
+        if mine is None or new is None:
+            if (mine is None) != (new is None):
+                warnings.warn(f"{name} is tracked by only one side of the append: it is no longer tracked")
+            setattr(self, flag, False)
+            return None
+        return torch.cat([mine, new], dim=1)
 
     def keep(self, mask: torch.Tensor) -> None:
         """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true."""

@@ -1,5 +1,6 @@
 """EngramStore keeps physical slots but must always read back exactly like the logical Engrams operations."""
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,3 +79,15 @@ def test_capacity_grows_and_padding_slots_are_fresh():
     view = store.to_engrams()
     assert (view.engrams_types[1] == EngramType.NULL.value).all()
     assert (view.induce_counts[1] == -1).all() and (view.data[1] == 0).all()
+
+
+def test_append_with_different_tracking_drops_it_like_concatenation():
+    tracked = Engrams(torch.rand(2, 3, 4), track_age=True, track_engram_id=True)
+    store = EngramStore(tracked)
+    plain = Engrams(torch.rand(2, 2, 4))
+    with pytest.warns(UserWarning, match="no longer tracked"):
+        store.append(plain)
+    with pytest.warns(UserWarning):
+        expected = tracked + plain
+    assert store.to_engrams() == expected
+    assert store.age is None and store.engram_ids is None
