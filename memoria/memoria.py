@@ -14,7 +14,7 @@ class Memoria:
     """A Hebbian memory kept per batch row: add working memories, remind, then adjust lifespans.
 
     Attributes:
-        engrams: the current engrams (mutated in place during a step; ``engrams.clone()`` keeps a snapshot).
+        engrams: a snapshot of the memory in its logical layout (assign an ``Engrams`` to replace the state).
         timestep: number of ``add_working_memory`` calls since the last reset.
         next_engram_id: the id the next new engram gets.
         history: one ``HistoryManager`` per batch row when ``keep_history``, else ``None``.
@@ -178,6 +178,8 @@ class Memoria:
         missing = {"config", "timestep", "next_engram_id", "engrams", "history"} - set(state)
         if missing:
             raise ValueError(f"Memoria state dict is missing {sorted(missing)}")
+        if not isinstance(state["config"], dict):
+            raise ValueError(f"Memoria state dict config must be a dict, got {type(state['config']).__name__}")
         if state["config"] != self.config():
             differences = {
                 key: (state["config"].get(key), value)

@@ -111,6 +111,7 @@ def bad_states(good):
         ("not a dict", [1, 2]),
         ("wrong format", edit(("format",), "other")),
         ("missing engrams", edit(("engrams",), KeyError)),
+        ("config not a dict", edit(("config",), "gpt2")),
         ("other capacity", edit(("config", "stm_capacity"), 99)),
         ("other tracking", edit(("config", "track_id"), False)),
         ("missing field", edit(("engrams", "lifespan"), KeyError)),
