@@ -5,7 +5,9 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
+from .checkpoint import STATE_FORMAT, engrams_from_state
 from .engram import Engrams, EngramType
+from .similarity import similarity_scores
 from .store import EngramStore
 from .utils import add_at, indices_with_mask, local_indices, super_unique
 
@@ -187,7 +189,7 @@ class Memoria:
                 if state["config"].get(key) != value
             }
             raise ValueError(f"state was saved by a differently configured memory (saved, this): {differences}")
-        engrams = _engrams_from_state(state["engrams"], self.track_age, self.track_id)
+        engrams = engrams_from_state(state["engrams"], self.track_age, self.track_id)
         history = None
         if state["history"] is not None:
             from .history_manager import HistoryManager
@@ -517,75 +519,3 @@ class Memoria:
         if self.history is None:
             self.history = [HistoryManager() for _ in range(self._store.batch_size)]
         record_history(self.history, self.engrams)
-
-
-STATE_FORMAT = "memoria-state-1"
-
-
-def _engrams_from_state(fields: dict, track_age: bool, track_id: bool) -> Engrams:
-    """Engrams from a state dict's tensors, with every dtype, shape and value range checked."""
-    expected = {
-        "data": "floating",
-        "induce_counts": torch.int32,
-        "engrams_types": torch.uint8,
-        "lifespan": torch.float32,
-        "age": torch.int32,
-        "engram_ids": torch.int32,
-    }
-    required = {"data", "induce_counts", "engrams_types", "lifespan"}
-    required |= {"age"} if track_age else set()
-    required |= {"engram_ids"} if track_id else set()
-    if not isinstance(fields, dict) or not required <= set(fields):
-        raise ValueError(f"Memoria state dict engrams must hold {sorted(required)}")
-    for name in required:
-        value = fields[name]
-        if not isinstance(value, torch.Tensor):
-            raise ValueError(f"Memoria state dict engrams[{name!r}] must be a tensor, got {type(value).__name__}")
-        wanted = expected[name]
-        if (wanted == "floating" and not value.is_floating_point()) or (wanted != "floating" and value.dtype != wanted):
-            raise ValueError(f"Memoria state dict engrams[{name!r}] has dtype {value.dtype}, expected {wanted}")
-    if fields["data"].dim() != 3:
-        raise ValueError(
-            f"Memoria state dict engram data must be [BatchSize, Length, HiddenDim], got {list(fields['data'].shape)}"
-        )
-    if not bool(torch.isfinite(fields["data"]).all()) or not bool(torch.isfinite(fields["lifespan"]).all()):
-        raise ValueError("Memoria state dict engrams hold NaN or infinite values")
-    if bool((fields["engrams_types"] > EngramType.LONGTERM.value).any()):
-        raise ValueError("Memoria state dict engram types must lie in 0..3")
-    return Engrams(
-        data=fields["data"],
-        induce_counts=fields["induce_counts"],
-        engrams_types=fields["engrams_types"],
-        lifespan=fields["lifespan"],
-        age=fields.get("age") if track_age else None,
-        engram_ids=fields.get("engram_ids") if track_id else None,
-        track_age=track_age,
-        track_engram_id=track_id,
-    )
-
-
-def similarity_scores(working: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """How strongly the working memories as a whole point at each key.
-
-    ``logsumexp`` over working rows of ``-||w - k||^2``: it orders keys exactly like the published 1.0.0's mean (or sum)
-    of ``exp(-||w - k||^2)``, but never underflows, so the ranking survives distances where ``exp`` is 0 in float32.
-
-    Args:
-        working: [BatchSize, WorkingLength, HiddenDim].
-        keys: [BatchSize, KeyLength, HiddenDim].
-    Returns:
-        [BatchSize, KeyLength].
-    """
-    if keys.size(1) == 0 or working.size(1) == 0:
-        return working.new_zeros(keys.shape[:2])
-    # distances do not change under a common shift; centring keeps the expanded form below from cancelling badly
-    center = keys.mean(dim=1, keepdim=True)
-    working, keys = working - center, keys - center
-    # [BatchSize, WorkingLength, KeyLength]: ||w||^2 + ||k||^2 - 2 w.k, one batched matmul instead of a 4-D difference
-    squared = torch.baddbmm(
-        working.pow(2).sum(dim=2, keepdim=True) + keys.pow(2).sum(dim=2).unsqueeze(1),
-        working,
-        keys.transpose(1, 2),
-        alpha=-2,
-    )
-    return torch.logsumexp(squared.clamp_(min=0).neg_(), dim=1)

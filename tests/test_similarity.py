@@ -1,0 +1,28 @@
+import torch
+
+from memoria.similarity import similarity_scores
+
+
+def test_orders_keys_like_the_mean_of_exp_negative_squared_distance():
+    torch.manual_seed(0)
+    working, keys = torch.randn(3, 5, 8) * 0.4, torch.randn(3, 12, 8) * 0.4
+    reference = (working.double().unsqueeze(2) - keys.double().unsqueeze(1)).pow(2).sum(-1).neg().exp().mean(1)
+    ours = similarity_scores(working, keys)
+    assert ours.shape == (3, 12)
+    assert torch.equal(ours.argsort(dim=1, descending=True), reference.argsort(dim=1, descending=True))
+    # logsumexp of -d^2 is log(sum exp(-d^2)): equal up to float32 rounding
+    assert torch.allclose(ours.double(), reference.mul(5).log(), atol=1e-4)
+
+
+def test_ranks_correctly_where_exp_underflows_and_is_shift_invariant():
+    working = torch.full((1, 2, 4), 100.0)
+    keys = torch.tensor([[[130.0] * 4, [112.0] * 4, [150.0] * 4]])
+    assert torch.exp(-(working.unsqueeze(2) - keys.unsqueeze(1)).pow(2).sum(-1)).eq(0).all()
+    assert similarity_scores(working, keys).argsort(dim=1, descending=True).tolist() == [[1, 0, 2]]
+    shifted = similarity_scores(working - 100, keys - 100)
+    assert torch.allclose(shifted, similarity_scores(working, keys))
+
+
+def test_empty_sides_give_zero_scores_of_the_right_shape():
+    assert similarity_scores(torch.rand(2, 0, 3), torch.rand(2, 4, 3)).shape == (2, 4)
+    assert similarity_scores(torch.rand(2, 3, 3), torch.rand(2, 0, 3)).shape == (2, 0)
