@@ -21,8 +21,8 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .lm_head import TiedLMHeadMixin, init_gpt2_style
-from .transformer_xl import RelativeSelfAttention, TransformerXLBlock, TransformerXLConfig
+from .lm_head import TiedLMHeadMixin
+from .transformer_xl import RelativeSelfAttention, TransformerXLBlock, TransformerXLConfig, init_xl_weights
 
 COMPRESSIONS = ("conv", "mean", "max")
 
@@ -141,11 +141,7 @@ class CompressiveTransformerPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        init_gpt2_style(module, std, (nn.Linear, nn.Conv1d))
-        if isinstance(module, RelativeSelfAttention):
-            module.r_w_bias.zero_()
-            module.r_r_bias.zero_()
+        init_xl_weights(module, self.config.initializer_range, (nn.Linear, nn.Conv1d))
 
 
 class CompressiveTransformerModel(CompressiveTransformerPreTrainedModel):

@@ -164,11 +164,15 @@ class TransformerXLPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        init_gpt2_style(module, std)
-        if isinstance(module, RelativeSelfAttention):
-            module.r_w_bias.zero_()
-            module.r_r_bias.zero_()
+        init_xl_weights(module, self.config.initializer_range)
+
+
+def init_xl_weights(module: nn.Module, std: float, linear_types: tuple[type, ...] = (nn.Linear,)) -> None:
+    """GPT-2-style initialisation plus zero relative-position biases (shared by Transformer-XL and Compressive)."""
+    init_gpt2_style(module, std, linear_types)
+    if isinstance(module, RelativeSelfAttention):
+        module.r_w_bias.zero_()
+        module.r_r_bias.zero_()
 
 
 class TransformerXLModel(TransformerXLPreTrainedModel):
