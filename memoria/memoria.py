@@ -5,6 +5,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
+from . import draw
 from .checkpoint import STATE_FORMAT, engrams_from_state
 from .engram import Engrams, EngramType
 from .similarity import similarity_scores
@@ -340,9 +341,10 @@ class Memoria:
         # quirk R1: a -1 entry reads the last row, as negative indexing does in the published package
         rows = torch.where(reminded_stm < 0, length - 1, reminded_stm)
         # one float16 draw of this exact shape per step keeps the global RNG stream equal to the published package's
-        noise = torch.rand((batch_size, num_stm, length), dtype=torch.float16, device=rows.device)
+        draw_shape = (batch_size, num_stm, length)
         if ltm_indices.size(1) == 0 or num_stm == 0:
             # no long-term engram anywhere: whatever the draw picks is not long-term
+            draw.advance(draw_shape, rows.device)
             return super_unique(torch.full_like(rows, -1), dim=1)
 
         # Every entry that is not a chosen STM reads the same row (R1), so the counts are read once per distinct row:
@@ -358,23 +360,17 @@ class Memoria:
         top = counts.max(dim=2, keepdim=True).values
         has_ltm = (ltm_indices >= 0).any(dim=1).view(-1, 1, 1)
         if bool((has_ltm & (top < 0)).any()):
+            noise = torch.rand(draw_shape, dtype=torch.float16, device=rows.device)
             return self._initial_longterm_all_columns(rows, ltm_mask, noise)
         # the published package scores non-LTM columns -1, so with a non-negative best only LTM columns can tie for it
         best = (counts == top) & (ltm_indices >= 0).unsqueeze(1)
         # entry -> its table row: chosen entries by rank among the chosen, every other entry the R1 row
         rank = chosen.cumsum(dim=1) - 1 + (table.size(1) - chosen.sum(dim=1, keepdim=True))
         slot = torch.where(chosen, rank, num_distinct - 1)
-        flat = (slot + torch.arange(batch_size, device=rows.device).unsqueeze(1) * num_distinct).flatten()
-        best = best.flatten(0, 1).index_select(0, flat).view(batch_size, num_stm, -1)
-        # rand gives non-negative halves, whose bit patterns order like their values: an int16 view takes the same
-        # argmax (first maximum included) as the published package's float16 product, several times faster on a CPU
-        columns = ltm_indices.clamp(min=0).unsqueeze(1).expand(-1, num_stm, -1)
-        ltm_noise = noise.view(torch.int16).gather(2, columns) * best
-        position = ltm_noise.argmax(dim=2, keepdim=True)
-        drew = ltm_noise.gather(2, position).squeeze(2) > 0
+        position, drew = draw.first_max_at_columns(length, ltm_indices, best, slot)
         # LTM columns ascend, so the first maximum among them is the first in the whole row; an entry whose candidates
         # all drew 0 takes column 0, as argmax over the published package's all-zero row does
-        choice = torch.where(drew, ltm_indices.gather(1, position.squeeze(2)), 0)
+        choice = torch.where(drew, ltm_indices.gather(1, position), 0)
         choice = choice.masked_fill((choice < 0) | ~ltm_mask.gather(1, choice.clamp(min=0)), -1)
         return super_unique(choice, dim=1)
 
@@ -419,12 +415,7 @@ class Memoria:
             node = torch.where(current < 0, last, current) + batch * num_ltm
             unique_nodes, which = torch.unique(node, return_inverse=True)
             rows_batch, rows_local = unique_nodes // num_ltm, unique_nodes % num_ltm
-            # [Unique, NumLTM]
-            rows = store.counts[
-                rows_batch.unsqueeze(1), ltm_slots[rows_batch, rows_local].unsqueeze(1), ltm_slots[rows_batch]
-            ]
-            rows.masked_fill_(visited[rows_batch], -1)
-            step = rows.argmax(dim=1)
+            step = _strongest_unvisited(store.counts, rows_batch, rows_local, ltm_slots, visited)
             current = step.masked_fill(visited[rows_batch, step], -1)[which]
             visited.scatter_(1, torch.where(current < 0, last, current), True)
             found.append(current)
@@ -519,3 +510,40 @@ class Memoria:
         if self.history is None:
             self.history = [HistoryManager() for _ in range(self._store.batch_size)]
         record_history(self.history, self.engrams)
+
+
+# above this many [Unique, NumLTM] elements a walk step reads its rows one batch row at a time
+_WALK_SPLIT_ELEMENTS = 1 << 18
+
+
+def _strongest_unvisited(
+    counts: torch.Tensor,
+    rows_batch: torch.Tensor,
+    rows_local: torch.Tensor,
+    ltm_slots: torch.Tensor,
+    visited: torch.Tensor,
+) -> torch.Tensor:
+    """For each node, the first LTM position with the largest count among the unvisited ones (all visited: 0).
+
+    Args:
+        counts: [BatchSize, Capacity, Capacity] physical counts.
+        rows_batch, rows_local: [Unique] batch row and local LTM position of each node, sorted by batch row.
+        ltm_slots: [BatchSize, NumLTM] physical slots of the LTM positions.
+        visited: bool [BatchSize, NumLTM].
+    Returns:
+        [Unique] local LTM positions.
+    """
+    num_ltm = ltm_slots.size(1)
+    if rows_batch.numel() * num_ltm <= _WALK_SPLIT_ELEMENTS or counts.device.type != "cpu":
+        # [Unique, NumLTM]
+        rows = counts[rows_batch.unsqueeze(1), ltm_slots[rows_batch, rows_local].unsqueeze(1), ltm_slots[rows_batch]]
+        return rows.masked_fill_(visited[rows_batch], -1).argmax(dim=1)
+    # Large steps (the first one reads a row per initial engram): per batch row the index tensors broadcast, instead
+    # of materialising [Unique, NumLTM] int64 indices that cost more than the counts they pick.
+    steps = []
+    sizes = torch.bincount(rows_batch, minlength=counts.size(0)).tolist()
+    for batch, local in enumerate(rows_local.split(sizes)):
+        if local.numel():
+            rows = counts[batch][ltm_slots[batch, local].unsqueeze(1), ltm_slots[batch].unsqueeze(0)]
+            steps.append(rows.masked_fill_(visited[batch], -1).argmax(dim=1))
+    return torch.cat(steps)

@@ -113,12 +113,17 @@ class EngramStore:
         if self.capacity - self.memory_length < width:
             self._grow(_grown_capacity(self.memory_length + width))
         # every row has the same number of free slots (capacity - memory length); take the first `width` of them
-        taken = self._free_slots()[:, :width]
+        taken = self._free_slots(width)
         batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1)
         self.data[batch, taken] = new.data
         # new engrams start with 0 against everything mapped (padding too) and among themselves, like a concatenation
-        self.counts[batch, taken] = 0
-        self.counts.transpose(1, 2)[batch, taken] = 0
+        if self.device.type == "cpu":
+            # per row, index_fill_ writes each count row's few new columns in place, a run of them per cache line
+            for row, columns in zip(self.counts, taken):
+                row.index_fill_(0, columns, 0).index_fill_(1, columns, 0)
+        else:
+            self.counts[batch, taken] = 0
+            self.counts.transpose(1, 2)[batch, taken] = 0
         self.counts[batch.unsqueeze(2), taken.unsqueeze(2), taken.unsqueeze(1)] = new.induce_counts
         self.slots = torch.cat([self.slots, taken], dim=1)
         self.engrams_types = torch.cat([self.engrams_types, new.engrams_types], dim=1)
@@ -187,11 +192,24 @@ class EngramStore:
         self.counts[rows, columns] = -1
         self.counts.transpose(1, 2)[rows, columns] = -1
 
-    def _free_slots(self) -> torch.Tensor:
-        """[BatchSize, Capacity - MemoryLength] unmapped physical slots of every row, ascending."""
-        free = torch.ones(self.batch_size, self.capacity, dtype=torch.bool, device=self.device)
+    def _free_slots(self, width: int) -> torch.Tensor:
+        """[BatchSize, width] unmapped physical slots of every row, ascending.
+
+        Slots are taken from the freest groups of ``_SLOT_GROUP`` neighbours first: zeroing the new engrams' columns
+        then touches few cache lines of each count row, which is what an append costs on a large memory.
+        """
+        capacity = self.capacity
+        num_groups = -(-capacity // _SLOT_GROUP)
+        free = torch.zeros(self.batch_size, num_groups * _SLOT_GROUP, dtype=torch.bool, device=self.device)
+        free[:, :capacity] = True
         free.scatter_(1, self.slots, False)
-        return indices_with_mask(free)
+        groups = free.view(self.batch_size, num_groups, _SLOT_GROUP)
+        order = groups.sum(dim=2).argsort(dim=1, descending=True, stable=True)
+        # [BatchSize, NumGroups * Group] every slot, freest group first
+        candidates = (order.unsqueeze(2) * _SLOT_GROUP + torch.arange(_SLOT_GROUP, device=self.device)).flatten(1)
+        # every row has the same number of free slots (capacity - memory length), so no row is padded
+        chosen = indices_with_mask(free.gather(1, candidates))[:, :width]
+        return candidates.gather(1, chosen).sort(dim=1).values
 
     def _grow(self, capacity: int) -> None:
         batch_size, old, hidden = self.data.shape
@@ -200,6 +218,10 @@ class EngramStore:
         counts = self.counts.new_full((batch_size, capacity, capacity), -1)
         counts[:, :old, :old] = self.counts
         self.data, self.counts = data, counts
+
+
+# slots per 64-byte line of an int32 count row
+_SLOT_GROUP = 16
 
 
 def _grown_capacity(needed: int) -> int:

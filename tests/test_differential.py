@@ -14,6 +14,7 @@ import torch
 
 import memoria
 from benchmarks.reference import load_reference
+from memoria import draw
 
 NEAR_TIE = 1e-5
 
@@ -191,8 +192,14 @@ def test_matches_reference_from_arbitrary_states(ref, seed, capsys):
     assert tally.unexplained == []
 
 
-def test_all_zero_tie_break_draw_matches_reference(ref, monkeypatch):
-    """When every candidate of an entry drew 0, the published argmax lands on column 0; ours must too."""
+@pytest.mark.parametrize("integer_draw", [True, False], ids=["int32-words", "float16-rand"])
+def test_all_zero_tie_break_draw_matches_reference(ref, monkeypatch, integer_draw):
+    """When every candidate of an entry drew 0, the published argmax lands on column 0; ours must too.
+
+    Ours draws the same stream as int32 words on a CPU (``memoria.draw``); both of its paths are forced to zeros.
+    """
+    monkeypatch.setattr(draw, "_integer_draw_matches", integer_draw)
+    monkeypatch.setattr(torch.Tensor, "random_", lambda self, *args, **kwargs: self.zero_())
     torch.manual_seed(7)
     start = random_state(2, 18, 8, 0.3)
     config = CONFIGS["deep-search"]

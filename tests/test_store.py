@@ -91,3 +91,22 @@ def test_append_with_different_tracking_drops_it_like_concatenation():
         expected = tracked + plain
     assert store.to_engrams() == expected
     assert store.age is None and store.engram_ids is None
+
+
+def test_new_engrams_take_slots_from_the_freest_groups():
+    g = torch.Generator().manual_seed(3)
+    store = EngramStore(random_engrams(2, 40, 3, g), spare=60)
+    # free every other slot of the first 40: those groups are half free, the tail beyond them wholly free
+    store.keep(torch.arange(40).remainder(2).bool().expand(2, 40))
+    free_before = torch.ones(2, store.capacity, dtype=torch.bool)
+    free_before.scatter_(1, store.slots, False)
+    store.append(Engrams(torch.randn(2, 16, 3, generator=g), lifespan=1.0))
+    taken = store.slots[:, -16:]
+    assert bool(free_before.gather(1, taken).all())
+    assert torch.equal(taken, taken.sort(dim=1).values) and len(set(taken[0].tolist())) == 16
+    # a whole free group of 16 neighbours exists, so the 16 new engrams share one cache line of every count row
+    assert bool((taken // 16 == taken[:, :1] // 16).all())
+    expected = EngramStore(random_engrams(2, 40, 3, torch.Generator().manual_seed(3)), spare=60)
+    expected.keep(torch.arange(40).remainder(2).bool().expand(2, 40))
+    assert store.to_engrams().induce_counts[:, :-16, :-16].equal(expected.to_engrams().induce_counts)
+    assert (store.to_engrams().induce_counts[:, -16:, :] == 0).all()

@@ -1,0 +1,147 @@
+"""The long-term tie-break: one ``float16`` uniform draw per step, read only where it matters.
+
+The published package breaks ties among the long-term engrams an entry co-fired with most by multiplying a
+``torch.rand([BatchSize, NumSTM, MemoryLength], dtype=float16)`` draw with the tie mask and taking the argmax. The draw
+is observable twice: through the choices, and through the global RNG stream it advances. Both must stay as they are.
+
+On a CPU the generator is an MT19937 that spends one 32-bit word per element, and a ``float16`` element is the low 24
+bits of that word times 2^-24, rounded to ``float16``. ``random_`` on an ``int32`` tensor spends the same words (keeping
+their low 31 bits) about twice as fast, so the same stream can be drawn as integers in small chunks, each chunk read at
+the long-term columns only and then dropped: no ``[BatchSize, NumSTM, MemoryLength]`` tensor is ever held. Whether
+this torch build really draws that way is checked once per process; if not, the plain ``float16`` draw is used.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+
+# elements of the integer draw per chunk: small enough to stay in cache between drawing and reading it
+CHUNK_ELEMENTS = 1 << 19
+_LOW_24_BITS = (1 << 24) - 1
+# words whose low 24 bits are at least this round to 1.0, which rand turns into 0
+_WRAP = (1 << 24) - (1 << 12)
+# the key of v = 0 under (v - _WRAP) mod 2^24
+_KEY_OF_ZERO = 1 << 12
+
+_integer_draw_matches: Optional[bool] = None
+
+
+def integer_draw_matches() -> bool:
+    """Whether ``int32`` ``random_`` reproduces this torch build's CPU ``float16`` ``rand`` (values and RNG state)."""
+    global _integer_draw_matches
+    if _integer_draw_matches is None:
+        shape = (3, 1031)
+        reference = torch.Generator().manual_seed(20240721)
+        expected = torch.rand(shape, dtype=torch.float16, generator=reference)
+        mine = torch.Generator().manual_seed(20240721)
+        words = torch.empty(shape, dtype=torch.int32).random_(generator=mine)
+        _integer_draw_matches = bool(torch.equal(halves_from_words(words), expected)) and bool(
+            torch.equal(reference.get_state(), mine.get_state())
+        )
+    return _integer_draw_matches
+
+
+def halves_from_words(words: torch.Tensor) -> torch.Tensor:
+    """The ``float16`` values ``rand`` makes of the MT19937 words behind ``words`` (any ``int32`` shape)."""
+    halves = ((words & _LOW_24_BITS).to(torch.float32) * 2.0**-24).to(torch.float16)
+    # rand keeps its values below 1: one that rounds up to 1 in float16 becomes 0
+    return halves.masked_fill_(halves == 1, 0)
+
+
+def advance(shape: Tuple[int, ...], device: torch.device) -> None:
+    """Spend the RNG exactly as ``torch.rand(shape, dtype=float16, device=device)`` does, without keeping the values."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    if numel == 0:
+        return
+    if device.type != "cpu" or not integer_draw_matches():
+        torch.rand(shape, dtype=torch.float16, device=device)
+        return
+    buffer = torch.empty(min(numel, CHUNK_ELEMENTS), dtype=torch.int32)
+    for start in range(0, numel, buffer.numel()):
+        buffer[: min(buffer.numel(), numel - start)].random_()
+
+
+def first_max_at_columns(
+    length: int, columns: torch.Tensor, candidates: torch.Tensor, candidate_of_entry: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``rand([BatchSize, Entries, length], float16)`` and, per entry, take the first maximum over its candidates.
+
+    Args:
+        length: the draw's last dimension (the memory length).
+        columns: [BatchSize, Columns] ascending positions in ``0..length-1`` where the draw is read; -1 padding.
+        candidates: bool [BatchSize, Rows, Columns], the columns each candidate row may pick (never a -1 column).
+        candidate_of_entry: [BatchSize, Entries] which candidate row each entry uses.
+    Returns:
+        position: [BatchSize, Entries] index into ``columns`` of the first column holding the entry's largest draw
+            among its candidates.
+        drew: bool [BatchSize, Entries], false where every candidate drew 0 (the published argmax then takes column
+            0 of the whole row).
+    """
+    batch_size, num_entries = candidate_of_entry.shape
+    num_rows = candidates.size(1)
+    device = columns.device
+    # flat candidate row of every entry, entries in the draw's (batch, entry) order
+    batch = torch.arange(batch_size, device=device).unsqueeze(1)
+    flat_candidate = (candidate_of_entry + batch * num_rows).flatten()
+    flat_candidates = candidates.flatten(0, 1)
+    safe_columns = columns.clamp(min=0)
+    if device.type != "cpu" or not integer_draw_matches():
+        noise = torch.rand((batch_size, num_entries, length), dtype=torch.float16, device=device)
+        read = noise.gather(2, safe_columns.unsqueeze(1).expand(-1, num_entries, -1))
+        position, drew = _first_max(read.flatten(0, 1), flat_candidates.index_select(0, flat_candidate))
+        return position.view(batch_size, num_entries), drew.view(batch_size, num_entries)
+
+    # entries drawn per chunk; each chunk is drawn, read at its columns and dropped
+    per_chunk = max(1, CHUNK_ELEMENTS // max(length, 1))
+    buffer = torch.empty(per_chunk * length, dtype=torch.int32)
+    entry_batch = batch.expand(-1, num_entries).flatten()
+    positions, drews = [], []
+    for start in range(0, batch_size * num_entries, per_chunk):
+        stop = min(start + per_chunk, batch_size * num_entries)
+        words = buffer[: (stop - start) * length].view(stop - start, length).random_()
+        read = words.gather(1, safe_columns.index_select(0, entry_batch[start:stop]))
+        position, drew = _first_max_of_words(read, flat_candidates.index_select(0, flat_candidate[start:stop]))
+        positions.append(position)
+        drews.append(drew)
+    return torch.cat(positions).view(batch_size, num_entries), torch.cat(drews).view(batch_size, num_entries)
+
+
+def _first_max_of_words(words: torch.Tensor, allowed: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``_first_max`` of ``halves_from_words(words)``, computed on the integers.
+
+    A word's low 24 bits ``v`` give the half ``round(v / 2^24)``, which is 0 from ``_WRAP`` up (the values that round to
+    1). ``(v - _WRAP) mod 2^24`` keeps the order of the halves (the wrapped values go to the bottom, below
+    ``v = 0``), and a half is the same for every ``v`` from the smallest one that rounds to it (``_lowest_word``) up
+    to the next half's: so the first maximum is the first position whose key reaches the largest key's lowest word.
+    """
+    keys = (words - _WRAP).bitwise_and_(_LOW_24_BITS).mul_(allowed)
+    top = keys.max(dim=1).values
+    drew = top > _KEY_OF_ZERO
+    lowest = torch.where(drew, _lowest_word(top - _KEY_OF_ZERO) + _KEY_OF_ZERO, top)
+    position = (keys >= lowest.unsqueeze(1)).max(dim=1).indices
+    return position, drew
+
+
+def _lowest_word(words: torch.Tensor) -> torch.Tensor:
+    """The smallest 24-bit ``v`` whose half ``round(v / 2^24)`` equals that of ``words`` (in ``1.._WRAP - 1``)."""
+    half = (words.to(torch.float32) * 2.0**-24).to(torch.float16)
+    below = (half.view(torch.int16) - 1).view(torch.float16)
+    # the midpoint to the half below is exact in float32 and sits at most one word below the answer
+    lowest = ((half.to(torch.float32) + below.to(torch.float32)) * 2.0**23).floor().to(torch.int32)
+    for _ in range(2):
+        lowest = torch.where(halves_from_words(lowest) == half, lowest, lowest + 1)
+    return lowest
+
+
+def _first_max(read: torch.Tensor, allowed: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """First maximum of the non-negative ``float16`` ``read`` [N, C] where ``allowed`` [N, C], and whether it is > 0.
+
+    Non-negative halves order like their ``int16`` bit patterns, so the argmax runs on integers (much faster than on
+    ``float16`` on a CPU) and finds the same first maximum.
+    """
+    masked = read.view(torch.int16) * allowed
+    position = masked.argmax(dim=1)
+    drew = masked.gather(1, position.unsqueeze(1)).squeeze(1) > 0
+    return position, drew

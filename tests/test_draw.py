@@ -1,0 +1,114 @@
+"""The long-term tie-break draw: same values, same choices and same RNG stream as ``torch.rand(..., float16)``."""
+
+import pytest
+import torch
+
+from memoria import draw
+
+
+def test_this_torch_build_draws_float16_from_the_same_words():
+    # if a torch release changes how CPU rand makes float16 values, the plain draw is used instead (and this fails)
+    assert draw.integer_draw_matches()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_halves_from_words_equal_rand_float16(seed):
+    # 2^25 draws hit nearly every one of the 2^24 low-bit values, the ones that round up to 1.0 included
+    expected_generator = torch.Generator().manual_seed(seed)
+    expected = torch.rand(1 << 25, dtype=torch.float16, generator=expected_generator)
+    generator = torch.Generator().manual_seed(seed)
+    words = torch.empty(1 << 25, dtype=torch.int32).random_(generator=generator)
+    assert torch.equal(draw.halves_from_words(words), expected)
+    assert torch.equal(generator.get_state(), expected_generator.get_state())
+
+
+def test_words_that_round_to_one_become_zero():
+    words = torch.tensor([draw._WRAP - 1, draw._WRAP, (1 << 24) - 1, 5 << 24], dtype=torch.int32)
+    halves = draw.halves_from_words(words)
+    assert halves[0] < 1 and halves[0] > 0.999
+    assert halves[1:].tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 5), (2, 3, 5), (1, 1, draw.CHUNK_ELEMENTS + 7), (3, 700, 1000)])
+def test_advance_spends_the_rng_like_rand(shape):
+    torch.manual_seed(11)
+    torch.rand(shape, dtype=torch.float16)
+    expected = torch.get_rng_state()
+    torch.manual_seed(11)
+    draw.advance(shape, torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), expected)
+
+
+def _published_first_max(length, columns, candidates, candidate_of_entry):
+    """The published package's way: the whole float16 draw, zero outside the candidates, argmax."""
+    batch_size, num_entries = candidate_of_entry.shape
+    noise = torch.rand((batch_size, num_entries, length), dtype=torch.float16)
+    allowed = torch.zeros(batch_size, num_entries, length, dtype=torch.bool)
+    per_entry = candidates.gather(1, candidate_of_entry.unsqueeze(2).expand(-1, -1, columns.size(1)))
+    valid = (columns >= 0).unsqueeze(1).expand_as(per_entry)
+    allowed.scatter_(2, columns.clamp(min=0).unsqueeze(1).expand_as(per_entry), per_entry & valid)
+    product = noise * allowed
+    return product.argmax(dim=2), product.amax(dim=2) > 0
+
+
+@pytest.mark.parametrize("integer_draw", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_first_max_at_columns_matches_the_published_argmax(monkeypatch, integer_draw, seed):
+    monkeypatch.setattr(draw, "_integer_draw_matches", integer_draw)
+    generator = torch.Generator().manual_seed(seed)
+    batch_size, length = 3, int(torch.randint(5, 3000, (), generator=generator))
+    num_entries, num_rows = int(torch.randint(1, 400, (), generator=generator)), 4
+    # ascending, left-padded columns of different counts per row
+    columns = torch.full((batch_size, 40), -1, dtype=torch.long)
+    for row in range(batch_size):
+        count = int(torch.randint(1, min(40, length) + 1, (), generator=generator))
+        columns[row, 40 - count :] = torch.randperm(length, generator=generator)[:count].sort().values
+    candidates = (torch.rand(batch_size, num_rows, 40, generator=generator) < 0.3) & (columns >= 0).unsqueeze(1)
+    candidates[:, 0] = columns >= 0  # one row allows every column, as the R1 row often does
+    candidate_of_entry = torch.randint(0, num_rows, (batch_size, num_entries), generator=generator)
+
+    torch.manual_seed(seed)
+    position, drew = draw.first_max_at_columns(length, columns, candidates, candidate_of_entry)
+    ours_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    expected_column, expected_drew = _published_first_max(length, columns, candidates, candidate_of_entry)
+
+    assert torch.equal(torch.get_rng_state(), ours_state)
+    assert torch.equal(drew, expected_drew)
+    assert torch.equal(columns.gather(1, position)[drew], expected_column[drew])
+
+
+def _tie_heavy_words(kind: int, generator: torch.Generator) -> torch.Tensor:
+    shape = (64, 33)
+    if kind == 0:  # near one value: many words share a float16
+        base = int(torch.randint(0, 1 << 24, (), generator=generator))
+        words = base + torch.randint(-3000, 3000, shape, generator=generator)
+    elif kind == 1:  # near 1.0 (rounds to 1, becomes 0) and near 0
+        high = torch.randint(draw._WRAP - 3000, 1 << 24, shape, generator=generator)
+        low = torch.randint(0, 3000, shape, generator=generator)
+        words = torch.where(torch.rand(shape, generator=generator) < 0.5, high, low)
+    else:  # anything, with junk above bit 24 as random_ gives it
+        words = torch.randint(0, 1 << 24, shape, generator=generator)
+    high_bits = torch.randint(0, 127, shape, generator=generator) << 24
+    return (words.clamp(0, (1 << 24) - 1) + high_bits).to(torch.int32)
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_first_max_on_integers_equals_first_max_on_halves(kind):
+    generator = torch.Generator().manual_seed(kind)
+    for _ in range(50):
+        words = _tie_heavy_words(kind, generator)
+        allowed = torch.rand(words.shape, generator=generator) < 0.6
+        position, drew = draw._first_max(draw.halves_from_words(words), allowed)
+        int_position, int_drew = draw._first_max_of_words(words, allowed)
+        assert torch.equal(int_drew, drew)
+        assert torch.equal(int_position[drew], position[drew])
+
+
+def test_lowest_word_is_exact_for_every_word():
+    words = torch.arange(1, draw._WRAP, dtype=torch.int32)
+    halves = draw.halves_from_words(words)
+    starts = torch.ones_like(halves, dtype=torch.bool)
+    starts[1:] = halves[1:] != halves[:-1]
+    expected = torch.cummax(torch.where(starts, words, 0), dim=0).values
+    assert torch.equal(draw._lowest_word(words), expected)
