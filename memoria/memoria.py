@@ -318,7 +318,7 @@ class Memoria:
             [BatchSize, NumSTM]: the STM global index where chosen, -1 elsewhere (positions kept).
         """
         stm_data = self._store.data_at(stm_indices)
-        scores = similarity_scores(wm_data, stm_data)
+        scores = similarity_scores(wm_data, stm_data, overwrite_keys=True)
         num_reminded = min(self.num_reminded_stm, scores.size(1))
         chosen = torch.zeros_like(stm_indices, dtype=torch.bool)
         chosen.scatter_(1, scores.topk(num_reminded, dim=1).indices, True)
@@ -431,7 +431,7 @@ class Memoria:
             return found_ltm
         # quirk R4: the local LTM positions are used as global indices here
         keys = self._store.data_at(found_ltm)
-        scores = similarity_scores(wm_data, keys)
+        scores = similarity_scores(wm_data, keys, overwrite_keys=True)
         top = scores.topk(min(self.num_final_ltms, scores.size(1)), dim=1).indices
         return found_ltm.gather(1, top)
 
@@ -533,17 +533,21 @@ def _strongest_unvisited(
     Returns:
         [Unique] local LTM positions.
     """
+    batch_size, capacity = counts.shape[:2]
     num_ltm = ltm_slots.size(1)
+    # whole physical rows are contiguous: copy them first, then pick the LTM columns from the copies
     if rows_batch.numel() * num_ltm <= _WALK_SPLIT_ELEMENTS or counts.device.type != "cpu":
+        physical_rows = (rows_batch * capacity + ltm_slots[rows_batch, rows_local]).flatten()
         # [Unique, NumLTM]
-        rows = counts[rows_batch.unsqueeze(1), ltm_slots[rows_batch, rows_local].unsqueeze(1), ltm_slots[rows_batch]]
-        return rows.masked_fill_(visited[rows_batch], -1).argmax(dim=1)
-    # Large steps (the first one reads a row per initial engram): per batch row the index tensors broadcast, instead
-    # of materialising [Unique, NumLTM] int64 indices that cost more than the counts they pick.
+        rows = counts.view(-1, capacity).index_select(0, physical_rows).gather(1, ltm_slots.index_select(0, rows_batch))
+        return rows.masked_fill_(visited.index_select(0, rows_batch), -1).argmax(dim=1)
+    # Large steps (the first one reads a row per initial engram) go one batch row at a time, where the column index
+    # broadcasts instead of being a [Unique, NumLTM] int64 tensor that costs more than the counts it picks.
     steps = []
-    sizes = torch.bincount(rows_batch, minlength=counts.size(0)).tolist()
+    sizes = torch.bincount(rows_batch, minlength=batch_size).tolist()
     for batch, local in enumerate(rows_local.split(sizes)):
         if local.numel():
-            rows = counts[batch][ltm_slots[batch, local].unsqueeze(1), ltm_slots[batch].unsqueeze(0)]
+            rows = counts[batch].index_select(0, ltm_slots[batch, local])
+            rows = rows.gather(1, ltm_slots[batch].expand(local.numel(), -1))
             steps.append(rows.masked_fill_(visited[batch], -1).argmax(dim=1))
     return torch.cat(steps)

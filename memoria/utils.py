@@ -73,6 +73,12 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     batch_offset = torch.arange(indices.size(0), device=indices.device).unsqueeze(1) * values.size(1)
     flat_rows = indices.clamp(min=0) + batch_offset
     picked = values.flatten(0, 1).index_select(0, flat_rows.flatten()).view(shape)
+    if picked.device.type == "cpu":
+        # only the null entries are written (a full masked_fill_ pass costs as much as the gather on wide rows); on
+        # a GPU that would need a synchronising nonzero()
+        if bool(null.any()):
+            picked[null] = fill_value
+        return picked
     return picked.masked_fill_(null.view(*null.shape, *([1] * (values.dim() - 2))), fill_value)
 
 

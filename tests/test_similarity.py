@@ -26,3 +26,26 @@ def test_ranks_correctly_where_exp_underflows_and_is_shift_invariant():
 def test_empty_sides_give_zero_scores_of_the_right_shape():
     assert similarity_scores(torch.rand(2, 0, 3), torch.rand(2, 4, 3)).shape == (2, 4)
     assert similarity_scores(torch.rand(2, 3, 3), torch.rand(2, 0, 3)).shape == (2, 0)
+
+
+def test_large_common_offset_keeps_float64_accuracy():
+    # hidden states of real models share large offsets in a few dimensions; the spread is small
+    generator = torch.Generator().manual_seed(1)
+    offset = torch.zeros(64)
+    offset[:4] = torch.tensor([300.0, -150.0, 80.0, 40.0])
+    working = offset + torch.randn(4, 6, 64, generator=generator) * 0.1
+    keys = offset + torch.randn(4, 300, 64, generator=generator) * 0.1
+    exact = (working.double().unsqueeze(2) - keys.double().unsqueeze(1)).pow(2).sum(-1).neg().logsumexp(1)
+    ours = similarity_scores(working, keys)
+    assert torch.allclose(ours.double(), exact, atol=2e-4)
+    assert torch.equal(ours.topk(20, dim=1).indices, exact.topk(20, dim=1).indices)
+
+
+def test_overwrite_keys_only_saves_a_copy():
+    generator = torch.Generator().manual_seed(2)
+    working, keys = torch.randn(2, 5, 8, generator=generator), torch.randn(2, 9, 8, generator=generator) + 3
+    kept = keys.clone()
+    expected = similarity_scores(working, keys)
+    assert torch.equal(keys, kept)
+    assert torch.equal(similarity_scores(working, keys, overwrite_keys=True), expected)
+    assert not torch.equal(keys, kept)
