@@ -93,18 +93,32 @@ def first_max_at_columns(
         position, drew = _first_max(read.flatten(0, 1), flat_candidates.index_select(0, flat_candidate))
         return position.view(batch_size, num_entries), drew.view(batch_size, num_entries)
 
-    # entries drawn per chunk; each chunk is drawn, read at its columns and dropped
+    # Each chunk (entries of one batch row) is drawn, read at its columns and dropped. The long-term engrams of a row
+    # are usually one run of positions (they are the oldest), and then the read is a slice instead of a gather.
     per_chunk = max(1, CHUNK_ELEMENTS // max(length, 1))
-    buffer = torch.empty(per_chunk * length, dtype=torch.int32)
-    entry_batch = batch.expand(-1, num_entries).flatten()
+    buffer = torch.empty(min(per_chunk, num_entries) * length, dtype=torch.int32)
+    num_columns = columns.size(1)
+    counts = (columns >= 0).sum(dim=1).tolist()
+    firsts = columns[:, -1].tolist() if num_columns else [0] * batch_size
     positions, drews = [], []
-    for start in range(0, batch_size * num_entries, per_chunk):
-        stop = min(start + per_chunk, batch_size * num_entries)
-        words = buffer[: (stop - start) * length].view(stop - start, length).random_()
-        read = words.gather(1, safe_columns.index_select(0, entry_batch[start:stop]))
-        position, drew = _first_max_of_words(read, flat_candidates.index_select(0, flat_candidate[start:stop]))
-        positions.append(position)
-        drews.append(drew)
+    for row in range(batch_size):
+        count = counts[row]
+        first = firsts[row] - count + 1
+        run = count > 0 and bool((columns[row, num_columns - count :] == torch.arange(first, first + count)).all())
+        for start in range(0, num_entries, per_chunk):
+            stop = min(start + per_chunk, num_entries)
+            words = buffer[: (stop - start) * length].view(stop - start, length).random_()
+            allowed = flat_candidates.index_select(
+                0, flat_candidate[row * num_entries + start : row * num_entries + stop]
+            )
+            if run:
+                position, drew = _first_max_of_words(words[:, first : first + count], allowed[:, num_columns - count :])
+                position += num_columns - count
+            else:
+                read = words.gather(1, safe_columns[row].expand(stop - start, -1))
+                position, drew = _first_max_of_words(read, allowed)
+            positions.append(position)
+            drews.append(drew)
     return torch.cat(positions).view(batch_size, num_entries), torch.cat(drews).view(batch_size, num_entries)
 
 
