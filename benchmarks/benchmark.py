@@ -267,7 +267,8 @@ def run_step(
     # Outside the timers: the state is at its largest between add and adjust. Measured before anything reads
     # ``memoria.engrams``, which may build a logical view that the implementation itself would not hold.
     stats.state_peak_bytes = max(stats.state_peak_bytes, held_bytes(memoria))
-    memory_length = memoria.engrams.memory_length
+    # ours builds its ``engrams`` snapshot on demand: its cheap ``memory_length`` keeps the timed step's caches as they are
+    memory_length = memoria.memory_length if hasattr(memoria, "memory_length") else memoria.engrams.memory_length
 
     start = time.perf_counter()
     memories, indices = remind()

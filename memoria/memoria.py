@@ -105,6 +105,11 @@ class Memoria:
         self._store = EngramStore(engrams) if engrams.batch_size > 0 else None
         self._view = None
 
+    @property
+    def memory_length(self) -> int:
+        """Engrams per row, padding included (``engrams.memory_length`` without building the snapshot)."""
+        return 0 if self._store is None else self._store.memory_length
+
     def config(self) -> dict:
         """The constructor arguments that shape behaviour (device aside)."""
         return {

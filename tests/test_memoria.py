@@ -323,3 +323,17 @@ def test_memory_on_cpu_model_on_cuda_and_back():
     on_gpu.add_working_memory(torch.rand(2, 3, 4, dtype=torch.bfloat16))
     memories, _ = on_gpu.remind()
     assert on_gpu.engrams.device.type == "cuda" and memories.device.type == "cpu" and memories.dtype == torch.bfloat16
+
+
+def test_memory_length_follows_the_engrams_without_building_them():
+    m = memory()
+    assert m.memory_length == 0
+    generator = torch.Generator().manual_seed(4)
+    for step in range(6):
+        m.add_working_memory(torch.randn(2, 3, 5, generator=generator))
+        assert m._view is None and m.memory_length == m.engrams.memory_length
+        memories, indices = m.remind()
+        m.adjust_lifespan_and_memories(indices, torch.full(indices.shape, float(step % 2)))
+        assert m.memory_length == m.engrams.memory_length
+    m.reset_memory()
+    assert m.memory_length == 0
