@@ -411,18 +411,23 @@ class Memoria:
         batch = torch.arange(batch_size, device=ltm_mask.device).unsqueeze(1)
         # [BatchSize, NumLTM] physical slots of the LTM engrams (padding is visited from the start, so never read)
         ltm_slots = store.physical(ltm_indices).clamp(min=0)
-        visited = ltm_indices < 0
+        # nodes are numbered flat, batch row * NumLTM + local position, so one index reaches any row's engram
+        visited = (ltm_indices < 0).flatten()
         # quirk R3: a -1 entry stands for the last LTM slot, both when marking and when reading its row
-        visited.scatter_(1, torch.where(current < 0, last, current), True)
+        node = (torch.where(current < 0, last, current) + batch * num_ltm).flatten()
+        visited[node] = True
         found = [current]
         for _ in range(self.ltm_search_depth):
             # walks that stand on the same engram (all -1 ones do, by R3) read the same row: read each once
-            node = torch.where(current < 0, last, current) + batch * num_ltm
             unique_nodes, which = torch.unique(node, return_inverse=True)
-            rows_batch, rows_local = unique_nodes // num_ltm, unique_nodes % num_ltm
-            step = _strongest_unvisited(store.counts, rows_batch, rows_local, ltm_slots, visited)
-            current = step.masked_fill(visited[rows_batch, step], -1)[which]
-            visited.scatter_(1, torch.where(current < 0, last, current), True)
+            row_start = unique_nodes - unique_nodes % num_ltm
+            step = (
+                _strongest_unvisited(store.counts, unique_nodes, row_start // num_ltm, ltm_slots, visited) + row_start
+            )
+            dead_end = visited[step]
+            current = (step - row_start).masked_fill_(dead_end, -1)[which].view(batch_size, -1)
+            node = torch.where(dead_end, row_start + last, step)[which]
+            visited[node] = True
             found.append(current)
         return super_unique(torch.cat(found, dim=1), dim=1)
 
@@ -523,8 +528,8 @@ _WALK_SPLIT_ELEMENTS = 1 << 18
 
 def _strongest_unvisited(
     counts: torch.Tensor,
+    nodes: torch.Tensor,
     rows_batch: torch.Tensor,
-    rows_local: torch.Tensor,
     ltm_slots: torch.Tensor,
     visited: torch.Tensor,
 ) -> torch.Tensor:
@@ -532,17 +537,19 @@ def _strongest_unvisited(
 
     Args:
         counts: [BatchSize, Capacity, Capacity] physical counts.
-        rows_batch, rows_local: [Unique] batch row and local LTM position of each node, sorted by batch row.
+        nodes: [Unique] flat nodes (batch row * NumLTM + local LTM position), ascending.
+        rows_batch: [Unique] the batch row of each node.
         ltm_slots: [BatchSize, NumLTM] physical slots of the LTM positions.
-        visited: bool [BatchSize, NumLTM].
+        visited: bool [BatchSize * NumLTM] by flat node.
     Returns:
         [Unique] local LTM positions.
     """
     batch_size, capacity = counts.shape[:2]
     num_ltm = ltm_slots.size(1)
+    visited = visited.view(batch_size, num_ltm)
     # whole physical rows are contiguous: copy them first, then pick the LTM columns from the copies
-    if rows_batch.numel() * num_ltm <= _WALK_SPLIT_ELEMENTS or counts.device.type != "cpu":
-        physical_rows = (rows_batch * capacity + ltm_slots[rows_batch, rows_local]).flatten()
+    if nodes.numel() * num_ltm <= _WALK_SPLIT_ELEMENTS or counts.device.type != "cpu":
+        physical_rows = ltm_slots.flatten().index_select(0, nodes) + rows_batch * capacity
         # [Unique, NumLTM]
         rows = counts.view(-1, capacity).index_select(0, physical_rows).gather(1, ltm_slots.index_select(0, rows_batch))
         return rows.masked_fill_(visited.index_select(0, rows_batch), -1).argmax(dim=1)
@@ -550,9 +557,9 @@ def _strongest_unvisited(
     # broadcasts instead of being a [Unique, NumLTM] int64 tensor that costs more than the counts it picks.
     steps = []
     sizes = torch.bincount(rows_batch, minlength=batch_size).tolist()
-    for batch, local in enumerate(rows_local.split(sizes)):
-        if local.numel():
-            rows = counts[batch].index_select(0, ltm_slots[batch, local])
-            rows = rows.gather(1, ltm_slots[batch].expand(local.numel(), -1))
+    for batch, batch_nodes in enumerate(nodes.split(sizes)):
+        if batch_nodes.numel():
+            rows = counts[batch].index_select(0, ltm_slots.flatten().index_select(0, batch_nodes))
+            rows = rows.gather(1, ltm_slots[batch].expand(batch_nodes.numel(), -1))
             steps.append(rows.masked_fill_(visited[batch], -1).argmax(dim=1))
     return torch.cat(steps)
