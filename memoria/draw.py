@@ -132,10 +132,26 @@ def _first_max_of_words(words: torch.Tensor, allowed: torch.Tensor) -> Tuple[tor
     """
     keys = (words - _WRAP).bitwise_and_(_LOW_24_BITS).mul_(allowed)
     top = keys.max(dim=1).values
-    drew = top > _KEY_OF_ZERO
-    lowest = torch.where(drew, _lowest_word(top - _KEY_OF_ZERO) + _KEY_OF_ZERO, top)
+    starts = _class_starts(keys.device)
+    # where nothing drew above 0 the position does not matter (the caller takes column 0)
+    lowest = starts[torch.searchsorted(starts, top, right=True) - 1]
     position = (keys >= lowest.unsqueeze(1)).max(dim=1).indices
-    return position, drew
+    return position, top > _KEY_OF_ZERO
+
+
+_class_start_keys: Optional[torch.Tensor] = None
+
+
+def _class_starts(device: torch.device) -> torch.Tensor:
+    """Ascending keys of the lowest word of every non-zero ``float16`` class below 1, after a leading 0."""
+    global _class_start_keys
+    if _class_start_keys is None:
+        # every positive half below 1 is a whole multiple of 2^-24, so h * 2^24 is a word that rounds to h
+        halves = torch.arange(1, int(torch.tensor(1.0, dtype=torch.float16).view(torch.int16)), dtype=torch.int16)
+        words = (halves.view(torch.float16).to(torch.float32) * 2.0**24).to(torch.int32)
+        starts = _lowest_word(words) + _KEY_OF_ZERO
+        _class_start_keys = torch.cat([torch.zeros(1, dtype=torch.int32), starts])
+    return _class_start_keys.to(device)
 
 
 def _lowest_word(words: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ class EngramStore:
     """Engrams of a batch: logical ``[Batch, M]`` fields plus physically slotted data and counts.
 
     Attributes:
-        data: [BatchSize, Capacity, HiddenDim] vectors by physical slot.
+        data: [BatchSize, Capacity + 1, HiddenDim] vectors by physical slot; the last slot is always zero.
         counts: [BatchSize, Capacity, Capacity] co-firing counts by physical slot (unmapped slots hold garbage).
         slots: [BatchSize, MemoryLength] physical slot of every logical position (padding included).
         engrams_types, lifespan, age, engram_ids: [BatchSize, MemoryLength] logical fields, as in ``Engrams``.
@@ -32,7 +32,8 @@ class EngramStore:
         device = engrams.device
         self.track_age = engrams.track_age
         self.track_engram_id = engrams.track_engram_id
-        self.data = torch.zeros(batch_size, capacity, hidden, device=device)
+        # one slot beyond capacity stays zero for ever: null positions read it, so reads need no fill pass
+        self.data = torch.zeros(batch_size, capacity + 1, hidden, device=device)
         self.data[:, :length] = engrams.data
         self.counts = torch.full((batch_size, capacity, capacity), -1, dtype=torch.int32, device=device)
         self.counts[:, :length, :length] = engrams.induce_counts
@@ -68,7 +69,15 @@ class EngramStore:
 
     def data_at(self, indices: torch.Tensor) -> torch.Tensor:
         """Vectors at logical ``indices`` [BatchSize, K] -> [BatchSize, K, HiddenDim], zeros at -1."""
-        return gather_slots(self.data, self.physical(indices))
+        batch_size, width, hidden = self.data.shape
+        if self.memory_length == 0:
+            return self.data.new_zeros(*indices.shape, hidden)
+        slots = self.slots.gather(1, indices.clamp(min=0))
+        rows = (
+            torch.where(indices < 0, width - 1, slots)
+            + torch.arange(batch_size, device=self.device).unsqueeze(1) * width
+        )
+        return self.data.view(-1, hidden).index_select(0, rows.flatten()).view(*indices.shape, hidden)
 
     def counts_at(self, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Counts between logical ``rows`` [BatchSize, R] and ``columns`` [BatchSize, C] (all positions by default).
@@ -212,9 +221,9 @@ class EngramStore:
         return candidates.gather(1, chosen).sort(dim=1).values
 
     def _grow(self, capacity: int) -> None:
-        batch_size, old, hidden = self.data.shape
-        data = self.data.new_zeros(batch_size, capacity, hidden)
-        data[:, :old] = self.data
+        batch_size, old, hidden = self.data.size(0), self.capacity, self.data.size(2)
+        data = self.data.new_zeros(batch_size, capacity + 1, hidden)
+        data[:, :old] = self.data[:, :old]
         counts = self.counts.new_full((batch_size, capacity, capacity), -1)
         counts[:, :old, :old] = self.counts
         self.data, self.counts = data, counts

@@ -119,3 +119,12 @@ def test_lowest_word_is_exact_for_every_word():
     starts[1:] = halves[1:] != halves[:-1]
     expected = torch.cummax(torch.where(starts, words, 0), dim=0).values
     assert torch.equal(draw._lowest_word(words), expected)
+
+
+def test_class_starts_are_the_first_word_of_every_half():
+    starts = draw._class_starts(torch.device("cpu"))
+    keys = torch.arange(draw._KEY_OF_ZERO + 1, draw._KEY_OF_ZERO + draw._WRAP, dtype=torch.int32)
+    halves = draw.halves_from_words(keys - draw._KEY_OF_ZERO)
+    first = torch.ones_like(halves, dtype=torch.bool)
+    first[1:] = halves[1:] != halves[:-1]
+    assert torch.equal(starts[1:], keys[first]) and starts[0] == 0
