@@ -48,23 +48,27 @@ def halves_from_words(words: torch.Tensor) -> torch.Tensor:
     return halves.masked_fill_(halves == 1, 0)
 
 
-def advance(shape: Tuple[int, ...], device: torch.device) -> None:
-    """Spend the RNG exactly as ``torch.rand(shape, dtype=float16, device=device)`` does, without keeping the values."""
+def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
+    """Spend the RNG (``generator``, default the global one) as ``torch.rand(shape, dtype=float16)`` does, unkept."""
     numel = 1
     for size in shape:
         numel *= size
     if numel == 0:
         return
     if device.type != "cpu" or not integer_draw_matches():
-        torch.rand(shape, dtype=torch.float16, device=device)
+        torch.rand(shape, dtype=torch.float16, device=device, generator=generator)
         return
     buffer = torch.empty(min(numel, CHUNK_ELEMENTS), dtype=torch.int32)
     for start in range(0, numel, buffer.numel()):
-        buffer[: min(buffer.numel(), numel - start)].random_()
+        buffer[: min(buffer.numel(), numel - start)].random_(generator=generator)
 
 
 def first_max_at_columns(
-    length: int, columns: torch.Tensor, candidates: torch.Tensor, candidate_of_entry: torch.Tensor
+    length: int,
+    columns: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_of_entry: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Draw ``rand([BatchSize, Entries, length], float16)`` and, per entry, take the first maximum over its candidates.
 
@@ -73,6 +77,7 @@ def first_max_at_columns(
         columns: [BatchSize, Columns] ascending positions in ``0..length-1`` where the draw is read; -1 padding.
         candidates: bool [BatchSize, Rows, Columns], the columns each candidate row may pick (never a -1 column).
         candidate_of_entry: [BatchSize, Entries] which candidate row each entry uses.
+        generator: where the draw comes from (default: the global RNG of ``columns``' device).
     Returns:
         position: [BatchSize, Entries] index into ``columns`` of the first column holding the entry's largest draw
             among its candidates.
@@ -88,7 +93,7 @@ def first_max_at_columns(
     flat_candidates = candidates.flatten(0, 1)
     safe_columns = columns.clamp(min=0)
     if device.type != "cpu" or not integer_draw_matches():
-        noise = torch.rand((batch_size, num_entries, length), dtype=torch.float16, device=device)
+        noise = torch.rand((batch_size, num_entries, length), dtype=torch.float16, device=device, generator=generator)
         read = noise.gather(2, safe_columns.unsqueeze(1).expand(-1, num_entries, -1))
         position, drew = _first_max(read.flatten(0, 1), flat_candidates.index_select(0, flat_candidate))
         return position.view(batch_size, num_entries), drew.view(batch_size, num_entries)
@@ -107,7 +112,7 @@ def first_max_at_columns(
         run = count > 0 and bool((columns[row, num_columns - count :] == torch.arange(first, first + count)).all())
         for start in range(0, num_entries, per_chunk):
             stop = min(start + per_chunk, num_entries)
-            words = buffer[: (stop - start) * length].view(stop - start, length).random_()
+            words = buffer[: (stop - start) * length].view(stop - start, length).random_(generator=generator)
             allowed = flat_candidates.index_select(
                 0, flat_candidate[row * num_entries + start : row * num_entries + stop]
             )

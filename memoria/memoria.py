@@ -8,6 +8,7 @@ import torch
 from . import draw
 from .checkpoint import STATE_FORMAT, engrams_from_state
 from .engram import Engrams, EngramType
+from .rows import RowMemories
 from .similarity import similarity_scores
 from .store import EngramStore
 from .utils import add_at, indices_with_mask, local_indices, super_unique
@@ -36,6 +37,7 @@ class Memoria:
         track_id: bool = False,
         keep_history: bool = False,
         device: Optional[Union[str, torch.device]] = None,
+        independent_rows: bool = False,
     ) -> None:
         """
         Args:
@@ -48,6 +50,10 @@ class Memoria:
             track_id: give each engram an id.
             keep_history: record a status summary per row after every adjust (turns both tracking flags on).
             device: where engrams live; ``None`` keeps them on the device of the first input.
+            independent_rows: keep every batch row as a memory of its own (``memoria.rows``): a row's results never
+                depend on the other rows, so ``reset_memory_rows`` leaves the other rows exactly as without it, and
+                ``remind`` returns a fixed width (num_reminded_stm + num_final_ltms + 1). Each row then equals the
+                published package fed that row alone, with a generator of its own; rows run one after another.
         """
         for name, value in (
             ("num_reminded_stm", num_reminded_stm),
@@ -71,6 +77,9 @@ class Memoria:
         self.track_age = track_age
         self.track_id = track_id
         self.keep_history = keep_history
+        self.independent_rows = bool(independent_rows)
+        # the tie-break's random source: None is the global RNG, as in the published package (rows have their own)
+        self._generator: Optional[torch.Generator] = None
         self.device: Optional[torch.device] = torch.device(device) if device is not None else None
         self.ext_device: Optional[torch.device] = None
         self.ext_dtype: torch.dtype = torch.float32
@@ -80,6 +89,7 @@ class Memoria:
         """Forget everything: no engrams, timestep 0, next id 0, no history."""
         self._store: Optional[EngramStore] = None
         self._view: Optional[Engrams] = None
+        self._rows: Optional[RowMemories] = None
         self.next_engram_id = 0
         self.timestep = 0
         self.history = None
@@ -92,6 +102,8 @@ class Memoria:
         read after a change. Changing the returned object does not change the memory: assign an ``Engrams`` to
         ``memoria.engrams`` for that.
         """
+        if self._rows is not None:
+            return self._rows.engrams()
         if self._store is None:
             return Engrams.empty(track_age=self.track_age, track_engram_id=self.track_id)
         if self._view is None:
@@ -102,12 +114,22 @@ class Memoria:
     def engrams(self, engrams: Engrams) -> None:
         if not isinstance(engrams, Engrams):
             raise TypeError(f"memoria.engrams must be an Engrams, got {type(engrams).__name__}")
+        if self.independent_rows:
+            if engrams.batch_size == 0:
+                self._rows = None
+                return
+            if self._rows is None or self._rows.batch_size != engrams.batch_size:
+                self._rows = RowMemories(self._row_config(), engrams.batch_size, self.device or engrams.device)
+            self._rows.set_engrams(engrams)
+            return
         self._store = EngramStore(engrams) if engrams.batch_size > 0 else None
         self._view = None
 
     @property
     def memory_length(self) -> int:
         """Engrams per row, padding included (``engrams.memory_length`` without building the snapshot)."""
+        if self._rows is not None:
+            return max(memory.memory_length for memory in self._rows.memories)
         return 0 if self._store is None else self._store.memory_length
 
     def config(self) -> dict:
@@ -121,13 +143,22 @@ class Memoria:
             "track_age": self.track_age,
             "track_id": self.track_id,
             "keep_history": self.keep_history,
+            "independent_rows": self.independent_rows,
         }
+
+    def _row_config(self) -> dict:
+        """Constructor arguments of the batch-1 memories that hold the rows when ``independent_rows``."""
+        config = self.config()
+        config["independent_rows"] = False
+        return config
 
     def to(self, device: Union[str, torch.device]) -> "Memoria":
         """Keep the engrams on ``device`` from now on (outputs still follow the input's device); returns self."""
         self.device = torch.device(device)
         if self._store is not None:
             self._store.to(self.device)
+        if self._rows is not None:
+            self._rows.to(self.device)
         self._view = None
         return self
 
@@ -138,28 +169,38 @@ class Memoria:
             rows: bool mask [BatchSize] or a list / 1-D tensor of row indices.
 
         The chosen rows become padding and are compacted away at the next adjust. The published algorithm couples rows
-        only through shared widths (memory length, short-term width, the shape of one random draw): the other rows
-        evolve exactly as without the reset unless the forgotten row was the one setting such a width.
+        through shared widths (memory length, short-term width, the shape of one random draw), so the other rows evolve
+        exactly as without the reset only while the forgotten row sets none of those widths; with
+        ``independent_rows=True`` they always do.
         """
-        if self._store is None:
+        if self._store is None and self._rows is None:
             return
-        batch_size = self._store.batch_size
+        batch_size = self._rows.batch_size if self._rows is not None else self._store.batch_size
+        device = self._store.device if self._store is not None else torch.device("cpu")
         if isinstance(rows, torch.Tensor) and rows.dtype == torch.bool:
             if rows.shape != (batch_size,):
                 raise ValueError(f"rows mask must be shaped [{batch_size}], got {list(rows.shape)}")
-            mask = rows.to(self._store.device)
+            mask = rows.to(device)
         else:
             index = torch.as_tensor(rows, dtype=torch.long).flatten()
             if index.numel() and (int(index.min()) < 0 or int(index.max()) >= batch_size):
                 raise ValueError(f"rows must lie in 0..{batch_size - 1}, got {index.tolist()}")
             mask = torch.zeros(batch_size, dtype=torch.bool)
             mask[index] = True
-            mask = mask.to(self._store.device)
+            mask = mask.to(device)
+        if self._rows is not None:
+            self._rows.reset(mask.cpu())
+            self.history = self._rows.history()
+            return
         self._store.clear_rows(mask)
         self._view = None
 
     def state_dict(self) -> dict:
-        """Everything needed to resume: engrams, counters, flags and history, as plain tensors, numbers and lists."""
+        """Everything needed to resume: engrams, counters, flags and history, as plain tensors, numbers and lists.
+
+        With ``independent_rows`` the state also holds every row's own state and generator (``rows``); ``engrams`` is
+        then the stacked view, for reading only.
+        """
         engrams = self.engrams
         tensors = {
             "data": engrams.data,
@@ -169,15 +210,19 @@ class Memoria:
             "age": engrams.age,
             "engram_ids": engrams.engram_ids,
         }
-        return {
+        state = {
             "format": STATE_FORMAT,
             "config": self.config(),
             "timestep": self.timestep,
             "next_engram_id": self.next_engram_id,
             "ext_dtype": str(self.ext_dtype).replace("torch.", ""),
             "engrams": {name: value.clone() for name, value in tensors.items() if value is not None},
-            "history": None if self.history is None else [history.state_dict() for history in self.history],
+            # with independent rows every row's own state holds its history
+            "history": None if self.history is None or self._rows else [entry.state_dict() for entry in self.history],
         }
+        if self._rows is not None:
+            state["rows"] = self._rows.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a ``state_dict`` (from a memory with the same configuration); checked before anything changes."""
@@ -188,11 +233,12 @@ class Memoria:
             raise ValueError(f"Memoria state dict is missing {sorted(missing)}")
         if not isinstance(state["config"], dict):
             raise ValueError(f"Memoria state dict config must be a dict, got {type(state['config']).__name__}")
-        if state["config"] != self.config():
+        saved_config = {"independent_rows": False, **state["config"]}  # states saved before the flag existed
+        if saved_config != self.config():
             differences = {
-                key: (state["config"].get(key), value)
+                key: (saved_config.get(key), value)
                 for key, value in self.config().items()
-                if state["config"].get(key) != value
+                if saved_config.get(key) != value
             }
             raise ValueError(f"state was saved by a differently configured memory (saved, this): {differences}")
         engrams = engrams_from_state(state["engrams"], self.track_age, self.track_id)
@@ -214,9 +260,21 @@ class Memoria:
         if not isinstance(ext_dtype, torch.dtype) or not ext_dtype.is_floating_point:
             raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
 
+        rows = None
+        if self.independent_rows and "rows" in state:
+            if not isinstance(state["rows"], dict):
+                raise ValueError("Memoria state dict rows must be a dict (RowMemories.state_dict())")
+            rows = RowMemories.from_state(self._row_config(), state["rows"], self.device)
+            if rows.batch_size != engrams.batch_size:
+                raise ValueError(f"state holds {rows.batch_size} row states for a batch of {engrams.batch_size}")
+
         if self.device is not None:
             engrams = engrams.to(self.device)
-        self.engrams = engrams
+        if rows is not None:
+            self._store, self._view, self._rows = None, None, rows
+            history = rows.history()
+        else:
+            self.engrams = engrams
         self.timestep, self.next_engram_id = counters
         self.ext_dtype = ext_dtype
         self.history = history
@@ -234,6 +292,14 @@ class Memoria:
         self.ext_device = data.device
         self.ext_dtype = data.dtype
         self.device = self.device or data.device
+        if self.independent_rows:
+            if self._rows is None:
+                self._rows = RowMemories(self._row_config(), data.size(0), self.device)
+            self._rows.add(data)
+            if self.track_id:
+                self.next_engram_id += data.size(1)
+            self.timestep += 1
+            return
         new_engrams = Engrams(
             data.to(self.device),
             engrams_types=EngramType.WORKING,
@@ -261,6 +327,8 @@ class Memoria:
             indices: [BatchSize, RemindedLength] global indices of the reminded engrams, -1 for none.
         """
         store = self._store
+        if self._rows is not None:
+            return self._rows.remind(self.ext_dtype, self.ext_device or self.device)
         if store is None:
             device = self.ext_device or torch.device("cpu")
             return torch.zeros(0, 0, 0, dtype=self.ext_dtype, device=device), torch.zeros(0, 0, dtype=torch.long)
@@ -295,6 +363,12 @@ class Memoria:
         """
         if self._store is None and isinstance(indices, torch.Tensor) and indices.numel() == 0:
             return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
+        if self._rows is not None:
+            self._check_row_adjust_inputs(indices, lifespan_delta)
+            self._rows.check_adjust(indices, lifespan_delta)
+            self._rows.adjust(indices, lifespan_delta)
+            self.history = self._rows.history()
+            return
         indices, lifespan_delta = self._check_adjust_inputs(indices, lifespan_delta)
         store = self._store
         add_at(store.lifespan, indices, lifespan_delta)
@@ -349,7 +423,7 @@ class Memoria:
         draw_shape = (batch_size, num_stm, length)
         if ltm_indices.size(1) == 0 or num_stm == 0:
             # no long-term engram anywhere: whatever the draw picks is not long-term
-            draw.advance(draw_shape, rows.device)
+            draw.advance(draw_shape, rows.device, self._generator)
             return super_unique(torch.full_like(rows, -1), dim=1)
 
         # Every entry that is not a chosen STM reads the same row (R1), so the counts are read once per distinct row:
@@ -365,14 +439,14 @@ class Memoria:
         top = counts.max(dim=2, keepdim=True).values
         has_ltm = (ltm_indices >= 0).any(dim=1).view(-1, 1, 1)
         if bool((has_ltm & (top < 0)).any()):
-            noise = torch.rand(draw_shape, dtype=torch.float16, device=rows.device)
+            noise = torch.rand(draw_shape, dtype=torch.float16, device=rows.device, generator=self._generator)
             return self._initial_longterm_all_columns(rows, ltm_mask, noise)
         # the published package scores non-LTM columns -1, so with a non-negative best only LTM columns can tie for it
         best = (counts == top) & (ltm_indices >= 0).unsqueeze(1)
         # entry -> its table row: chosen entries by rank among the chosen, every other entry the R1 row
         rank = chosen.cumsum(dim=1) - 1 + (table.size(1) - chosen.sum(dim=1, keepdim=True))
         slot = torch.where(chosen, rank, num_distinct - 1)
-        position, drew = draw.first_max_at_columns(length, ltm_indices, best, slot)
+        position, drew = draw.first_max_at_columns(length, ltm_indices, best, slot, self._generator)
         # LTM columns ascend, so the first maximum among them is the first in the whole row; an entry whose candidates
         # all drew 0 takes column 0, as argmax over the published package's all-zero row does
         choice = torch.where(drew, ltm_indices.gather(1, position), 0)
@@ -462,6 +536,15 @@ class Memoria:
             raise ValueError("data is on the meta device: it holds no values")
         if data.size(0) == 0:
             raise ValueError("data has batch size 0: there is no batch row to remember for")
+        rows = self._rows
+        if rows is not None:
+            if data.size(0) != rows.batch_size:
+                raise ValueError(
+                    f"data batch size {data.size(0)} differs from the memory's batch size {rows.batch_size}; "
+                    "call reset_memory() before changing it"
+                )
+            if data.size(2) != rows.hidden_dim:
+                raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {rows.hidden_dim}")
         store = self._store
         if store is not None and store.memory_length > 0:
             if data.size(0) != store.batch_size:
@@ -473,6 +556,23 @@ class Memoria:
                 raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {store.data.size(2)}")
         if not bool(torch.isfinite(data).all()):
             raise ValueError("data contains NaN or infinite values")
+
+    def _check_row_adjust_inputs(self, indices: torch.Tensor, lifespan_delta: torch.Tensor) -> None:
+        """What ``independent_rows`` checks on the whole batch before every row checks its own part."""
+        batch_size = self._rows.batch_size
+        for name, value in (("indices", indices), ("lifespan_delta", lifespan_delta)):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{name} must be a torch.Tensor shaped [BatchSize, RemindedLength], got {type(value).__name__}"
+                )
+        if indices.dim() != 2 or indices.size(0) != batch_size:
+            raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
+        if lifespan_delta.shape != indices.shape:
+            raise ValueError(
+                f"lifespan_delta must have the shape of indices {list(indices.shape)}, got {list(lifespan_delta.shape)}"
+            )
+        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+            raise TypeError(f"indices must be an integer tensor, got dtype {indices.dtype}")
 
     def _check_adjust_inputs(
         self, indices: torch.Tensor, lifespan_delta: torch.Tensor

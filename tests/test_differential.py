@@ -206,7 +206,7 @@ def test_all_zero_tie_break_draw_matches_reference(ref, monkeypatch, integer_dra
     ours, theirs = memoria.Memoria(**config), ref.Memoria(**config)
     ours.engrams = memoria.Engrams(**{k: v.clone() for k, v in start.items()})
     theirs.engrams = ref.Engrams(*(start[k].clone() for k in start))
-    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.zeros(*shape, **kw))
+    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None, **kw: torch.zeros(*shape, **kw))
     monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.zeros_like(t, **kw))
     for step in range(4):
         data = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(step)) * 0.3

@@ -14,9 +14,11 @@ from memoria import Memoria
 BATCH, HIDDEN = 3, 6
 
 
-def live_memory() -> Memoria:
+def live_memory(independent_rows: bool = False) -> Memoria:
     torch.manual_seed(0)
-    memoria = Memoria(4, 6, 3, 3, 4, keep_history=True, track_id=True, track_age=True)
+    memoria = Memoria(
+        4, 6, 3, 3, 4, keep_history=True, track_id=True, track_age=True, independent_rows=independent_rows
+    )
     for _ in range(6):
         memoria.add_working_memory(torch.rand(BATCH, 4, HIDDEN))
         _, indices = memoria.remind()
@@ -99,8 +101,9 @@ def bad_adjustments(length: int, reminded: int):
     yield "delta on meta", ok_indices, torch.ones(BATCH, reminded, device="meta"), ValueError
 
 
-def test_sweep_of_bad_calls_leaves_the_memory_untouched(capsys):
-    memoria = live_memory()
+@pytest.mark.parametrize("independent_rows", [False, True], ids=["batched", "independent-rows"])
+def test_sweep_of_bad_calls_leaves_the_memory_untouched(capsys, independent_rows):
+    memoria = live_memory(independent_rows)
     memoria.add_working_memory(torch.rand(BATCH, 4, HIDDEN))
     _, indices = memoria.remind()
     count = 0
@@ -124,7 +127,10 @@ def test_sweep_of_bad_calls_leaves_the_memory_untouched(capsys):
         assert_same(memoria, before)
         count += 1
     with capsys.disabled():
-        print(f"\n[robustness] {count} bad calls rejected, memory bit-identical after each")
+        print(
+            f"\n[robustness] {count} bad calls rejected ({'independent rows' if independent_rows else 'batched'}), "
+            "memory bit-identical after each"
+        )
     assert count >= 200
     # and the memory still works afterwards
     memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
