@@ -11,7 +11,7 @@ from .engram import Engrams, EngramType
 from .rows import RowMemories
 from .similarity import similarity_scores
 from .store import EngramStore
-from .utils import add_at, indices_with_mask, local_indices, super_unique
+from .utils import add_at, all_finite, indices_with_mask, local_indices, super_unique
 
 
 class Memoria:
@@ -554,7 +554,7 @@ class Memoria:
                 )
             if data.size(2) != store.data.size(2):
                 raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {store.data.size(2)}")
-        if not bool(torch.isfinite(data).all()):
+        if not all_finite(data):
             raise ValueError("data contains NaN or infinite values")
 
     def _check_row_adjust_inputs(self, indices: torch.Tensor, lifespan_delta: torch.Tensor) -> None:
@@ -608,7 +608,7 @@ class Memoria:
                 f"indices must lie in -1..{length - 1} (the memory length is {length}), "
                 f"got values from {int(indices.min())} to {int(indices.max())}"
             )
-        if lifespan_delta.is_floating_point() and not bool(torch.isfinite(lifespan_delta).all()):
+        if lifespan_delta.is_floating_point() and not all_finite(lifespan_delta):
             raise ValueError("lifespan_delta contains NaN or infinite values")
         return indices, lifespan_delta
 

@@ -106,3 +106,12 @@ def add_at(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -
     gain = torch.zeros(values.size(0), length + 1, dtype=values.dtype, device=values.device)
     gain.scatter_add_(1, torch.where(indices < 0, length, indices).long(), amounts.to(values.dtype))
     return values.add_(gain[:, :length])
+
+
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether every element of the floating tensor ``values`` is finite.
+
+    NaN and infinity reach the sum, so a finite sum settles it in one reduction; only a sum that is not finite (a
+    NaN or infinity, or an overflow of large finite values) needs the element-wise check.
+    """
+    return bool(torch.isfinite(values.sum())) or bool(torch.isfinite(values).all())

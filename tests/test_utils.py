@@ -59,3 +59,18 @@ def test_indices_with_mask_matches_a_sort_based_definition(seed):
     valued = torch.where(mask, torch.arange(9), -1)
     expected = valued.sort(dim=1).values[:, 9 - width :]
     assert torch.equal(indices_with_mask(mask), expected)
+
+
+def test_all_finite_catches_nan_inf_and_survives_overflowing_sums():
+    from memoria.utils import all_finite
+
+    values = torch.rand(3, 50, 7)
+    assert all_finite(values)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        spoiled = values.clone()
+        spoiled[2, 49, 6] = bad
+        assert not all_finite(spoiled)
+    huge = torch.full((4, 4), 3e38)  # the sum overflows to inf, every element is finite
+    assert not torch.isfinite(huge.sum()) and all_finite(huge)
+    assert all_finite(torch.full((2, 3), 60000.0, dtype=torch.float16))
+    assert not all_finite(torch.tensor([float("inf"), float("-inf")]))
