@@ -364,7 +364,7 @@ class Memoria:
         if self._store is None and isinstance(indices, torch.Tensor) and indices.numel() == 0:
             return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
         if self._rows is not None:
-            self._check_row_adjust_inputs(indices, lifespan_delta)
+            self._check_adjust_form(indices, lifespan_delta, self._rows.batch_size)
             self._rows.check_adjust(indices, lifespan_delta)
             self._rows.adjust(indices, lifespan_delta)
             self.history = self._rows.history()
@@ -557,50 +557,38 @@ class Memoria:
         if not all_finite(data):
             raise ValueError("data contains NaN or infinite values")
 
-    def _check_row_adjust_inputs(self, indices: torch.Tensor, lifespan_delta: torch.Tensor) -> None:
-        """What ``independent_rows`` checks on the whole batch before every row checks its own part."""
-        batch_size = self._rows.batch_size
+    def _check_adjust_form(self, indices: torch.Tensor, lifespan_delta: torch.Tensor, batch_size: int) -> None:
+        """Types, dtypes and shapes of an adjust's inputs, for a batch of ``batch_size`` rows."""
         for name, value in (("indices", indices), ("lifespan_delta", lifespan_delta)):
             if not isinstance(value, torch.Tensor):
                 raise TypeError(
                     f"{name} must be a torch.Tensor shaped [BatchSize, RemindedLength], got {type(value).__name__}"
                 )
+        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+            raise TypeError(f"indices must be an integer tensor, got dtype {indices.dtype}")
+        if lifespan_delta.dtype.is_complex or lifespan_delta.dtype == torch.bool:
+            raise TypeError(f"lifespan_delta must be a real-valued tensor, got dtype {lifespan_delta.dtype}")
         if indices.dim() != 2 or indices.size(0) != batch_size:
             raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
         if lifespan_delta.shape != indices.shape:
             raise ValueError(
                 f"lifespan_delta must have the shape of indices {list(indices.shape)}, got {list(lifespan_delta.shape)}"
             )
-        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
-            raise TypeError(f"indices must be an integer tensor, got dtype {indices.dtype}")
 
     def _check_adjust_inputs(
         self, indices: torch.Tensor, lifespan_delta: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         if self._store is None:
             raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
+        self._check_adjust_form(indices, lifespan_delta, self._store.batch_size)
         for name, value in (("indices", indices), ("lifespan_delta", lifespan_delta)):
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(
-                    f"{name} must be a torch.Tensor shaped [BatchSize, RemindedLength], got {type(value).__name__}"
-                )
             allowed = {self.device, self.ext_device, self._store.device}
             if value.device not in allowed:
                 raise ValueError(
                     f"{name} is on {value.device}, expected the memory's device {self.device} "
                     f"or the input's device {self.ext_device}"
                 )
-        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
-            raise TypeError(f"indices must be an integer tensor, got dtype {indices.dtype}")
-        if lifespan_delta.dtype.is_complex or lifespan_delta.dtype == torch.bool:
-            raise TypeError(f"lifespan_delta must be a real-valued tensor, got dtype {lifespan_delta.dtype}")
-        batch_size, length = self._store.batch_size, self._store.memory_length
-        if indices.dim() != 2 or indices.size(0) != batch_size:
-            raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
-        if lifespan_delta.shape != indices.shape:
-            raise ValueError(
-                f"lifespan_delta must have the shape of indices {list(indices.shape)}, got {list(lifespan_delta.shape)}"
-            )
+        length = self._store.memory_length
         indices = indices.to(self._store.device)
         lifespan_delta = lifespan_delta.to(self._store.device)
         if indices.numel() and (bool((indices < -1).any()) or bool((indices >= length).any())):

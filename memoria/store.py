@@ -70,12 +70,10 @@ class EngramStore:
     def data_at(self, indices: torch.Tensor) -> torch.Tensor:
         """Vectors at logical ``indices`` [BatchSize, K] -> [BatchSize, K, HiddenDim], zeros at -1."""
         batch_size, width, hidden = self.data.shape
-        if self.memory_length == 0:
-            return self.data.new_zeros(*indices.shape, hidden)
-        slots = self.slots.gather(1, indices.clamp(min=0))
+        slots = self.physical(indices)
+        # -1 reads the zero slot at the end of its row
         rows = (
-            torch.where(indices < 0, width - 1, slots)
-            + torch.arange(batch_size, device=self.device).unsqueeze(1) * width
+            slots.masked_fill(slots < 0, width - 1) + torch.arange(batch_size, device=self.device).unsqueeze(1) * width
         )
         return self.data.view(-1, hidden).index_select(0, rows.flatten()).view(*indices.shape, hidden)
 
@@ -124,7 +122,7 @@ class EngramStore:
             return
         if self.capacity - self.memory_length < width:
             self._grow(_grown_capacity(self.memory_length + width))
-        # every row has the same number of free slots (capacity - memory length); take the first `width` of them
+        # every row has the same number of free slots (capacity - memory length)
         taken = self._free_slots(width)
         batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1)
         self.data[batch, taken] = new.data
