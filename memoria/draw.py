@@ -15,6 +15,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from . import utils
+
 # elements of the integer draw per chunk: small enough to stay in cache between drawing and reading it
 CHUNK_ELEMENTS = 1 << 19
 _LOW_24_BITS = (1 << 24) - 1
@@ -55,7 +57,7 @@ def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[to
         numel *= size
     if numel == 0:
         return
-    if device.type != "cpu" or not integer_draw_matches():
+    if not utils.on_cpu(device) or not integer_draw_matches():
         torch.rand(shape, dtype=torch.float16, device=device, generator=generator)
         return
     buffer = torch.empty(min(numel, CHUNK_ELEMENTS), dtype=torch.int32)
@@ -92,7 +94,7 @@ def first_max_at_columns(
     flat_candidate = (candidate_of_entry + batch * num_rows).flatten()
     flat_candidates = candidates.flatten(0, 1)
     safe_columns = columns.clamp(min=0)
-    if device.type != "cpu" or not integer_draw_matches():
+    if not utils.on_cpu(columns) or not integer_draw_matches():
         noise = torch.rand((batch_size, num_entries, length), dtype=torch.float16, device=device, generator=generator)
         read = noise.gather(2, safe_columns.unsqueeze(1).expand(-1, num_entries, -1))
         position, drew = _first_max(read.flatten(0, 1), flat_candidates.index_select(0, flat_candidate))

@@ -5,7 +5,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
-from . import draw
+from . import draw, utils
 from .checkpoint import STATE_FORMAT, engrams_from_state
 from .engram import Engrams, EngramType
 from .rows import RowMemories
@@ -636,7 +636,7 @@ def _strongest_unvisited(
     num_ltm = ltm_slots.size(1)
     visited = visited.view(batch_size, num_ltm)
     # whole physical rows are contiguous: copy them first, then pick the LTM columns from the copies
-    if nodes.numel() * num_ltm <= _WALK_SPLIT_ELEMENTS or counts.device.type != "cpu":
+    if nodes.numel() * num_ltm <= _WALK_SPLIT_ELEMENTS or not utils.on_cpu(counts):
         physical_rows = ltm_slots.flatten().index_select(0, nodes) + rows_batch * capacity
         # [Unique, NumLTM]
         rows = counts.view(-1, capacity).index_select(0, physical_rows).gather(1, ltm_slots.index_select(0, rows_batch))

@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from . import utils
 from .engram import Engrams, EngramType, pair_gather
 from .utils import gather_slots, indices_with_mask, mask_with_indices
 
@@ -127,7 +128,7 @@ class EngramStore:
         batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1)
         self.data[batch, taken] = new.data
         # new engrams start with 0 against everything mapped (padding too) and among themselves, like a concatenation
-        if self.device.type == "cpu":
+        if utils.on_cpu(self.counts):
             # per row, index_fill_ writes each count row's few new columns in place, a run of them per cache line
             for row, columns in zip(self.counts, taken):
                 row.index_fill_(0, columns, 0).index_fill_(1, columns, 0)

@@ -1,6 +1,16 @@
 """Index utilities shared by the engram container and the memory stages."""
 
+from typing import Union
+
 import torch
+
+
+def on_cpu(where: Union[torch.Tensor, torch.device]) -> bool:
+    """Whether a tensor (or device) is the CPU's, where host reads are free and per-row loops beat big index tensors.
+
+    Every CPU/GPU branch asks this, so a test can run the GPU branches on CPU tensors by patching it.
+    """
+    return (where.device if isinstance(where, torch.Tensor) else where).type == "cpu"
 
 
 def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -73,7 +83,7 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     batch_offset = torch.arange(indices.size(0), device=indices.device).unsqueeze(1) * values.size(1)
     flat_rows = indices.clamp(min=0) + batch_offset
     picked = values.flatten(0, 1).index_select(0, flat_rows.flatten()).view(shape)
-    if picked.device.type == "cpu":
+    if on_cpu(picked):
         # only the null entries are written (a full masked_fill_ pass costs as much as the gather on wide rows); on
         # a GPU that would need a synchronising nonzero()
         if bool(null.any()):

@@ -179,6 +179,30 @@ def test_matches_reference(ref, name, capsys):
     assert total.unexplained == []
 
 
+@pytest.mark.parametrize("name", ["gpt2-like", "deep-search", "many-final"])
+def test_gpu_branches_match_reference_on_cpu(ref, name, monkeypatch, capsys):
+    """The branches a GPU takes (float16 draw, batched walk reads and count writes, masked fills) run here on CPU
+    tensors: no GPU was lent to this project's CI, so this is what keeps them checked."""
+    monkeypatch.setattr(memoria.utils, "on_cpu", lambda where: False)
+
+    def cpu_only(*args, **kwargs):
+        raise AssertionError("a CPU-only branch ran")
+
+    # the CPU branches draw int32 words and clear count columns with index_fill_
+    monkeypatch.setattr(torch.Tensor, "random_", cpu_only)
+    monkeypatch.setattr(torch.Tensor, "index_fill_", cpu_only)
+    total = Tally()
+    for seed in SEEDS:
+        batch, hidden, widths, scale = STREAMS[seed % len(STREAMS)]
+        tally = run_stream(ref, CONFIGS[name], seed, 30, batch, hidden, widths, scale)
+        total.steps += tally.steps
+        total.near_ties += tally.near_ties
+        total.unexplained += [(seed, step) for step in tally.unexplained]
+    with capsys.disabled():
+        print(f"\n[differential, GPU branches] {name}: {total.steps} steps, {total.near_ties} near-ties")
+    assert total.steps == 30 * len(SEEDS) and total.unexplained == []
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_matches_reference_from_arbitrary_states(ref, seed, capsys):
     """Start both from the same odd state (NULL slots in the middle, revived ones, -1 counts) and step on."""
