@@ -426,6 +426,10 @@ class Memoria:
             draw.advance(draw_shape, rows.device, self._generator)
             return super_unique(torch.full_like(rows, -1), dim=1)
 
+        if not utils.on_cpu(rows):
+            # a GPU computes the published [BatchSize, NumSTM, MemoryLength] form at once, without host round trips
+            noise = torch.rand(draw_shape, dtype=torch.float16, device=rows.device, generator=self._generator)
+            return self._initial_longterm_all_columns(rows, ltm_mask, noise)
         # Every entry that is not a chosen STM reads the same row (R1), so the counts are read once per distinct row:
         # the chosen STM rows plus row MemoryLength - 1, in a [BatchSize, Distinct, NumLTM] table.
         chosen = reminded_stm >= 0
@@ -480,7 +484,7 @@ class Memoria:
             )
 
         store = self._store
-        current = local_indices(ltm_mask, initial_ltm)
+        current = local_indices(ltm_mask, initial_ltm, width=num_ltm)
         last = num_ltm - 1
         batch = torch.arange(batch_size, device=ltm_mask.device).unsqueeze(1)
         # [BatchSize, NumLTM] physical slots of the LTM engrams (padding is visited from the start, so never read)
@@ -491,18 +495,22 @@ class Memoria:
         node = (torch.where(current < 0, last, current) + batch * num_ltm).flatten()
         visited[node] = True
         found = [current]
+        # Walks that stand on the same engram (all -1 ones do, by R3) read the same row: on a CPU each row is read once.
+        # A GPU reads them all instead, since finding the distinct ones would make it wait for the host every depth.
+        deduplicate = utils.on_cpu(node)
         for _ in range(self.ltm_search_depth):
-            # walks that stand on the same engram (all -1 ones do, by R3) read the same row: read each once
-            unique_nodes, which = torch.unique(node, return_inverse=True)
+            unique_nodes, which = torch.unique(node, return_inverse=True) if deduplicate else (node, None)
             row_start = unique_nodes - unique_nodes % num_ltm
             step = (
                 _strongest_unvisited(store.counts, unique_nodes, row_start // num_ltm, ltm_slots, visited) + row_start
             )
             dead_end = visited[step]
-            current = (step - row_start).masked_fill_(dead_end, -1)[which].view(batch_size, -1)
-            node = torch.where(dead_end, row_start + last, step)[which]
+            current = (step - row_start).masked_fill_(dead_end, -1)
+            node = torch.where(dead_end, row_start + last, step)
+            if which is not None:
+                current, node = current[which], node[which]
             visited[node] = True
-            found.append(current)
+            found.append(current.view(batch_size, -1))
         return super_unique(torch.cat(found, dim=1), dim=1)
 
     def _select_final_longterm(self, wm_data: torch.Tensor, found_ltm: torch.Tensor) -> torch.Tensor:
@@ -591,7 +599,7 @@ class Memoria:
         length = self._store.memory_length
         indices = indices.to(self._store.device)
         lifespan_delta = lifespan_delta.to(self._store.device)
-        if indices.numel() and (bool((indices < -1).any()) or bool((indices >= length).any())):
+        if indices.numel() and bool(((indices < -1) | (indices >= length)).any()):
             raise ValueError(
                 f"indices must lie in -1..{length - 1} (the memory length is {length}), "
                 f"got values from {int(indices.min())} to {int(indices.max())}"

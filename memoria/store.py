@@ -104,7 +104,13 @@ class EngramStore:
 
     def fire_together(self, indices: torch.Tensor) -> None:
         """``Engrams.fire_together_wire_together`` on logical ``indices`` [BatchSize, K]."""
-        fired = self.physical(indices_with_mask(mask_with_indices(indices, self.memory_length)))
+        if utils.on_cpu(indices):
+            distinct = indices_with_mask(mask_with_indices(indices, self.memory_length))
+        else:
+            # each engram once, without asking the host how many there are: repeats after sorting become -1
+            distinct = indices.sort(dim=1).values
+            distinct[:, 1:].masked_fill_(distinct[:, 1:] == distinct[:, :-1], -1)
+        fired = self.physical(distinct)
         if fired.numel() == 0:
             return
         # ascending slots make the accumulation walk each count row in memory order (fewer cache misses)
@@ -159,14 +165,15 @@ class EngramStore:
             return
         padding = survivors < 0
         new_slots = self.physical(survivors)
-        if bool(padding.any()):
-            # left padding needs fresh NULL slots: the first slots of each row that no survivor uses, cleared
+        # (a GPU goes on without asking whether there is any padding: the answer would cost a host round trip)
+        if not utils.on_cpu(padding) or bool(padding.any()):
+            # Left padding needs fresh NULL slots: the first slots of each row that no survivor uses, cleared. Padding
+            # positions come first in a row, so the j-th of them takes the j-th free slot.
             used = torch.zeros(self.batch_size, self.capacity + 1, dtype=torch.bool, device=self.device)
             used.scatter_(1, torch.where(padding, self.capacity, new_slots), True)
-            free = ~used[:, : self.capacity]
-            chosen = free & (free.cumsum(dim=1) <= padding.sum(dim=1, keepdim=True))
-            # nonzero() lists the chosen slots row by row, the order masked_scatter fills the padding positions in
-            new_slots = new_slots.masked_scatter(padding, chosen.nonzero()[:, 1])
+            free = (~used[:, : self.capacity]).to(torch.uint8)
+            free_first = free.sort(dim=1, descending=True, stable=True).indices[:, : new_slots.size(1)]
+            new_slots = torch.where(padding, free_first, new_slots)
             self._clear_slots(torch.where(padding, new_slots, -1))
         self.slots = new_slots
         self.engrams_types = gather_slots(self.engrams_types, survivors, EngramType.NULL.value)
@@ -196,12 +203,25 @@ class EngramStore:
 
     def _clear_slots(self, slots: torch.Tensor) -> None:
         """Make physical ``slots`` [BatchSize, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
+        if slots.size(1) == 0:
+            return
         valid = slots >= 0
-        rows = torch.arange(self.batch_size, device=self.device).unsqueeze(1).expand_as(slots)[valid]
-        columns = slots[valid]
-        self.data[rows, columns] = 0
-        self.counts[rows, columns] = -1
-        self.counts.transpose(1, 2)[rows, columns] = -1
+        batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1).expand_as(slots)
+        if utils.on_cpu(slots):
+            rows, columns = batch[valid], slots[valid]
+            self.data[rows, columns] = 0
+            self.counts[rows, columns] = -1
+            self.counts.transpose(1, 2)[rows, columns] = -1
+            return
+        # Without picking the valid entries out (a host round trip on a GPU): a skipped entry of a row that clears
+        # some slot clears that slot once more; in a row that clears none, every entry rewrites slot 0 as it is.
+        first = slots.max(dim=1, keepdim=True).values
+        target = torch.where(valid, slots, first.clamp(min=0))
+        clear = (valid | (first >= 0)).unsqueeze(2)
+        self.data[batch, target] = torch.where(clear, 0.0, self.data[batch, target])
+        self.counts[batch, target] = torch.where(clear, -1, self.counts[batch, target])
+        columns = self.counts.transpose(1, 2)
+        columns[batch, target] = torch.where(clear, -1, columns[batch, target])
 
     def _free_slots(self, width: int) -> torch.Tensor:
         """[BatchSize, width] unmapped physical slots of every row, ascending.

@@ -1,6 +1,6 @@
 """Index utilities shared by the engram container and the memory stages."""
 
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -92,17 +92,21 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     return picked.masked_fill_(null.view(*null.shape, *([1] * (values.dim() - 2))), fill_value)
 
 
-def local_indices(partial_mask: torch.Tensor, global_indices: torch.Tensor) -> torch.Tensor:
+def local_indices(
+    partial_mask: torch.Tensor, global_indices: torch.Tensor, width: Optional[int] = None
+) -> torch.Tensor:
     """Where ``global_indices`` [BatchSize, K] sit in the compacted, left-padded list of ``partial_mask`` slots.
 
     Args:
         partial_mask: bool [BatchSize, MemoryLength] choosing the sub-list.
         global_indices: [BatchSize, K] positions; -1 and positions outside the sub-list are ignored.
+        width: the sub-list's width (the largest true count of a row), when the caller knows it already.
     Returns:
         local positions [BatchSize, K'], ascending, left-padded with -1.
     """
     counts = partial_mask.sum(dim=1, keepdim=True)
-    width = int(counts.max()) if counts.numel() else 0
+    if width is None:
+        width = int(counts.max()) if counts.numel() else 0
     local_position = partial_mask.cumsum(dim=1) - 1 + (width - counts)
     chosen = mask_with_indices(global_indices, partial_mask.size(1)) & partial_mask
     local_mask = torch.zeros(partial_mask.size(0), width + 1, dtype=torch.bool, device=partial_mask.device)

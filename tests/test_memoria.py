@@ -337,3 +337,55 @@ def test_memory_length_follows_the_engrams_without_building_them():
         assert m.memory_length == m.engrams.memory_length
     m.reset_memory()
     assert m.memory_length == 0
+
+
+def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
+    """On a GPU every host read is a synchronisation. With the GPU branches forced on CPU tensors, count the reads
+    that ``remind`` and ``adjust`` make: each is a data-dependent width or an input check (named below)."""
+    import collections
+    import traceback
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import memoria.utils
+
+    monkeypatch.setattr(memoria.utils, "on_cpu", lambda where: False)
+    reads = collections.Counter()
+
+    def caller() -> str:
+        frames = [frame.name for frame in traceback.extract_stack() if "/memoria/" in frame.filename]
+        return frames[-1]
+
+    class CountHostReads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.__name__.split(".")[0] in {"_local_scalar_dense", "nonzero", "_unique2", "masked_select"}:
+                reads[caller()] += 1
+            return func(*args, **(kwargs or {}))
+
+    original_tolist = torch.Tensor.tolist
+
+    def counted_tolist(tensor):
+        reads[caller()] += 1
+        return original_tolist(tensor)
+
+    m = memory(num_reminded_stm=3, stm_capacity=5, ltm_search_depth=4, num_final_ltms=3)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(12):
+        m.add_working_memory(torch.randn(3, 4, 6, generator=generator))
+        if step == 11:  # long-term engrams exist by now: every stage runs
+            assert (m.engrams.engrams_types == L).any()
+            monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
+            with CountHostReads():
+                _, indices = m.remind()
+                m.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+        else:
+            _, indices = m.remind()
+            m.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    # widths: working / short-term / long-term lists (3), super_unique range + width (3 x 2), the walk's start list,
+    # the survivors; checks: index range, finite deltas
+    assert reads == {
+        "indices_with_mask": 5,
+        "super_unique": 6,
+        "_check_adjust_inputs": 1,
+        "all_finite": 1,
+    }, dict(reads)

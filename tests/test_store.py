@@ -43,6 +43,22 @@ def operations(draw):
 @settings(max_examples=60, deadline=None)
 @given(operations())
 def test_store_follows_engrams_operations(case):
+    check_operations(case)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_gpu_branches_follow_engrams_operations(seed, monkeypatch):
+    """The store's GPU branches (no host round trips) on CPU tensors: no GPU was lent to this project's CI."""
+    import memoria.utils
+
+    monkeypatch.setattr(memoria.utils, "on_cpu", lambda where: False)
+    g = torch.Generator().manual_seed(seed)
+    kinds = ["append", "keep", "fire"]
+    ops = [(kinds[int(torch.randint(0, 3, (), generator=g))], seed * 100 + step) for step in range(10)]
+    check_operations((1 + seed % 3, 1 + seed % 6, ops))
+
+
+def check_operations(case):
     batch, length, ops = case
     g = torch.Generator().manual_seed(length)
     logical = random_engrams(batch, length, 3, g)
