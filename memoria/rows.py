@@ -8,14 +8,11 @@ results depend on nothing but its own inputs, so resetting one row leaves every 
 Each row behaves exactly like the published package fed that row alone, with the row's generator as its RNG.
 """
 
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
-from .engram import Engrams, EngramType
-
-if TYPE_CHECKING:
-    from .memoria import Memoria
+from .engram import Engrams
 
 
 class RowMemories:
@@ -23,7 +20,6 @@ class RowMemories:
 
     Attributes:
         memories: the row memories, in batch order.
-        width: the fixed width of ``remind``'s outputs (the most one row can remind, the -1 entry included).
     """
 
     def __init__(self, config: dict, batch_size: int, device: torch.device) -> None:
@@ -36,7 +32,6 @@ class RowMemories:
         from .memoria import Memoria
 
         self.config = config
-        self.width = config["num_reminded_stm"] + config["num_final_ltms"] + 1
         # one draw from the global RNG seeds every row's own stream
         seeds = torch.randint(0, 2**62, (batch_size,)).tolist()
         self.hidden_dim = 0
@@ -49,6 +44,11 @@ class RowMemories:
     @property
     def batch_size(self) -> int:
         return len(self.memories)
+
+    @property
+    def width(self) -> int:
+        """The fixed width of ``remind``'s outputs: the most one row can remind, the -1 entry included."""
+        return self.config["num_reminded_stm"] + self.config["num_final_ltms"] + 1
 
     def add(self, data: torch.Tensor) -> None:
         """``data`` [BatchSize, Length, HiddenDim]: row ``b`` goes to memory ``b``."""
@@ -105,14 +105,13 @@ class RowMemories:
         if length == 0:
             first = self.memories[0]
             return Engrams.empty(track_age=first.track_age, track_engram_id=first.track_id)
+        # an empty row (reset) is all padding, shaped like any non-empty one
+        like = next(row for row in rows if row.memory_length)
         padded = []
         for row in rows:
-            if row.memory_length == 0:
-                row = _null_row(length, self.memories[0], next(r for r in rows if r.memory_length))
-            else:
-                positions = torch.arange(-(length - row.memory_length), row.memory_length, device=row.device)
-                row = row.select(positions.clamp(min=-1).unsqueeze(0))
-            padded.append(row)
+            # -1 positions select NULL padding slots, as Engrams.mask_select pads
+            positions = torch.arange(-(length - row.memory_length), row.memory_length, device=like.device)
+            padded.append((row if row.memory_length else like).select(positions.clamp(min=-1).unsqueeze(0)))
         return stack_rows(padded)
 
     def set_engrams(self, engrams: Engrams) -> None:
@@ -152,7 +151,6 @@ class RowMemories:
             )
         restored = cls.__new__(cls)
         restored.config = config
-        restored.width = config["num_reminded_stm"] + config["num_final_ltms"] + 1
         restored.memories = []
         restored.hidden_dim = int(state.get("hidden_dim", 0))
         for row_state, generator_state in zip(rows, generators):
@@ -172,7 +170,6 @@ class RowMemories:
 
 def stack_rows(rows: List[Engrams]) -> Engrams:
     """Batch-1 ``Engrams`` of one length, stacked along the batch axis."""
-    first = rows[0]
     track_age = all(row.track_age for row in rows)
     track_id = all(row.track_engram_id for row in rows)
     return Engrams(
@@ -182,20 +179,6 @@ def stack_rows(rows: List[Engrams]) -> Engrams:
         lifespan=torch.cat([row.lifespan for row in rows]),
         age=torch.cat([row.age for row in rows]) if track_age else None,
         engram_ids=torch.cat([row.engram_ids for row in rows]) if track_id else None,
-        track_age=track_age and first.track_age,
-        track_engram_id=track_id and first.track_engram_id,
-    )
-
-
-def _null_row(length: int, memory: "Memoria", like: Engrams) -> Engrams:
-    """A batch-1 ``Engrams`` of ``length`` NULL slots, shaped like ``like``."""
-    return Engrams(
-        data=like.data.new_zeros(1, length, like.hidden_dim),
-        induce_counts=like.induce_counts.new_full((1, length, length), -1),
-        engrams_types=like.engrams_types.new_full((1, length), EngramType.NULL.value),
-        lifespan=like.lifespan.new_full((1, length), -1.0),
-        age=like.age.new_full((1, length), -1) if like.age is not None else None,
-        engram_ids=like.engram_ids.new_full((1, length), -1) if like.engram_ids is not None else None,
-        track_age=memory.track_age,
-        track_engram_id=memory.track_id,
+        track_age=track_age,
+        track_engram_id=track_id,
     )
