@@ -493,7 +493,7 @@ class Memoria:
         visited = (ltm_indices < 0).flatten()
         # quirk R3: a -1 entry stands for the last LTM slot, both when marking and when reading its row
         node = (torch.where(current < 0, last, current) + batch * num_ltm).flatten()
-        visited[node] = True
+        visited.scatter_(0, node, True)
         found = [current]
         # Walks that stand on the same engram (all -1 ones do, by R3) read the same row: on a CPU each row is read once.
         # A GPU reads them all instead, since finding the distinct ones would make it wait for the host every depth.
@@ -509,7 +509,7 @@ class Memoria:
             node = torch.where(dead_end, row_start + last, step)
             if which is not None:
                 current, node = current[which], node[which]
-            visited[node] = True
+            visited.scatter_(0, node, True)
             found.append(current.view(batch_size, -1))
         return super_unique(torch.cat(found, dim=1), dim=1)
 

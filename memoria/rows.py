@@ -8,6 +8,7 @@ results depend on nothing but its own inputs, so resetting one row leaves every 
 Each row behaves exactly like the published package fed that row alone, with the row's generator as its RNG.
 """
 
+import hashlib
 from typing import List, Optional, Tuple
 
 import torch
@@ -128,15 +129,14 @@ class RowMemories:
         """Move every row; a generator that cannot follow (another device type) is reseeded from itself."""
         for memory in self.memories:
             memory.to(device)
-            if memory._generator.device.type != device.type:
-                seed = int(torch.randint(0, 2**62, (1,), generator=memory._generator))
-                memory._generator = torch.Generator(device=device).manual_seed(seed)
+            memory._generator = _follow(memory._generator, device)
 
     def state_dict(self) -> dict:
         return {
             "hidden_dim": self.hidden_dim,
             "rows": [memory.state_dict() for memory in self.memories],
             "generators": [memory._generator.get_state() for memory in self.memories],
+            "generator_devices": [memory._generator.device.type for memory in self.memories],
         }
 
     @classmethod
@@ -153,19 +153,56 @@ class RowMemories:
         restored.config = config
         restored.memories = []
         restored.hidden_dim = int(state.get("hidden_dim", 0))
-        for row_state, generator_state in zip(rows, generators):
+        saved_devices = state.get("generator_devices", [None] * len(generators))
+        if not isinstance(saved_devices, list) or len(saved_devices) != len(generators):
+            raise ValueError("'generator_devices' must name one device type per row generator")
+        for row_state, generator_state, saved_device in zip(rows, generators, saved_devices):
             memory = Memoria(**config, device=device)
             memory.load_state_dict(row_state)
             if not isinstance(generator_state, torch.Tensor) or generator_state.dtype != torch.uint8:
                 raise ValueError("every row generator state must be a uint8 tensor (Generator.get_state())")
-            generator = torch.Generator(device=memory.device or torch.device("cpu"))
-            try:
-                generator.set_state(generator_state)
-            except RuntimeError as error:
-                raise ValueError(f"a row generator state does not fit a {generator.device} generator: {error}")
-            memory._generator = generator
+            # the generator draws where the row's engrams live (a map_location moved them)
+            stored = memory._store.device if memory._store is not None else None
+            target = torch.device(device) if device is not None else stored
+            memory._generator = _restore_generator(generator_state.cpu(), saved_device, target)
             restored.memories.append(memory)
         return restored
+
+
+# Generator.get_state() of the CPU's MT19937 generator is this long; a CUDA (Philox) state is 16 bytes.
+_CPU_GENERATOR_STATE_BYTES = 5056
+
+
+def _follow(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """``generator``, or where it cannot draw on ``device`` (another device type), a generator there seeded from it."""
+    if generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _restore_generator(
+    state: torch.Tensor, saved_device: Optional[str], target: Optional[torch.device]
+) -> torch.Generator:
+    """A generator with the saved ``state``, on ``target`` (default: where it was saved).
+
+    A state saved on another device type continues as a generator seeded from it, as ``to`` does; where that device
+    type is missing here (a GPU checkpoint loaded on a CPU machine), the seed is taken from the state's bytes.
+    """
+    if saved_device is None:  # states written before the device types were saved
+        saved_device = "cpu" if state.numel() == _CPU_GENERATOR_STATE_BYTES else "cuda"
+    try:
+        saved = torch.Generator(device=saved_device)
+    except RuntimeError:
+        if target is None or target.type == saved_device:
+            raise ValueError(f"a row generator was saved on {saved_device!r}, which this machine does not have")
+        digest = hashlib.blake2b(state.numpy().tobytes(), digest_size=8).digest()
+        return torch.Generator(device=target).manual_seed(int.from_bytes(digest, "little") >> 2)
+    try:
+        saved.set_state(state)
+    except RuntimeError as error:
+        raise ValueError(f"a row generator state does not fit a {saved_device} generator: {error}")
+    return saved if target is None else _follow(saved, target)
 
 
 def stack_rows(rows: List[Engrams]) -> Engrams:

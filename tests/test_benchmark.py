@@ -5,6 +5,7 @@ import math
 
 import torch
 
+import memoria
 from benchmarks.benchmark import CONFIGS, boundary_gap, lifespan_delta, main, make_stream
 from benchmarks.memory_profile import held_bytes, measure_peak, peak_from_memory_events, tensor_bytes
 
@@ -122,3 +123,19 @@ def test_held_bytes_counts_each_storage_once_through_nested_objects():
     outer = Holder(buffer=buffer, inner=inner, tensors=[torch.zeros(2, dtype=torch.uint8)])
     assert held_bytes(outer) == 4000 + 28 + 2
     assert held_bytes(outer, depth=0) == 4000 + 2
+
+
+def test_device_audit_flags_ops_off_the_memory_device():
+    from benchmarks.device_audit import OffDeviceOps, audit_config
+
+    memory = memoria.Memoria(
+        num_reminded_stm=2, stm_capacity=4, ltm_search_depth=2, initial_lifespan=3, num_final_ltms=2
+    )
+    memory.add_working_memory(torch.rand(2, 3, 4))
+    # every op here runs on the CPU, so an audit that expects a GPU sees each of them
+    with OffDeviceOps(torch.device("cuda")) as audit:
+        memory.remind()
+    assert sum(audit.found.values()) > 20 and {caller for caller, _ in audit.found} >= {"remind", "indices_with_mask"}
+    results = audit_config("tiny", torch.device("cpu"), steps=8, audited=2)
+    assert [r["step"] for r in results] == [6, 7]
+    assert all(r["off_device_ops"] == 0 and r["syncs"] == 0 and r["memory_length"] > 0 for r in results)

@@ -50,14 +50,25 @@ def boundary_near_tie(scores: torch.Tensor, k: int) -> bool:
     return bool(((upper - lower).abs() <= NEAR_TIE * upper.abs().clamp(min=1e-300)).any())
 
 
-def explain_by_near_tie(ref_memoria, rng_state: torch.Tensor) -> bool:
+def get_rng(device: str) -> tuple:
+    """The generators a step may draw from: the CPU's, and the GPU's when the memory lives there."""
+    return (torch.get_rng_state(),) + ((torch.cuda.get_rng_state(),) if device == "cuda" else ())
+
+
+def set_rng(states: tuple) -> None:
+    torch.set_rng_state(states[0])
+    if len(states) > 1:
+        torch.cuda.set_rng_state(states[1])
+
+
+def explain_by_near_tie(ref_memoria, rng_state: tuple) -> bool:
     """Replay the reference's stages on a copy and look for a near-tie at either top-k boundary."""
     replay = copy.deepcopy(ref_memoria)
     wm, _ = replay.engrams.get_working_memory()
     stm, stm_indices = replay.engrams.get_shortterm_memory()
     if boundary_near_tie(exact_scores(wm.data, stm.data), min(replay.num_reminded_stm, stm.memory_length)):
         return True
-    torch.set_rng_state(rng_state)
+    set_rng(rng_state)
     ltm, _ = replay.engrams.get_longterm_memory()
     weight = replay._calculate_memory_weight(wm, stm)
     reminded_stm = replay._remind_shortterm_memory(weight, stm_indices)
@@ -92,7 +103,16 @@ def random_state(batch: int, length: int, hidden: int, scale: float) -> dict:
 
 
 def run_stream(
-    ref, config: dict, seed: int, steps: int, batch: int, hidden: int, widths, scale: float, start_state=None
+    ref,
+    config: dict,
+    seed: int,
+    steps: int,
+    batch: int,
+    hidden: int,
+    widths,
+    scale: float,
+    start_state=None,
+    device: str = "cpu",
 ) -> Tally:
     torch.manual_seed(seed)
     ours, theirs = memoria.Memoria(**config), ref.Memoria(**config)
@@ -102,24 +122,24 @@ def run_stream(
     tally = Tally()
     for step in range(steps):
         width = widths[step % len(widths)]
-        data = torch.randn(batch, width, hidden) * scale
-        logits = torch.randn(batch, 4 * (config["num_reminded_stm"] + config["num_final_ltms"]) + 1)
+        data = (torch.randn(batch, width, hidden) * scale).to(device)
+        logits = torch.randn(batch, 4 * (config["num_reminded_stm"] + config["num_final_ltms"]) + 1).to(device)
 
-        rng_before = torch.get_rng_state()
+        rng_before = get_rng(device)
         theirs.add_working_memory(data)
         ref_before_remind = copy.deepcopy(theirs)
         their_memories, their_indices = theirs.remind()
-        their_rng = torch.get_rng_state()
+        their_rng = get_rng(device)
 
-        torch.set_rng_state(rng_before)
+        set_rng(rng_before)
         ours.add_working_memory(data)
         our_memories, our_indices = ours.remind()
-        our_rng = torch.get_rng_state()
+        our_rng = get_rng(device)
 
         same = (
             torch.equal(our_indices, their_indices)
             and torch.equal(our_memories, their_memories)
-            and torch.equal(our_rng, their_rng)
+            and all(torch.equal(a, b) for a, b in zip(our_rng, their_rng))
         )
         reminded = their_indices.size(1)
         delta = torch.softmax(logits[:, :reminded], dim=1) * reminded * 8
@@ -139,7 +159,7 @@ def run_stream(
             else:
                 tally.unexplained.append(step)
             adopt_reference_state(ours, theirs)
-        torch.set_rng_state(their_rng)
+        set_rng(their_rng)
     return tally
 
 
@@ -200,6 +220,23 @@ def test_gpu_branches_match_reference_on_cpu(ref, name, monkeypatch, capsys):
         total.unexplained += [(seed, step) for step in tally.unexplained]
     with capsys.disabled():
         print(f"\n[differential, GPU branches] {name}: {total.steps} steps, {total.near_ties} near-ties")
+    assert total.steps == 30 * len(SEEDS) and total.unexplained == []
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["gpt2-like", "deep-search", "many-final", "no-search"])
+def test_matches_reference_on_cuda(ref, name, capsys):
+    """Ours and the reference both on the GPU: the same tie-break draw from the GPU's generator, the same results."""
+    total = Tally()
+    for seed in SEEDS:
+        batch, hidden, widths, scale = STREAMS[seed % len(STREAMS)]
+        tally = run_stream(ref, CONFIGS[name], seed, 30, batch, hidden, widths, scale, device="cuda")
+        total.steps += tally.steps
+        total.near_ties += tally.near_ties
+        total.unexplained += [(seed, step) for step in tally.unexplained]
+    with capsys.disabled():
+        print(f"\n[differential, CUDA] {name}: {total.steps} steps, {total.near_ties} near-ties, {total.unexplained}")
     assert total.steps == 30 * len(SEEDS) and total.unexplained == []
 
 

@@ -11,12 +11,21 @@ CONFIG = dict(num_reminded_stm=3, stm_capacity=6, ltm_search_depth=3, initial_li
 BATCH, WIDTH, HIDDEN = 4, 3, 6
 
 
-def stream(steps: int, seed: int):
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")],
+    ),
+]
+
+
+def stream(steps: int, seed: int, device: str = "cpu"):
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         data = torch.randn(BATCH, WIDTH, HIDDEN, generator=generator) * 0.4
         logits = torch.randn(BATCH, CONFIG["num_reminded_stm"] + CONFIG["num_final_ltms"] + 1, generator=generator)
-        yield data, logits
+        yield data.to(device), logits.to(device)
 
 
 def step(memory: Memoria, data: torch.Tensor, logits: torch.Tensor):
@@ -33,17 +42,18 @@ def row_state(memory: Memoria, row: int) -> dict:
     return {name: value[0].clone() for name, value in engrams._fields().items() if value is not None}
 
 
-def test_reset_leaves_every_other_row_bit_identical():
+@pytest.mark.parametrize("device", DEVICES)
+def test_reset_leaves_every_other_row_bit_identical(device):
     plain, reset = Memoria(**CONFIG, independent_rows=True), Memoria(**CONFIG, independent_rows=True)
     reset_row, new_document = 1, torch.Generator().manual_seed(99)
     row_differed = False
-    for number, (data, logits) in enumerate(stream(30, seed=1)):
+    for number, (data, logits) in enumerate(stream(30, seed=1, device=device)):
         if number == 12:
             reset.reset_memory_rows([reset_row])
             assert reset._rows.memories[reset_row].memory_length == 0
         other_data = data.clone()
         if number >= 12:  # a new document in the reset row
-            other_data[reset_row] = torch.randn(WIDTH, HIDDEN, generator=new_document) * 0.4
+            other_data[reset_row] = torch.randn(WIDTH, HIDDEN, generator=new_document).to(device) * 0.4
         if number == 0:  # the row generators are seeded from the global RNG at the first add
             torch.manual_seed(0)
         plain_memories, plain_indices = step(plain, data, logits)
@@ -101,10 +111,11 @@ def test_the_global_rng_is_drawn_once_for_the_row_seeds():
     assert torch.equal(torch.get_rng_state(), expected)
 
 
-def test_state_dict_resumes_every_row_and_generator():
+@pytest.mark.parametrize("device", DEVICES)
+def test_state_dict_resumes_every_row_and_generator(device):
     torch.manual_seed(7)
     memory = Memoria(**CONFIG, independent_rows=True, keep_history=True)
-    steps = list(stream(24, seed=8))
+    steps = list(stream(24, seed=8, device=device))
     for data, logits in steps[:12]:
         step(memory, data, logits)
     memory.reset_memory_rows(torch.tensor([False, False, True, False]))
@@ -120,6 +131,36 @@ def test_state_dict_resumes_every_row_and_generator():
         assert torch.equal(indices, expected_indices) and torch.equal(memories, expected_memories)
     assert resumed.engrams == memory.engrams
     assert [len(history) for history in resumed.history] == [len(history) for history in memory.history]
+    # rows and generators follow a move to the other device type (a generator that cannot is reseeded from itself)
+    other = "cpu" if device == "cuda" else ("cuda" if torch.cuda.is_available() else "cpu")
+    resumed.to(other)
+    assert all(row._generator.device.type == other for row in resumed._rows.memories)
+    _, indices = step(resumed, *(value.to(other) for value in steps[-1]))
+    assert indices.device.type == other and resumed.engrams.device.type == other
+
+
+def test_a_generator_saved_on_a_gpu_continues_on_a_cpu_machine():
+    """A GPU checkpoint loaded with map_location="cpu": each row generator continues as a CPU generator seeded from
+    the saved state, the same way at every load."""
+    torch.manual_seed(15)
+    memory = Memoria(**CONFIG, independent_rows=True)
+    steps = list(stream(10, seed=16))
+    for data, logits in steps[:6]:
+        step(memory, data, logits)
+    state = memory.state_dict()
+    # what a CUDA (Philox) generator saves: 16 bytes, seed and offset
+    state["rows"]["generators"] = [torch.arange(16, dtype=torch.uint8) + row for row in range(BATCH)]
+    state["rows"]["generator_devices"] = ["cuda"] * BATCH
+    runs = []
+    for _ in range(2):
+        resumed = Memoria(**CONFIG, independent_rows=True)
+        resumed.load_state_dict(state)
+        assert all(row._generator.device.type == "cpu" for row in resumed._rows.memories)
+        runs.append([step(resumed, data, logits)[1] for data, logits in steps[6:]])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    state["rows"]["generator_devices"] = ["cuda"] * (BATCH - 1)
+    with pytest.raises(ValueError, match="generator_devices"):
+        Memoria(**CONFIG, independent_rows=True).load_state_dict(state)
 
 
 def test_states_of_the_other_mode_are_refused():
