@@ -139,3 +139,14 @@ def test_device_audit_flags_ops_off_the_memory_device():
     results = audit_config("tiny", torch.device("cpu"), steps=8, audited=2)
     assert [r["step"] for r in results] == [6, 7]
     assert all(r["off_device_ops"] == 0 and r["syncs"] == 0 and r["memory_length"] > 0 for r in results)
+
+
+def test_device_audit_profile_names_the_costliest_ops(capsys):
+    from benchmarks.device_audit import audit_config
+
+    results = audit_config("tiny", torch.device("cpu"), steps=8, audited=2, profile=True)
+    assert [r["step"] for r in results] == [6]  # the last step is timed op by op instead
+    printed = capsys.readouterr().out
+    assert "op times, step 7" in printed and "ms in all" in printed
+    # the rows name where in memoria each op ran, e.g. the similarity's matrix product
+    assert "similarity_scores:" in printed
