@@ -56,6 +56,8 @@ class RowMemories:
         self.hidden_dim = data.size(2)
         for row, memory in enumerate(self.memories):
             memory.add_working_memory(data[row : row + 1])
+            # a row restored without engrams learns its device here; its generator must draw there
+            memory._generator = _follow(memory._generator, memory.device)
 
     def remind(self, dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
         """Every row's ``remind``, padded to ``width`` (indices -1, memories 0) and stacked.
@@ -194,8 +196,10 @@ def _restore_generator(
     try:
         saved = torch.Generator(device=saved_device)
     except RuntimeError:
-        if target is None or target.type == saved_device:
+        if target is not None and target.type == saved_device:
             raise ValueError(f"a row generator was saved on {saved_device!r}, which this machine does not have")
+        # an empty row has no engrams to follow: a CPU generator, moved (reseeded) by its first input if need be
+        target = target if target is not None else torch.device("cpu")
         digest = hashlib.blake2b(state.numpy().tobytes(), digest_size=8).digest()
         return torch.Generator(device=target).manual_seed(int.from_bytes(digest, "little") >> 2)
     try:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import torch
 
@@ -148,5 +149,9 @@ def test_device_audit_profile_names_the_costliest_ops(capsys):
     assert [r["step"] for r in results] == [6]  # the last step is timed op by op instead
     printed = capsys.readouterr().out
     assert "op times, step 7" in printed and "ms in all" in printed
-    # the rows name where in memoria each op ran, e.g. the similarity's matrix product
-    assert "similarity_scores:" in printed
+    # every row names an op and the line of memoria it ran on, costliest first
+    rows = [line for line in printed.splitlines() if " ms " in line and " x " in line]
+    assert 10 <= len(rows) <= 25
+    assert all(re.fullmatch(r"\s*[\d.]+ ms\s+\d+ x  (\w+:\d+|\?)\s+[\w.]+", row) for row in rows), rows
+    times = [float(row.split()[0]) for row in rows]
+    assert times == sorted(times, reverse=True)
