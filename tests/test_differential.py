@@ -182,15 +182,21 @@ SEEDS = [0, 1, 2]
 STEPS = 50
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_matches_reference(ref, name, capsys):
+def run_seeds(ref, config: dict, steps: int, device: str = "cpu") -> Tally:
+    """``run_stream`` for every seed, each with its stream shape; unexplained steps as (seed, step)."""
     total = Tally()
     for seed in SEEDS:
         batch, hidden, widths, scale = STREAMS[seed % len(STREAMS)]
-        tally = run_stream(ref, CONFIGS[name], seed, STEPS, batch, hidden, widths, scale)
+        tally = run_stream(ref, config, seed, steps, batch, hidden, widths, scale, device=device)
         total.steps += tally.steps
         total.near_ties += tally.near_ties
         total.unexplained += [(seed, step) for step in tally.unexplained]
+    return total
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_matches_reference(ref, name, capsys):
+    total = run_seeds(ref, CONFIGS[name], STEPS)
     with capsys.disabled():
         print(
             f"\n[differential] {name}: {total.steps} steps, {total.near_ties} near-ties, {len(total.unexplained)} unexplained"
@@ -211,13 +217,7 @@ def test_gpu_branches_match_reference_on_cpu(ref, name, monkeypatch, capsys):
     # the CPU branches draw int32 words and clear count columns with index_fill_
     monkeypatch.setattr(torch.Tensor, "random_", cpu_only)
     monkeypatch.setattr(torch.Tensor, "index_fill_", cpu_only)
-    total = Tally()
-    for seed in SEEDS:
-        batch, hidden, widths, scale = STREAMS[seed % len(STREAMS)]
-        tally = run_stream(ref, CONFIGS[name], seed, 30, batch, hidden, widths, scale)
-        total.steps += tally.steps
-        total.near_ties += tally.near_ties
-        total.unexplained += [(seed, step) for step in tally.unexplained]
+    total = run_seeds(ref, CONFIGS[name], 30)
     with capsys.disabled():
         print(f"\n[differential, GPU branches] {name}: {total.steps} steps, {total.near_ties} near-ties")
     assert total.steps == 30 * len(SEEDS) and total.unexplained == []
@@ -228,13 +228,7 @@ def test_gpu_branches_match_reference_on_cpu(ref, name, monkeypatch, capsys):
 @pytest.mark.parametrize("name", ["gpt2-like", "deep-search", "many-final", "no-search"])
 def test_matches_reference_on_cuda(ref, name, capsys):
     """Ours and the reference both on the GPU: the same tie-break draw from the GPU's generator, the same results."""
-    total = Tally()
-    for seed in SEEDS:
-        batch, hidden, widths, scale = STREAMS[seed % len(STREAMS)]
-        tally = run_stream(ref, CONFIGS[name], seed, 30, batch, hidden, widths, scale, device="cuda")
-        total.steps += tally.steps
-        total.near_ties += tally.near_ties
-        total.unexplained += [(seed, step) for step in tally.unexplained]
+    total = run_seeds(ref, CONFIGS[name], 30, device="cuda")
     with capsys.disabled():
         print(f"\n[differential, CUDA] {name}: {total.steps} steps, {total.near_ties} near-ties, {total.unexplained}")
     assert total.steps == 30 * len(SEEDS) and total.unexplained == []
