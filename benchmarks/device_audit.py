@@ -15,6 +15,7 @@ to the host and every stream synchronisation; on a CPU there are none to count a
 import argparse
 import collections
 import json
+import os
 import time
 import traceback
 import warnings
@@ -27,11 +28,19 @@ from torch.utils._pytree import tree_flatten
 import memoria
 from benchmarks.benchmark import CONFIGS, lifespan_delta, make_stream
 
+# files of the package itself (a checkout folder that happens to be called "memoria" must not count)
+PACKAGE_DIR = os.path.dirname(os.path.abspath(memoria.__file__)) + os.sep
+
+
+def memoria_frames() -> List[traceback.FrameSummary]:
+    """The frames of the ``memoria`` package on the Python stack, outermost first."""
+    return [frame for frame in traceback.extract_stack() if os.path.abspath(frame.filename).startswith(PACKAGE_DIR)]
+
 
 def memoria_caller() -> str:
     """The innermost function of the ``memoria`` package on the Python stack (``?`` when none)."""
-    names = [f"{frame.name}" for frame in traceback.extract_stack() if "/memoria/" in frame.filename.replace("\\", "/")]
-    return names[-1] if names else "?"
+    frames = memoria_frames()
+    return frames[-1].name if frames else "?"
 
 
 class OffDeviceOps(TorchDispatchMode):
@@ -85,9 +94,8 @@ class OpTimes(TorchDispatchMode):
         start = time.perf_counter()
         out = func(*args, **(kwargs or {}))
         self._wait()
-        where = traceback.extract_stack()
-        frames = [f"{frame.name}:{frame.lineno}" for frame in where if "/memoria/" in frame.filename.replace("\\", "/")]
-        key = (frames[-1] if frames else "?", func.__name__)
+        frames = memoria_frames()
+        key = (f"{frames[-1].name}:{frames[-1].lineno}" if frames else "?", func.__name__)
         self.seconds[key] += time.perf_counter() - start
         self.calls[key] += 1
         return out

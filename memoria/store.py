@@ -113,14 +113,13 @@ class EngramStore:
         fired = self.physical(distinct)
         if fired.numel() == 0:
             return
-        valid = fired >= 0
-        batch = torch.arange(fired.size(0), device=fired.device).view(-1, 1, 1)
+        batch = torch.arange(fired.size(0), device=fired.device).unsqueeze(1)
         if utils.on_cpu(fired):
             # ascending slots make the accumulation walk each count row in memory order (fewer cache misses)
             fired = fired.sort(dim=1).values
             valid = fired >= 0
             safe = fired.clamp(min=0)
-            pairs = (batch, safe.unsqueeze(2), safe.unsqueeze(1))
+            pairs = (batch.unsqueeze(2), safe.unsqueeze(2), safe.unsqueeze(1))
             pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(torch.int32)
             self.counts.index_put_(pairs, pair_valid, accumulate=True)
             return
@@ -128,13 +127,14 @@ class EngramStore:
         # a step at the enwik8 settings. Instead each fired row gains a whole [Capacity] row of 1s at the fired
         # columns: K targets per batch row, and the -1 entries, sent to their own position, add a row of 0s there.
         capacity = self.counts.size(2)
+        valid = fired >= 0
         position = torch.arange(fired.size(1), device=fired.device) % capacity
         safe = torch.where(valid, fired, position)
         ones = valid.to(self.counts.dtype)
         # [BatchSize, Capacity] 1 at every fired column (fired slots are distinct, the 0s may land anywhere)
         columns = torch.zeros(fired.size(0), capacity, dtype=self.counts.dtype, device=fired.device)
         columns.scatter_add_(1, safe, ones)
-        self.counts.index_put_((batch.view(-1, 1), safe), ones.unsqueeze(2) * columns.unsqueeze(1), accumulate=True)
+        self.counts.index_put_((batch, safe), ones.unsqueeze(2) * columns.unsqueeze(1), accumulate=True)
 
     def append(self, new: Engrams) -> None:
         """Add ``new``'s engrams after the current ones in every row, as ``Engrams.__add__`` does."""

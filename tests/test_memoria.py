@@ -369,13 +369,10 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
     from torch.utils._python_dispatch import TorchDispatchMode
 
     import memoria.utils
+    from benchmarks.device_audit import memoria_caller as caller
 
     monkeypatch.setattr(memoria.utils, "on_cpu", lambda where: False)
     reads = collections.Counter()
-
-    def caller() -> str:
-        frames = [frame.name for frame in traceback.extract_stack() if "/memoria/" in frame.filename]
-        return frames[-1]
 
     class CountHostReads(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
