@@ -364,7 +364,6 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
     """On a GPU every host read is a synchronisation. With the GPU branches forced on CPU tensors, count the reads
     that ``remind`` and ``adjust`` make: each is a data-dependent width or an input check (named below)."""
     import collections
-    import traceback
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
