@@ -24,7 +24,6 @@ import platform
 import statistics
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from types import ModuleType
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -33,6 +32,7 @@ import torch
 
 from benchmarks.memory_profile import held_bytes, measure_peak
 from benchmarks.reference import load_reference
+from benchmarks.syncs import count_syncs_by_caller
 
 OURS, REF_110, REF_100 = "ours", "1.1.0", "1.0.0"
 NEAR_TIE_RTOL = 1e-5
@@ -210,14 +210,8 @@ def count_syncs(fn, device: torch.device) -> Tuple[Any, int]:
     """Run ``fn()`` counting host-device synchronisations (CUDA only; 0 on CPU)."""
     if device.type != "cuda":
         return fn(), 0
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            result = fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return result, sum("synchroniz" in str(w.message).lower() for w in caught)
+    result, by_caller = count_syncs_by_caller(fn)
+    return result, sum(by_caller.values())
 
 
 def run_step(

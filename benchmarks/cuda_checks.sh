@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks in one go (about 5 minutes on one H100 / H200): the CUDA tests, the device audit (ops off the GPU,
+# The GPU checks in one go (about a minute on one H200): the CUDA tests, the device audit (ops off the GPU,
 # synchronisations by caller) and the benchmark against both references on the GPU.
 #   bash benchmarks/cuda_checks.sh OUT_DIR
 # The references are installed on first use (benchmarks/reference.py); MEMORIA_REFERENCE_DIR points at a copy where

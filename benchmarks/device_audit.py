@@ -15,11 +15,8 @@ to the host and every stream synchronisation; on a CPU there are none to count a
 import argparse
 import collections
 import json
-import os
 import time
-import traceback
-import warnings
-from typing import Any, Callable, Counter, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Counter, Dict, List, Optional, Sequence
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -27,20 +24,7 @@ from torch.utils._pytree import tree_flatten
 
 import memoria
 from benchmarks.benchmark import CONFIGS, lifespan_delta, make_stream
-
-# files of the package itself (a checkout folder that happens to be called "memoria" must not count)
-PACKAGE_DIR = os.path.dirname(os.path.abspath(memoria.__file__)) + os.sep
-
-
-def memoria_frames() -> List[traceback.FrameSummary]:
-    """The frames of the ``memoria`` package on the Python stack, outermost first."""
-    return [frame for frame in traceback.extract_stack() if os.path.abspath(frame.filename).startswith(PACKAGE_DIR)]
-
-
-def memoria_caller() -> str:
-    """The innermost function of the ``memoria`` package on the Python stack (``?`` when none)."""
-    frames = memoria_frames()
-    return frames[-1].name if frames else "?"
+from benchmarks.syncs import count_syncs_by_caller, memoria_caller, memoria_frames
 
 
 class OffDeviceOps(TorchDispatchMode):
@@ -112,30 +96,6 @@ def profile_step(memory: memoria.Memoria, data: torch.Tensor, logits: torch.Tens
     for (where, op), seconds in times.seconds.most_common(25):
         lines.append(f"{seconds * 1e3:9.2f} ms {times.calls[(where, op)]:5d} x  {where:40s} {op}")
     return "\n".join(lines)
-
-
-def count_syncs_by_caller(fn: Callable[[], Any]) -> Tuple[Any, Counter]:
-    """Run ``fn()`` on a CUDA device, counting synchronisations by the ``memoria`` function that caused them."""
-    found: Counter = collections.Counter()
-
-    def record(message, category, filename, lineno, file=None, line=None):
-        if "synchroniz" in str(message).lower():
-            caller = memoria_caller()
-            if caller == "?":  # name where it came from (seen once per process: a first-use initialisation)
-                frames = [frame for frame in traceback.extract_stack() if not frame.filename.endswith("warnings.py")]
-                caller = f"outside memoria: {frames[-2].filename.rsplit('/', 1)[-1]}:{frames[-2].name}"
-            found[caller] += 1
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        # called while the op that synchronises is still on the stack, so the caller can be read off it
-        warnings.showwarning = record
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            result = fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return result, found
 
 
 def audit_step(
@@ -211,8 +171,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
             results.append(result)
             print(
                 f"{name} step {result['step']} (M={result['memory_length']}): {result['syncs']} syncs "
-                f"{result['syncs_by_caller']}, host copies {result['host_copies']}; {result['off_device_ops']} ops off {device.type} "
-                f"{result['off_device_by_caller']}"
+                f"{result['syncs_by_caller']}, host copies {result['host_copies']}; "
+                f"{result['off_device_ops']} ops off {device.type} {result['off_device_by_caller']}"
             )
     if args.json:
         with open(args.json, "w") as handle:

@@ -368,7 +368,7 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
     from torch.utils._python_dispatch import TorchDispatchMode
 
     import memoria.utils
-    from benchmarks.device_audit import memoria_caller as caller
+    from benchmarks.syncs import memoria_caller as caller
 
     monkeypatch.setattr(memoria.utils, "on_cpu", lambda where: False)
     reads = collections.Counter()
