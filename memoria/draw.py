@@ -9,13 +9,23 @@ bits of that word times 2^-24, rounded to ``float16``. ``random_`` on an ``int32
 their low 31 bits) about twice as fast, so the same stream can be drawn as integers in small chunks, each chunk read at
 the long-term columns only and then dropped: no ``[BatchSize, NumSTM, MemoryLength]`` tensor is ever held. Whether
 this torch build really draws that way is checked once per process; if not, the plain ``float16`` draw is used.
+
+Faster still, where the optional C extension ``memoria._mt19937`` was built: it runs the same MT19937 on a copy of the
+generator's state, tempers and rounds only the words that are read, and writes the state back. It too is checked once
+per process against the integer draw (values and state); ``MEMORIA_NATIVE_DRAW=0`` turns it off.
 """
 
+import os
 from typing import Optional, Tuple
 
 import torch
 
 from . import utils
+
+try:
+    from . import _mt19937
+except ImportError:  # not built (no C compiler at install time): the torch draw below gives the same values
+    _mt19937 = None
 
 # elements of the integer draw per chunk: small enough to stay in cache between drawing and reading it
 CHUNK_ELEMENTS = 1 << 19
@@ -43,6 +53,51 @@ def integer_draw_matches() -> bool:
     return _integer_draw_matches
 
 
+_native_draw_matches: Optional[bool] = None
+
+
+def native_draw_matches() -> bool:
+    """Whether the C extension is built, allowed, and reproduces this torch build's draw (values and RNG state)."""
+    global _native_draw_matches
+    if _native_draw_matches is None:
+        _native_draw_matches = (
+            _mt19937 is not None
+            and os.environ.get("MEMORIA_NATIVE_DRAW", "1") != "0"
+            and integer_draw_matches()
+            and _native_self_check()
+        )
+    return _native_draw_matches
+
+
+def _native_self_check() -> bool:
+    """Order keys, a skip and a tie-heavy first maximum against the torch draw (tests check every key)."""
+    # a stride through all 24-bit values, the words around every power of two and around 1.0, and high junk bits
+    edges = (2 ** torch.arange(25)).unsqueeze(1) + torch.arange(-3, 4)
+    low_bits = torch.cat([torch.arange(0, 1 << 24, 97), edges.flatten(), torch.arange(_WRAP - 5, _WRAP + 5)])
+    words = (low_bits.clamp(0, _LOW_24_BITS) + (low_bits % 128 << 24)).to(torch.int32)
+    keys = torch.empty_like(words)
+    _mt19937.half_keys(words.data_ptr(), keys.data_ptr(), words.numel())
+    if not torch.equal(keys.double(), halves_from_words(words).double() * 2.0**24):
+        return False
+    source = torch.Generator().manual_seed(20240721)
+    columns = torch.tensor([[-1, -1, 3, 4, 5, 6, 7, 8], [0, 2, 5, 9, 10, 11, 12, 1000]])
+    candidates = torch.rand((2, 3, 8), generator=source) < 0.7
+    candidates[columns.unsqueeze(1).expand_as(candidates) < 0] = False
+    candidate_of_entry = torch.randint(0, 3, (2, 700), generator=source)
+    mine = torch.Generator().set_state(source.get_state())
+    expected = _first_max_by_torch(1001, columns, candidates, candidate_of_entry, source)
+    got = _first_max_native(1001, columns, candidates, candidate_of_entry, mine)
+    torch.rand((5, 333), dtype=torch.float16, generator=source)
+    state = mine.get_state()
+    _mt19937.skip(state.data_ptr(), 5 * 333)
+    mine.set_state(state)
+    return (
+        torch.equal(expected[1], got[1])
+        and torch.equal(expected[0][expected[1]], got[0][got[1]])
+        and torch.equal(source.get_state(), mine.get_state())
+    )
+
+
 def halves_from_words(words: torch.Tensor) -> torch.Tensor:
     """The ``float16`` values ``rand`` makes of the MT19937 words behind ``words`` (any ``int32`` shape)."""
     halves = ((words & _LOW_24_BITS).to(torch.float32) * 2.0**-24).to(torch.float16)
@@ -59,6 +114,12 @@ def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[to
         return
     if not utils.on_cpu(device) or not integer_draw_matches():
         torch.rand(shape, dtype=torch.float16, device=device, generator=generator)
+        return
+    if native_draw_matches():
+        generator = torch.default_generator if generator is None else generator
+        state = generator.get_state()
+        _mt19937.skip(state.data_ptr(), numel)
+        generator.set_state(state)
         return
     buffer = torch.empty(min(numel, CHUNK_ELEMENTS), dtype=torch.int32)
     for start in range(0, numel, buffer.numel()):
@@ -86,6 +147,52 @@ def first_max_at_columns(
         drew: bool [BatchSize, Entries], false where every candidate drew 0 (the published argmax then takes column
             0 of the whole row).
     """
+    if utils.on_cpu(columns) and native_draw_matches():
+        return _first_max_native(length, columns, candidates, candidate_of_entry, generator)
+    return _first_max_by_torch(length, columns, candidates, candidate_of_entry, generator)
+
+
+def _first_max_native(
+    length: int,
+    columns: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_of_entry: torch.Tensor,
+    generator: Optional[torch.Generator],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``first_max_at_columns`` by the C extension, on a copy of the generator's state (CPU only)."""
+    batch_size, num_entries = candidate_of_entry.shape
+    generator = torch.default_generator if generator is None else generator
+    columns = columns.to(torch.long).contiguous()
+    candidates = candidates.to(torch.bool).contiguous()
+    candidate_of_entry = candidate_of_entry.to(torch.long).contiguous()
+    position = torch.empty((batch_size, num_entries), dtype=torch.long)
+    drew = torch.empty((batch_size, num_entries), dtype=torch.bool)
+    state = generator.get_state()
+    _mt19937.first_max(
+        state.data_ptr(),
+        batch_size,
+        num_entries,
+        length,
+        columns.data_ptr(),
+        columns.size(1),
+        candidates.data_ptr(),
+        candidates.size(1),
+        candidate_of_entry.data_ptr(),
+        position.data_ptr(),
+        drew.data_ptr(),
+    )
+    generator.set_state(state)
+    return position, drew
+
+
+def _first_max_by_torch(
+    length: int,
+    columns: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_of_entry: torch.Tensor,
+    generator: Optional[torch.Generator],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``first_max_at_columns`` by torch ops: the plain ``float16`` draw, or the integer draw in chunks on a CPU."""
     batch_size, num_entries = candidate_of_entry.shape
     num_rows = candidates.size(1)
     device = columns.device

@@ -247,22 +247,33 @@ def test_matches_reference_from_arbitrary_states(ref, seed, capsys):
     assert tally.unexplained == []
 
 
-@pytest.mark.parametrize("integer_draw", [True, False], ids=["int32-words", "float16-rand"])
-def test_all_zero_tie_break_draw_matches_reference(ref, monkeypatch, integer_draw):
+def zero_word_state() -> torch.Tensor:
+    """A CPU RNG state whose MT19937 words are all 0: it stays all 0 (the twist maps 0 to 0), so every draw is 0."""
+    state = torch.get_rng_state().clone()
+    state[8:12] = torch.tensor([1, 0, 0, 0], dtype=torch.uint8)  # left = 1: the next draw regenerates the block
+    state[16:] = 0  # read position, the 624 words, the normal-sample caches
+    return state
+
+
+@pytest.mark.parametrize("kind", ["native", "integer", "float16"])
+def test_all_zero_tie_break_draw_matches_reference(ref, monkeypatch, kind):
     """When every candidate of an entry drew 0, the published argmax lands on column 0; ours must too.
 
-    Ours draws the same stream as int32 words on a CPU (``memoria.draw``); both of its paths are forced to zeros.
+    Ours draws the same stream in one of three ways on a CPU (``memoria.draw``); each of them is run on a generator
+    that only draws zeros, as the reference is.
     """
-    monkeypatch.setattr(draw, "_integer_draw_matches", integer_draw)
-    monkeypatch.setattr(torch.Tensor, "random_", lambda self, *args, **kwargs: self.zero_())
+    if kind == "native" and not draw.native_draw_matches():
+        pytest.skip("the C extension memoria._mt19937 is not built or does not match this torch build")
+    monkeypatch.setattr(draw, "_native_draw_matches", kind == "native")
+    monkeypatch.setattr(draw, "_integer_draw_matches", kind != "float16")
     torch.manual_seed(7)
     start = random_state(2, 18, 8, 0.3)
     config = CONFIGS["deep-search"]
     ours, theirs = memoria.Memoria(**config), ref.Memoria(**config)
     ours.engrams = memoria.Engrams(**{k: v.clone() for k, v in start.items()})
     theirs.engrams = ref.Engrams(*(start[k].clone() for k in start))
-    monkeypatch.setattr(torch, "rand", lambda *shape, generator=None, **kw: torch.zeros(*shape, **kw))
-    monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.zeros_like(t, **kw))
+    torch.set_rng_state(zero_word_state())
+    assert torch.rand(100, dtype=torch.float16).abs().sum() == 0
     for step in range(4):
         data = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(step)) * 0.3
         ours.add_working_memory(data)

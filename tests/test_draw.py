@@ -5,6 +5,19 @@ import torch
 
 from memoria import draw
 
+needs_extension = pytest.mark.skipif(
+    draw._mt19937 is None, reason="the optional C extension memoria._mt19937 was not built (no C compiler at install)"
+)
+DRAWS = ["native", "integer", "float16"]
+
+
+def use_draw(monkeypatch, kind: str) -> None:
+    """Make ``draw`` take one of its three ways: the C extension, torch's integer draw, or torch's float16 draw."""
+    if kind == "native" and not draw.native_draw_matches():
+        pytest.skip("the C extension memoria._mt19937 is not built or does not match this torch build")
+    monkeypatch.setattr(draw, "_native_draw_matches", kind == "native")
+    monkeypatch.setattr(draw, "_integer_draw_matches", kind != "float16")
+
 
 def test_this_torch_build_draws_float16_from_the_same_words():
     # if a torch release changes how CPU rand makes float16 values, the plain draw is used instead (and this fails)
@@ -29,8 +42,10 @@ def test_words_that_round_to_one_become_zero():
     assert halves[1:].tolist() == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("kind", DRAWS)
 @pytest.mark.parametrize("shape", [(0, 3, 5), (2, 3, 5), (1, 1, draw.CHUNK_ELEMENTS + 7), (3, 700, 1000)])
-def test_advance_spends_the_rng_like_rand(shape):
+def test_advance_spends_the_rng_like_rand(monkeypatch, kind, shape):
+    use_draw(monkeypatch, kind)
     torch.manual_seed(11)
     torch.rand(shape, dtype=torch.float16)
     expected = torch.get_rng_state()
@@ -52,10 +67,10 @@ def _published_first_max(length, columns, candidates, candidate_of_entry):
 
 
 @pytest.mark.parametrize("run", [False, True], ids=["scattered-columns", "one-run-of-columns"])
-@pytest.mark.parametrize("integer_draw", [True, False])
+@pytest.mark.parametrize("kind", DRAWS)
 @pytest.mark.parametrize("seed", range(6))
-def test_first_max_at_columns_matches_the_published_argmax(monkeypatch, integer_draw, seed, run):
-    monkeypatch.setattr(draw, "_integer_draw_matches", integer_draw)
+def test_first_max_at_columns_matches_the_published_argmax(monkeypatch, kind, seed, run):
+    use_draw(monkeypatch, kind)
     generator = torch.Generator().manual_seed(seed)
     batch_size, length = 3, int(torch.randint(5, 3000, (), generator=generator))
     num_entries, num_rows = int(torch.randint(1, 400, (), generator=generator)), 4
@@ -128,3 +143,62 @@ def test_class_starts_are_the_first_word_of_every_half():
     first = torch.ones_like(halves, dtype=torch.bool)
     first[1:] = halves[1:] != halves[:-1]
     assert torch.equal(starts[1:], keys[first]) and starts[0] == 0
+
+
+@needs_extension
+def test_the_extension_keys_every_word_as_its_float16():
+    # all 2^24 low-bit values, with junk in the high bits as random_ leaves it: the key is the half times 2^24
+    words = torch.arange(1 << 24, dtype=torch.int32) | (torch.arange(1 << 24, dtype=torch.int32) % 127 << 24)
+    keys = torch.empty_like(words)
+    draw._mt19937.half_keys(words.data_ptr(), keys.data_ptr(), words.numel())
+    assert torch.equal(keys.double(), draw.halves_from_words(words).double() * 2.0**24)
+
+
+@needs_extension
+@pytest.mark.parametrize("used", [0, 1, 3, 623, 624, 625, 1000])
+def test_the_extension_skips_like_rand_from_any_point_of_a_block(used):
+    for count in [0, 1, 622, 623, 624, 625, 1248, 12345]:
+        expected = torch.Generator().manual_seed(count + 7 * used)
+        torch.empty(used, dtype=torch.int32).random_(generator=expected)
+        state = expected.get_state()
+        torch.rand(count, dtype=torch.float16, generator=expected)
+        draw._mt19937.skip(state.data_ptr(), count)
+        assert torch.equal(state, expected.get_state()), count
+
+
+@needs_extension
+def test_the_extension_refuses_a_bad_slot_and_leaves_the_generator_alone():
+    generator = torch.Generator().manual_seed(3)
+    before = generator.get_state()
+    columns = torch.tensor([[0, 1, 2]])
+    candidates = torch.ones(1, 2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="out of range"):
+        draw._first_max_native(5, columns, candidates, torch.tensor([[0, 2]]), generator)
+    with pytest.raises(ValueError, match="out of range"):
+        draw._first_max_native(2, columns, candidates, torch.tensor([[0, 1]]), generator)
+    assert torch.equal(generator.get_state(), before)
+
+
+@needs_extension
+def test_the_extension_draws_from_the_global_generator_by_default(monkeypatch):
+    use_draw(monkeypatch, "native")
+    columns = torch.tensor([[3, 4, 5, 6], [-1, 0, 7, 9]])
+    candidates = torch.ones(2, 1, 4, dtype=torch.bool) & (columns >= 0).unsqueeze(1)
+    slots = torch.zeros(2, 50, dtype=torch.long)
+    torch.manual_seed(5)
+    position, drew = draw.first_max_at_columns(10, columns, candidates, slots)
+    after = torch.get_rng_state()
+    expected = draw._first_max_by_torch(10, columns, candidates, slots, torch.Generator().manual_seed(5))
+    assert torch.equal(drew, expected[1]) and torch.equal(position[drew], expected[0][drew])
+    torch.manual_seed(5)
+    torch.rand(2, 50, 10, dtype=torch.float16)
+    assert torch.equal(after, torch.get_rng_state())
+
+
+def test_the_extension_can_be_turned_off(monkeypatch):
+    monkeypatch.setattr(draw, "_native_draw_matches", None)
+    monkeypatch.setenv("MEMORIA_NATIVE_DRAW", "0")
+    assert not draw.native_draw_matches()
+    monkeypatch.setattr(draw, "_native_draw_matches", None)
+    monkeypatch.delenv("MEMORIA_NATIVE_DRAW")
+    assert draw.native_draw_matches() == (draw._mt19937 is not None)
