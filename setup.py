@@ -6,14 +6,17 @@ from setuptools import Extension, find_packages, setup
 version = {}
 exec(Path(__file__).parent.joinpath("memoria", "version.py").read_text(), version)
 
-# The C extension only speeds up the CPU tie-break draw (memoria/draw.py). It is optional: where it cannot be built
-# (no compiler), the install goes on and memoria draws the same values with torch ops.
-mt19937 = Extension(
-    "memoria._mt19937",
-    sources=["memoria/_mt19937.c"],
-    extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
-    optional=True,
-)
+# The C extensions only speed up three CPU hot spots (memoria/native.py). They are optional: where one cannot be built
+# (no compiler), the install goes on and memoria computes the same values with torch ops.
+extensions = [
+    Extension(
+        f"memoria.{name}",
+        sources=[f"memoria/{name}.c"],
+        extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
+        optional=True,
+    )
+    for name in ("_mt19937", "_walk", "_cofire")
+]
 
 setup(
     name="memoria-pytorch",
@@ -24,7 +27,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["memoria", "memoria.*"]),
-    ext_modules=[mt19937],
+    ext_modules=extensions,
     install_requires=["torch>=2.0"],
     extras_require={
         "dev": [

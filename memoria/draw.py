@@ -10,22 +10,16 @@ their low 31 bits) about twice as fast, so the same stream can be drawn as integ
 the long-term columns only and then dropped: no ``[BatchSize, NumSTM, MemoryLength]`` tensor is ever held. Whether
 this torch build really draws that way is checked once per process; if not, the plain ``float16`` draw is used.
 
-Faster still, where the optional C extension ``memoria._mt19937`` was built: it runs the same MT19937 on a copy of the
-generator's state, tempers and rounds only the words that are read, and writes the state back. It too is checked once
-per process against the integer draw (values and state); ``MEMORIA_NATIVE_DRAW=0`` turns it off.
+Faster still, where the optional C extension ``memoria._mt19937`` was built (``memoria/native.py``): it runs the same
+MT19937 on a copy of the generator's state, tempers and rounds only the words that are read, and writes the state
+back. It too is checked once per process against torch's draw (values and state).
 """
 
-import os
 from typing import Optional, Tuple
 
 import torch
 
-from . import utils
-
-try:
-    from . import _mt19937
-except ImportError:  # not built (no C compiler at install time): the torch draw below gives the same values
-    _mt19937 = None
+from . import native, utils
 
 # elements of the integer draw per chunk: small enough to stay in cache between drawing and reading it
 CHUNK_ELEMENTS = 1 << 19
@@ -57,16 +51,11 @@ _native_draw_matches: Optional[bool] = None
 
 
 def native_draw_matches() -> bool:
-    """Whether the C extension is built, allowed, and reproduces this torch build's draw (values and RNG state)."""
+    """Whether the C extension is built and reproduces this torch build's draw (values and RNG state), and is allowed."""
     global _native_draw_matches
     if _native_draw_matches is None:
-        _native_draw_matches = (
-            _mt19937 is not None
-            and os.environ.get("MEMORIA_NATIVE_DRAW", "1") != "0"
-            and integer_draw_matches()
-            and _native_self_check()
-        )
-    return _native_draw_matches
+        _native_draw_matches = native.mt19937 is not None and integer_draw_matches() and _native_self_check()
+    return _native_draw_matches and native.enabled()
 
 
 def _native_self_check() -> bool:
@@ -76,7 +65,7 @@ def _native_self_check() -> bool:
     low_bits = torch.cat([torch.arange(0, 1 << 24, 97), edges.flatten(), torch.arange(_WRAP - 5, _WRAP + 5)])
     words = (low_bits.clamp(0, _LOW_24_BITS) + (low_bits % 128 << 24)).to(torch.int32)
     keys = torch.empty_like(words)
-    _mt19937.half_keys(words.data_ptr(), keys.data_ptr(), words.numel())
+    native.mt19937.half_keys(words.data_ptr(), keys.data_ptr(), words.numel())
     if not torch.equal(keys.double(), halves_from_words(words).double() * 2.0**24):
         return False
     source = torch.Generator().manual_seed(20240721)
@@ -89,7 +78,7 @@ def _native_self_check() -> bool:
     got = _first_max_native(1001, columns, candidates, candidate_of_entry, mine)
     torch.rand((5, 333), dtype=torch.float16, generator=source)
     state = mine.get_state()
-    _mt19937.skip(state.data_ptr(), 5 * 333)
+    native.mt19937.skip(state.data_ptr(), 5 * 333)
     mine.set_state(state)
     return (
         torch.equal(expected[1], got[1])
@@ -118,7 +107,7 @@ def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[to
     if native_draw_matches():
         generator = torch.default_generator if generator is None else generator
         state = generator.get_state()
-        _mt19937.skip(state.data_ptr(), numel)
+        native.mt19937.skip(state.data_ptr(), numel)
         generator.set_state(state)
         return
     buffer = torch.empty(min(numel, CHUNK_ELEMENTS), dtype=torch.int32)
@@ -168,7 +157,7 @@ def _first_max_native(
     position = torch.empty((batch_size, num_entries), dtype=torch.long)
     drew = torch.empty((batch_size, num_entries), dtype=torch.bool)
     state = generator.get_state()
-    _mt19937.first_max(
+    native.mt19937.first_max(
         state.data_ptr(),
         batch_size,
         num_entries,

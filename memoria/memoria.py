@@ -5,7 +5,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
-from . import draw, utils
+from . import draw, native, utils
 from .checkpoint import STATE_FORMAT, engrams_from_state
 from .engram import Engrams, EngramType
 from .rows import RowMemories
@@ -495,6 +495,27 @@ class Memoria:
         node = (torch.where(current < 0, last, current) + batch * num_ltm).flatten()
         visited.scatter_(0, node, True)
         found = [current]
+        if utils.on_cpu(node) and native.walk is not None and native.enabled() and store.counts.is_contiguous():
+            # the same walk in C (memoria/_walk.c): each depth one pass over the distinct rows, no temporaries
+            depths = torch.empty(self.ltm_search_depth, node.numel(), dtype=torch.long)
+            ltm_slots = ltm_slots.contiguous()  # held in a name: the C code reads it through a raw pointer
+            native.walk.walk(
+                store.counts.data_ptr(),
+                batch_size,
+                store.counts.size(1),
+                node.data_ptr(),
+                current.size(1),
+                ltm_slots.data_ptr(),
+                num_ltm,
+                visited.data_ptr(),
+                self.ltm_search_depth,
+                last,
+                depths.data_ptr(),
+            )
+            # [Depth, BatchSize * Initial] -> [BatchSize, Depth * Initial], depth-major like the torch form below
+            walks = depths.view(self.ltm_search_depth, batch_size, current.size(1)).transpose(0, 1)
+            found.append(walks.reshape(batch_size, -1))
+            return super_unique(torch.cat(found, dim=1), dim=1)
         # Walks that stand on the same engram (all -1 ones do, by R3) read the same row: on a CPU each row is read once.
         # A GPU reads them all instead, since finding the distinct ones would make it wait for the host every depth.
         deduplicate = utils.on_cpu(node)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from . import utils
+from . import native, utils
 from .engram import Engrams, EngramType, pair_gather
 from .utils import gather_slots, indices_with_mask, mask_with_indices
 
@@ -117,6 +117,11 @@ class EngramStore:
         if utils.on_cpu(fired):
             # ascending slots make the accumulation walk each count row in memory order (fewer cache misses)
             fired = fired.sort(dim=1).values
+            if native.cofire is not None and native.enabled() and self.counts.is_contiguous():
+                native.cofire.fire_together(
+                    self.counts.data_ptr(), fired.size(0), self.counts.size(1), fired.data_ptr(), fired.size(1)
+                )
+                return
             valid = fired >= 0
             safe = fired.clamp(min=0)
             pairs = (batch.unsqueeze(2), safe.unsqueeze(2), safe.unsqueeze(1))

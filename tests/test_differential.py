@@ -205,6 +205,16 @@ def test_matches_reference(ref, name, capsys):
     assert total.unexplained == []
 
 
+@pytest.mark.parametrize("name", ["gpt2-like", "deep-search"])
+def test_matches_reference_without_the_c_extensions(ref, name, monkeypatch):
+    """``MEMORIA_NATIVE=0``: the torch-op paths that run where the C extensions are not built give the same outputs."""
+    monkeypatch.setenv("MEMORIA_NATIVE", "0")
+    assert not draw.native_draw_matches()
+    total = run_seeds(ref, CONFIGS[name], STEPS)
+    assert total.steps == STEPS * len(SEEDS)
+    assert total.unexplained == []
+
+
 @pytest.mark.parametrize("name", ["gpt2-like", "deep-search", "many-final"])
 def test_gpu_branches_match_reference_on_cpu(ref, name, monkeypatch, capsys):
     """The branches a GPU takes (float16 draw, batched walk reads and count writes, masked fills) run here on CPU

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from memoria import draw
+from memoria import draw, native
 
 needs_extension = pytest.mark.skipif(
-    draw._mt19937 is None, reason="the optional C extension memoria._mt19937 was not built (no C compiler at install)"
+    native.mt19937 is None, reason="the optional C extension memoria._mt19937 was not built (no C compiler at install)"
 )
 DRAWS = ["native", "integer", "float16"]
 
@@ -150,7 +150,7 @@ def test_the_extension_keys_every_word_as_its_float16():
     # all 2^24 low-bit values, with junk in the high bits as random_ leaves it: the key is the half times 2^24
     words = torch.arange(1 << 24, dtype=torch.int32) | (torch.arange(1 << 24, dtype=torch.int32) % 127 << 24)
     keys = torch.empty_like(words)
-    draw._mt19937.half_keys(words.data_ptr(), keys.data_ptr(), words.numel())
+    native.mt19937.half_keys(words.data_ptr(), keys.data_ptr(), words.numel())
     assert torch.equal(keys.double(), draw.halves_from_words(words).double() * 2.0**24)
 
 
@@ -162,7 +162,7 @@ def test_the_extension_skips_like_rand_from_any_point_of_a_block(used):
         torch.empty(used, dtype=torch.int32).random_(generator=expected)
         state = expected.get_state()
         torch.rand(count, dtype=torch.float16, generator=expected)
-        draw._mt19937.skip(state.data_ptr(), count)
+        native.mt19937.skip(state.data_ptr(), count)
         assert torch.equal(state, expected.get_state()), count
 
 
@@ -197,8 +197,7 @@ def test_the_extension_draws_from_the_global_generator_by_default(monkeypatch):
 
 def test_the_extension_can_be_turned_off(monkeypatch):
     monkeypatch.setattr(draw, "_native_draw_matches", None)
-    monkeypatch.setenv("MEMORIA_NATIVE_DRAW", "0")
+    monkeypatch.setenv("MEMORIA_NATIVE", "0")
     assert not draw.native_draw_matches()
-    monkeypatch.setattr(draw, "_native_draw_matches", None)
-    monkeypatch.delenv("MEMORIA_NATIVE_DRAW")
-    assert draw.native_draw_matches() == (draw._mt19937 is not None)
+    monkeypatch.delenv("MEMORIA_NATIVE")
+    assert draw.native_draw_matches() == (native.mt19937 is not None)
