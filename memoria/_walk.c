@@ -24,11 +24,14 @@
 #endif
 
 /* First position of the largest of row[columns[j]] (visited[j]: -1), and the values in `scores`. */
-WITH_AVX2_CLONE static int64_t first_strongest(const int32_t *row, const int64_t *columns, const unsigned char *visited,
-                                               int32_t *scores, int64_t count) {
+WITH_AVX2_CLONE static int64_t first_strongest(const int32_t *restrict row, const int32_t *restrict columns,
+                                               const unsigned char *restrict visited, int32_t *restrict scores,
+                                               int64_t count) {
     int32_t top = INT32_MIN;
     for (int64_t j = 0; j < count; j++) {
-        int32_t score = visited[j] ? -1 : row[columns[j]];
+        /* read unconditionally (every column is in range), then select: a loop without branches vectorises */
+        int32_t value = row[columns[j]];
+        int32_t score = visited[j] ? -1 : value;
         scores[j] = score;
         top = score > top ? score : top;
     }
@@ -71,15 +74,19 @@ static PyObject *py_walk(PyObject *self, PyObject *args) {
     /* per node, the depth (plus one) its strongest position was last computed at, and that position */
     int64_t *computed_at = (int64_t *)calloc((size_t)(num_nodes > 0 ? num_nodes : 1), sizeof(int64_t));
     int64_t *strongest = (int64_t *)malloc((size_t)(num_nodes > 0 ? num_nodes : 1) * sizeof(int64_t));
-    if (scores == NULL || computed_at == NULL || strongest == NULL) {
+    /* the slots as int32 (capacity is far below 2^31): twice as many per vector gather as int64 */
+    int32_t *columns = (int32_t *)malloc((size_t)(num_nodes > 0 ? num_nodes : 1) * sizeof(int32_t));
+    if (scores == NULL || computed_at == NULL || strongest == NULL || columns == NULL) {
         free(scores);
         free(computed_at);
         free(strongest);
+        free(columns);
         return PyErr_NoMemory();
     }
-    int failed = 0;
+    int failed = capacity > INT32_MAX;
     Py_BEGIN_ALLOW_THREADS for (int64_t j = 0; j < num_nodes && !failed; j++) {
         failed = slots[j] < 0 || slots[j] >= capacity;
+        columns[j] = (int32_t)slots[j];
     }
     for (int64_t i = 0; i < count && !failed; i++) {
         failed = nodes[i] < 0 || nodes[i] >= num_nodes;
@@ -98,7 +105,7 @@ static PyObject *py_walk(PyObject *self, PyObject *args) {
                 }
                 const int32_t *row = counts + (b * capacity + slots[node]) * capacity;
                 strongest[node] =
-                    first_strongest(row, slots + b * num_ltm, visited + b * num_ltm, scores, num_ltm);
+                    first_strongest(row, columns + b * num_ltm, visited + b * num_ltm, scores, num_ltm);
                 computed_at[node] = d + 1;
             }
             int64_t step = b * num_ltm + strongest[node];
@@ -115,6 +122,7 @@ static PyObject *py_walk(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS free(scores);
     free(computed_at);
     free(strongest);
+    free(columns);
     if (failed) {
         PyErr_SetString(PyExc_ValueError, "_walk.walk: a node or slot out of range");
         return NULL;

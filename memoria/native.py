@@ -6,7 +6,7 @@ anyway (for example to compare the two).
 
 - ``mt19937``: the long-term tie-break draw on a copy of a CPU generator's state (``memoria/draw.py``).
 - ``walk``: the long-term graph walk on CPU count tensors (``memoria/memoria.py``).
-- ``cofire``: the co-firing count update on CPU count tensors (``memoria/store.py``).
+- ``counts``: writes to CPU count tensors, co-firing and new or cleared slots (``memoria/store.py``).
 """
 
 import importlib
@@ -24,7 +24,7 @@ def _load(name: str) -> Optional[ModuleType]:
 
 mt19937 = _load("_mt19937")
 walk = _load("_walk")
-cofire = _load("_cofire")
+counts = _load("_counts")
 
 
 def enabled() -> bool:

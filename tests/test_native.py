@@ -15,8 +15,8 @@ from memoria.utils import indices_with_mask
 needs_walk = pytest.mark.skipif(
     native.walk is None, reason="the optional C extension memoria._walk was not built (no C compiler at install)"
 )
-needs_cofire = pytest.mark.skipif(
-    native.cofire is None, reason="the optional C extension memoria._cofire was not built (no C compiler at install)"
+needs_counts = pytest.mark.skipif(
+    native.counts is None, reason="the optional C extension memoria._counts was not built (no C compiler at install)"
 )
 
 
@@ -138,15 +138,15 @@ def test_search_longterm_is_the_same_with_and_without_the_walk_extension(monkeyp
     assert (results[0] >= 0).any()
 
 
-@needs_cofire
+@needs_counts
 @pytest.mark.parametrize("seed", range(6))
-def test_fire_together_is_the_same_with_and_without_the_cofire_extension(monkeypatch, seed):
+def test_fire_together_is_the_same_with_and_without_the_counts_extension(monkeypatch, seed):
     generator = torch.Generator().manual_seed(seed)
     indices = torch.randint(-1, 20, (3, 9), generator=generator)  # repeats and -1 padding
     indices[2] = -1  # a row where nothing fired
     stores = []
-    for cofire in (native.cofire, None):
-        monkeypatch.setattr(native, "cofire", cofire)
+    for counts in (native.counts, None):
+        monkeypatch.setattr(native, "counts", counts)
         store = EngramStore(_random_engrams(seed))
         store.fire_together(indices)
         stores.append(store)
@@ -154,10 +154,10 @@ def test_fire_together_is_the_same_with_and_without_the_cofire_extension(monkeyp
     assert not torch.equal(stores[0].counts, EngramStore(_random_engrams(seed)).counts)
 
 
-@needs_cofire
+@needs_counts
 def test_fire_together_refuses_an_out_of_range_slot_untouched():
     counts = torch.zeros(2, 5, 5, dtype=torch.int32)
     fired = torch.tensor([[0, 2, 4], [1, 5, -1]])
     with pytest.raises(ValueError, match="out of range"):
-        native.cofire.fire_together(counts.data_ptr(), 2, 5, fired.data_ptr(), 3)
+        native.counts.fire_together(counts.data_ptr(), 2, 5, fired.data_ptr(), 3)
     assert counts.abs().sum() == 0

@@ -1,9 +1,11 @@
 /*
- * Hebbian co-firing on CPU count tensors (memoria.store.EngramStore.fire_together).
+ * Writes to the CPU count tensor of memoria.store.EngramStore ([BatchSize, Capacity, Capacity] int32, one count
+ * matrix per batch row, indexed by physical slot).
  *
- * Every pair of engrams that fired together in a batch row gains 1 in the row's [Capacity, Capacity] count matrix.
- * With torch ops that is an index_put_ with accumulation over [BatchSize, K, K] pairs, three int64 index tensors
- * built first; here it is a double loop that adds in place, row after row in memory order.
+ * fire_together: every pair of engrams that fired together in a batch row gains 1. With torch ops that is an
+ * index_put_ with accumulation over [BatchSize, K, K] pairs, three int64 index tensors built first; here it is a
+ * double loop that adds in place, row after row in memory order. (Clearing new slots' rows and columns was tried
+ * here too and was slower than torch's index_fill_, so it stays in torch.)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,7 +25,7 @@ static PyObject *py_fire_together(PyObject *self, PyObject *args) {
         return NULL;
     }
     if (batch_size < 0 || capacity < 0 || width < 0) {
-        PyErr_SetString(PyExc_ValueError, "_cofire.fire_together: negative size");
+        PyErr_SetString(PyExc_ValueError, "_counts.fire_together: negative size");
         return NULL;
     }
     int32_t *counts = (int32_t *)(uintptr_t)counts_address;
@@ -48,7 +50,7 @@ static PyObject *py_fire_together(PyObject *self, PyObject *args) {
         }
     }
     Py_END_ALLOW_THREADS if (failed) {
-        PyErr_SetString(PyExc_ValueError, "_cofire.fire_together: a slot out of range");
+        PyErr_SetString(PyExc_ValueError, "_counts.fire_together: a slot out of range");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -60,6 +62,6 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_cofire", "Hebbian co-firing on CPU count tensors.", -1, methods, NULL, NULL, NULL, NULL};
+    PyModuleDef_HEAD_INIT, "_counts", "Writes to the CPU count tensor of an EngramStore.", -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__cofire(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__counts(void) { return PyModule_Create(&module); }
