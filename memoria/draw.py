@@ -12,7 +12,8 @@ this torch build really draws that way is checked once per process; if not, the 
 
 Faster still, where the optional C extension ``memoria._mt19937`` was built (``memoria/native.py``): it runs the same
 MT19937 on a copy of the generator's state, tempers and rounds only the words that are read, and writes the state
-back. It too is checked once per process against torch's draw (values and state).
+back. It too is checked once per process against torch's draw (values and state). Unlike torch's draw it does not
+hold the generator's lock while it runs: a draw from the same generator in another thread meanwhile would be lost.
 """
 
 from typing import Optional, Tuple
@@ -73,7 +74,8 @@ def _native_self_check() -> bool:
     candidates = torch.rand((2, 3, 8), generator=source) < 0.7
     candidates[columns.unsqueeze(1).expand_as(candidates) < 0] = False
     candidate_of_entry = torch.randint(0, 3, (2, 700), generator=source)
-    mine = torch.Generator().set_state(source.get_state())
+    mine = torch.Generator()
+    mine.set_state(source.get_state())
     expected = _first_max_by_torch(1001, columns, candidates, candidate_of_entry, source)
     got = _first_max_native(1001, columns, candidates, candidate_of_entry, mine)
     torch.rand((5, 333), dtype=torch.float16, generator=source)
