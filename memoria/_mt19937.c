@@ -149,6 +149,7 @@ WITH_AVX2_CLONE static uint32_t run_keys(const uint32_t *words, const unsigned c
 }
 
 static PyObject *py_skip(PyObject *self, PyObject *args) {
+    (void)self;
     unsigned long long state_address;
     long long count;
     if (!PyArg_ParseTuple(args, "KL", &state_address, &count)) {
@@ -165,6 +166,7 @@ static PyObject *py_skip(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_half_keys(PyObject *self, PyObject *args) {
+    (void)self;
     unsigned long long words_address, keys_address;
     long long count;
     if (!PyArg_ParseTuple(args, "KKL", &words_address, &keys_address, &count)) {
@@ -188,6 +190,7 @@ static PyObject *py_half_keys(PyObject *self, PyObject *args) {
  *   slots: int64 [BatchSize, Entries]; positions: int64 [BatchSize, Entries] out; drew: bool [BatchSize, Entries] out.
  */
 static PyObject *py_first_max(PyObject *self, PyObject *args) {
+    (void)self;
     unsigned long long state_address, columns_address, candidates_address, slots_address, positions_address,
         drew_address;
     long long batch_size, entries, length, num_columns, num_rows;
@@ -300,7 +303,8 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_mt19937", "MT19937 draws on torch CPU generator states.",
-                                    -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_mt19937", "MT19937 draws on torch CPU generator states.", -1, methods, NULL, NULL, NULL,
+    NULL};
 
 PyMODINIT_FUNC PyInit__mt19937(void) { return PyModule_Create(&module); }
