@@ -16,7 +16,8 @@ back. It too is checked once per process against torch's draw (values and state)
 hold the generator's lock while it runs: a draw from the same generator in another thread meanwhile would be lost.
 """
 
-from typing import Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterator, Optional, Tuple
 
 import torch
 
@@ -56,7 +57,16 @@ def native_draw_matches() -> bool:
     global _native_draw_matches
     if _native_draw_matches is None:
         _native_draw_matches = native.mt19937 is not None and integer_draw_matches() and _native_self_check()
-    return _native_draw_matches and native.enabled()
+    return _native_draw_matches and native.active(native.mt19937)
+
+
+@contextmanager
+def _generator_state(generator: Optional[torch.Generator]) -> Iterator[torch.Tensor]:
+    """A copy of the CPU generator's state (default: the global one) for the C code, written back unless it raised."""
+    generator = torch.default_generator if generator is None else generator
+    state = generator.get_state()
+    yield state
+    generator.set_state(state)
 
 
 def _native_self_check() -> bool:
@@ -79,9 +89,8 @@ def _native_self_check() -> bool:
     expected = _first_max_by_torch(1001, columns, candidates, candidate_of_entry, source)
     got = _first_max_native(1001, columns, candidates, candidate_of_entry, mine)
     torch.rand((5, 333), dtype=torch.float16, generator=source)
-    state = mine.get_state()
-    native.mt19937.skip(state.data_ptr(), 5 * 333)
-    mine.set_state(state)
+    with _generator_state(mine) as state:
+        native.mt19937.skip(state.data_ptr(), 5 * 333)
     return (
         torch.equal(expected[1], got[1])
         and torch.equal(expected[0][expected[1]], got[0][got[1]])
@@ -107,10 +116,8 @@ def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[to
         torch.rand(shape, dtype=torch.float16, device=device, generator=generator)
         return
     if native_draw_matches():
-        generator = torch.default_generator if generator is None else generator
-        state = generator.get_state()
-        native.mt19937.skip(state.data_ptr(), numel)
-        generator.set_state(state)
+        with _generator_state(generator) as state:
+            native.mt19937.skip(state.data_ptr(), numel)
         return
     buffer = torch.empty(min(numel, CHUNK_ELEMENTS), dtype=torch.int32)
     for start in range(0, numel, buffer.numel()):
@@ -152,27 +159,25 @@ def _first_max_native(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``first_max_at_columns`` by the C extension, on a copy of the generator's state (CPU only)."""
     batch_size, num_entries = candidate_of_entry.shape
-    generator = torch.default_generator if generator is None else generator
     columns = columns.to(torch.long).contiguous()
     candidates = candidates.to(torch.bool).contiguous()
     candidate_of_entry = candidate_of_entry.to(torch.long).contiguous()
     position = torch.empty((batch_size, num_entries), dtype=torch.long)
     drew = torch.empty((batch_size, num_entries), dtype=torch.bool)
-    state = generator.get_state()
-    native.mt19937.first_max(
-        state.data_ptr(),
-        batch_size,
-        num_entries,
-        length,
-        columns.data_ptr(),
-        columns.size(1),
-        candidates.data_ptr(),
-        candidates.size(1),
-        candidate_of_entry.data_ptr(),
-        position.data_ptr(),
-        drew.data_ptr(),
-    )
-    generator.set_state(state)
+    with _generator_state(generator) as state:
+        native.mt19937.first_max(
+            state.data_ptr(),
+            batch_size,
+            num_entries,
+            length,
+            columns.data_ptr(),
+            columns.size(1),
+            candidates.data_ptr(),
+            candidates.size(1),
+            candidate_of_entry.data_ptr(),
+            position.data_ptr(),
+            drew.data_ptr(),
+        )
     return position, drew
 
 

@@ -495,7 +495,7 @@ class Memoria:
         node = (torch.where(current < 0, last, current) + batch * num_ltm).flatten()
         visited.scatter_(0, node, True)
         found = [current]
-        if utils.on_cpu(node) and native.walk is not None and native.enabled() and store.counts.is_contiguous():
+        if utils.on_cpu(node) and native.active(native.walk) and store.counts.is_contiguous():
             # the same walk in C (memoria/_walk.c): each depth one pass over the distinct rows, no temporaries
             depths = torch.empty(self.ltm_search_depth, node.numel(), dtype=torch.long)
             ltm_slots = ltm_slots.contiguous()  # held in a name: the C code reads it through a raw pointer

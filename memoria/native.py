@@ -30,3 +30,8 @@ counts = _load("_counts")
 def enabled() -> bool:
     """False where the environment says ``MEMORIA_NATIVE=0``."""
     return os.environ.get("MEMORIA_NATIVE", "1") != "0"
+
+
+def active(module: Optional[ModuleType]) -> bool:
+    """Whether one of the extensions above (``native.walk``, ...) is built and allowed."""
+    return module is not None and enabled()

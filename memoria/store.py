@@ -117,7 +117,7 @@ class EngramStore:
         if utils.on_cpu(fired):
             # ascending slots make the accumulation walk each count row in memory order (fewer cache misses)
             fired = fired.sort(dim=1).values
-            if self._native_counts():
+            if native.active(native.counts) and self.counts.is_contiguous():
                 native.counts.fire_together(
                     self.counts.data_ptr(), fired.size(0), self.counts.size(1), fired.data_ptr(), fired.size(1)
                 )
@@ -247,12 +247,6 @@ class EngramStore:
         # columns along the last axis with the targets innermost, so that neighbouring threads touch neighbouring slots
         columns = target.unsqueeze(1).expand(-1, self.counts.size(1), -1)
         self.counts.scatter_(2, columns, torch.where(clear, -1, self.counts.gather(2, columns)))
-
-    def _native_counts(self) -> bool:
-        """Whether the count writes go through the C extension (CPU counts only; ``memoria/native.py``)."""
-        return (
-            native.counts is not None and native.enabled() and utils.on_cpu(self.counts) and self.counts.is_contiguous()
-        )
 
     def _free_slots(self, width: int) -> torch.Tensor:
         """[BatchSize, width] unmapped physical slots of every row, ascending.
