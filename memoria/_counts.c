@@ -4,39 +4,168 @@
  *
  * fire_together: every pair of engrams that fired together in a batch row gains 1. With torch ops that is an
  * index_put_ with accumulation over [BatchSize, K, K] pairs, three int64 index tensors built first; here it is a
- * double loop that adds in place, row after row in memory order. (Clearing new slots' rows and columns was tried
- * here too and was slower than torch's index_fill_, so it stays in torch.)
+ * double loop that adds in place, row after row in memory order.
+ * fill_slots: the rows and columns of new or freed slots get one value. A column write misses the cache in every
+ * count row; one thread alone was slower at it than torch's index_fill_ on two, so the batch rows are split over
+ * torch's own threads (run_rows below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
+
+#ifndef PREFETCH_ROWS
+#define PREFETCH_ROWS 8
+#endif
+
+/* GOMP_parallel of the OpenMP runtime that torch's own threads belong to (see memoria/native.py): the call runs
+ * job(argument) on every thread of a team, the calling thread included. */
+typedef void (*ParallelFunction)(void (*)(void *), void *, unsigned, unsigned);
+
+/* Runs job(argument) on `threads` of torch's threads (each takes batch rows from a shared counter) or on this one. */
+static void run_rows(void (*job)(void *), void *argument, unsigned long long parallel, long long threads,
+                     long long batch_size) {
+    if (parallel != 0 && threads > 1 && batch_size > 1) {
+        ((ParallelFunction)(uintptr_t)parallel)(job, argument, (unsigned)(threads < batch_size ? threads : batch_size),
+                                                0);
+    } else {
+        job(argument);
+    }
+}
+
+typedef struct {
+    int32_t *counts;
+    int64_t batch_size, capacity, width;
+    const int64_t *slots;
+    int32_t value;
+    int64_t next_row;
+    int failed;
+} Fill;
+
+static void fill_rows(void *argument) {
+    Fill *fill = (Fill *)argument;
+    const int64_t capacity = fill->capacity, width = fill->width;
+    int64_t *starts = (int64_t *)malloc((size_t)(width > 0 ? width : 1) * 2 * sizeof(int64_t));
+    if (starts == NULL) {
+        __atomic_store_n(&fill->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    int64_t *ends = starts + (width > 0 ? width : 1);
+    for (;;) {
+        int64_t b = __atomic_fetch_add(&fill->next_row, 1, __ATOMIC_RELAXED);
+        if (b >= fill->batch_size) {
+            break;
+        }
+        const int64_t *row_slots = fill->slots + b * width;
+        int32_t *matrix = fill->counts + b * capacity * capacity;
+        const int32_t value = fill->value;
+        /* the valid slots in ascending order (insertion sort: a few dozen), then merged into runs [start, end) */
+        int64_t num_valid = 0;
+        for (int64_t i = 0; i < width; i++) {
+            int64_t slot = row_slots[i];
+            if (slot < 0) {
+                continue;
+            }
+            int64_t j = num_valid++;
+            while (j > 0 && starts[j - 1] > slot) {
+                starts[j] = starts[j - 1];
+                j--;
+            }
+            starts[j] = slot;
+        }
+        int64_t num_runs = 0;
+        for (int64_t i = 0; i < num_valid; i++) {
+            if (num_runs > 0 && starts[i] <= ends[num_runs - 1]) {
+                ends[num_runs - 1] = starts[i] + 1;
+            } else {
+                starts[num_runs] = starts[i];
+                ends[num_runs] = starts[i] + 1;
+                num_runs++;
+            }
+        }
+        for (int64_t r = 0; r < num_runs; r++) {
+            for (int64_t slot = starts[r]; slot < ends[r]; slot++) {
+                int32_t *row = matrix + slot * capacity;
+                for (int64_t c = 0; c < capacity; c++) {
+                    row[c] = value;
+                }
+            }
+        }
+        for (int64_t i = 0; i < capacity; i++) {
+            int32_t *row = matrix + i * capacity;
+            if (i + PREFETCH_ROWS < capacity) {
+                for (int64_t r = 0; r < num_runs; r++) {
+                    __builtin_prefetch(row + PREFETCH_ROWS * capacity + starts[r], 1, 3);
+                    __builtin_prefetch(row + PREFETCH_ROWS * capacity + ends[r] - 1, 1, 3);
+                }
+            }
+            for (int64_t r = 0; r < num_runs; r++) {
+                for (int64_t c = starts[r]; c < ends[r]; c++) {
+                    row[c] = value;
+                }
+            }
+        }
+    }
+    free(starts);
+}
 
 /*
- * fire_together(counts, batch_size, capacity, fired, width)
+ * fill_slots(counts, batch_size, capacity, slots, width, value, parallel, threads)
  *   counts: int32 [BatchSize, Capacity, Capacity], changed in place;
- *   fired: int64 [BatchSize, Width] distinct physical slots per row, ascending, -1 where padded.
+ *   slots: int64 [BatchSize, Width] physical slots per row, -1 skipped.
+ * Sets the whole row and the whole column of every given slot to value. Columns are written row after row, each
+ * row's slots in runs of neighbours, so a count row is visited once however many slots there are.
  * Nothing is written if any slot is out of range.
  */
-static PyObject *py_fire_together(PyObject *self, PyObject *args) {
+static PyObject *py_fill_slots(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long counts_address, fired_address;
-    long long batch_size, capacity, width;
-    if (!PyArg_ParseTuple(args, "KLLKL", &counts_address, &batch_size, &capacity, &fired_address, &width)) {
+    unsigned long long counts_address, slots_address, parallel;
+    long long batch_size, capacity, width, threads;
+    int value;
+    if (!PyArg_ParseTuple(args, "KLLKLiKL", &counts_address, &batch_size, &capacity, &slots_address, &width, &value,
+                          &parallel, &threads)) {
         return NULL;
     }
     if (batch_size < 0 || capacity < 0 || width < 0) {
-        PyErr_SetString(PyExc_ValueError, "_counts.fire_together: negative size");
+        PyErr_SetString(PyExc_ValueError, "_counts.fill_slots: negative size");
         return NULL;
     }
-    int32_t *counts = (int32_t *)(uintptr_t)counts_address;
-    const int64_t *fired = (const int64_t *)(uintptr_t)fired_address;
+    Fill fill = {(int32_t *)(uintptr_t)counts_address, batch_size, capacity, width,
+                 (const int64_t *)(uintptr_t)slots_address, (int32_t)value, 0, 0};
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS for (int64_t k = 0; k < batch_size * width; k++) {
-        failed |= fired[k] < -1 || fired[k] >= capacity;
+        failed |= fill.slots[k] < -1 || fill.slots[k] >= capacity;
     }
-    for (int64_t b = 0; b < batch_size && !failed; b++) {
-        const int64_t *slots = fired + b * width;
-        int32_t *matrix = counts + b * capacity * capacity;
+    if (!failed) {
+        run_rows(fill_rows, &fill, parallel, threads, batch_size);
+    }
+    Py_END_ALLOW_THREADS if (failed) {
+        PyErr_SetString(PyExc_ValueError, "_counts.fill_slots: a slot out of range");
+        return NULL;
+    }
+    if (fill.failed) {
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+typedef struct {
+    int32_t *counts;
+    int64_t batch_size, capacity, width;
+    const int64_t *fired;
+    int64_t next_row;
+} Fire;
+
+static void fire_rows(void *argument) {
+    Fire *fire = (Fire *)argument;
+    const int64_t capacity = fire->capacity, width = fire->width;
+    for (;;) {
+        int64_t b = __atomic_fetch_add(&fire->next_row, 1, __ATOMIC_RELAXED);
+        if (b >= fire->batch_size) {
+            break;
+        }
+        const int64_t *slots = fire->fired + b * width;
+        int32_t *matrix = fire->counts + b * capacity * capacity;
         for (int64_t i = 0; i < width; i++) {
             if (slots[i] < 0) {
                 continue;
@@ -49,6 +178,35 @@ static PyObject *py_fire_together(PyObject *self, PyObject *args) {
             }
         }
     }
+}
+
+/*
+ * fire_together(counts, batch_size, capacity, fired, width, parallel, threads)
+ *   counts: int32 [BatchSize, Capacity, Capacity], changed in place;
+ *   fired: int64 [BatchSize, Width] distinct physical slots per row, ascending, -1 where padded.
+ * Nothing is written if any slot is out of range.
+ */
+static PyObject *py_fire_together(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long counts_address, fired_address, parallel;
+    long long batch_size, capacity, width, threads;
+    if (!PyArg_ParseTuple(args, "KLLKLKL", &counts_address, &batch_size, &capacity, &fired_address, &width, &parallel,
+                          &threads)) {
+        return NULL;
+    }
+    if (batch_size < 0 || capacity < 0 || width < 0) {
+        PyErr_SetString(PyExc_ValueError, "_counts.fire_together: negative size");
+        return NULL;
+    }
+    Fire fire = {(int32_t *)(uintptr_t)counts_address, batch_size, capacity, width,
+                 (const int64_t *)(uintptr_t)fired_address, 0};
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS for (int64_t k = 0; k < batch_size * width; k++) {
+        failed |= fire.fired[k] < -1 || fire.fired[k] >= capacity;
+    }
+    if (!failed) {
+        run_rows(fire_rows, &fire, parallel, threads, batch_size);
+    }
     Py_END_ALLOW_THREADS if (failed) {
         PyErr_SetString(PyExc_ValueError, "_counts.fire_together: a slot out of range");
         return NULL;
@@ -57,7 +215,8 @@ static PyObject *py_fire_together(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"fire_together", py_fire_together, METH_VARARGS, "fire_together(counts, batch, capacity, fired, width)."},
+    {"fire_together", py_fire_together, METH_VARARGS, "fire_together(counts, batch, capacity, fired, width, parallel, threads)."},
+    {"fill_slots", py_fill_slots, METH_VARARGS, "fill_slots(counts, batch, capacity, slots, width, value, parallel, threads)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -511,6 +511,7 @@ class Memoria:
                 self.ltm_search_depth,
                 last,
                 depths.data_ptr(),
+                *native.threads(),
             )
             # [Depth, BatchSize * Initial] -> [BatchSize, Depth * Initial], depth-major like the torch form below
             walks = depths.view(self.ltm_search_depth, batch_size, current.size(1)).transpose(0, 1)

@@ -9,10 +9,13 @@ anyway (for example to compare the two).
 - ``counts``: writes to CPU count tensors, co-firing and new or cleared slots (``memoria/store.py``).
 """
 
+import ctypes
 import importlib
 import os
 from types import ModuleType
-from typing import Optional
+from typing import Optional, Tuple
+
+import torch
 
 
 def _load(name: str) -> Optional[ModuleType]:
@@ -35,3 +38,29 @@ def enabled() -> bool:
 def active(module: Optional[ModuleType]) -> bool:
     """Whether one of the extensions above (``native.walk``, ...) is built and allowed."""
     return module is not None and enabled()
+
+
+def _find_openmp_parallel() -> int:
+    """Address of ``GOMP_parallel`` in the OpenMP runtime torch's CPU threads come from, 0 where there is none."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return 0
+    try:
+        # torch loads its OpenMP runtime into the global namespace; a runtime of our own would start threads of its own
+        return ctypes.cast(ctypes.CDLL(None).GOMP_parallel, ctypes.c_void_p).value or 0
+    except (AttributeError, OSError):
+        return 0
+
+
+_openmp_parallel = _find_openmp_parallel()
+
+
+def threads() -> Tuple[int, int]:
+    """``(GOMP_parallel address or 0, thread count)`` for C code that splits work over torch's own CPU threads.
+
+    torch's OpenMP threads spin for a while after every parallel op, so a thread of the extension's own would compete
+    with them for the cores; running on the same threads, through the same runtime, it does not.
+    """
+    count = torch.get_num_threads()
+    if count <= 1 or os.environ.get("MEMORIA_NATIVE_THREADS", "1") == "0":
+        return 0, 1
+    return _openmp_parallel, count

@@ -119,7 +119,12 @@ class EngramStore:
             fired = fired.sort(dim=1).values
             if native.active(native.counts) and self.counts.is_contiguous():
                 native.counts.fire_together(
-                    self.counts.data_ptr(), fired.size(0), self.counts.size(1), fired.data_ptr(), fired.size(1)
+                    self.counts.data_ptr(),
+                    fired.size(0),
+                    self.counts.size(1),
+                    fired.data_ptr(),
+                    fired.size(1),
+                    *native.threads(),
                 )
                 return
             valid = fired >= 0
@@ -154,9 +159,10 @@ class EngramStore:
         self.data[batch, taken] = new.data
         # new engrams start with 0 against everything mapped (padding too) and among themselves, like a concatenation
         if utils.on_cpu(self.counts):
-            # per row, index_fill_ writes each count row's few new columns in place, a run of them per cache line
-            for row, columns in zip(self.counts, taken):
-                row.index_fill_(0, columns, 0).index_fill_(1, columns, 0)
+            if not self._fill_natively(taken, 0):
+                # per row, index_fill_ writes each count row's few new columns in place, a run of them per cache line
+                for row, columns in zip(self.counts, taken):
+                    row.index_fill_(0, columns, 0).index_fill_(1, columns, 0)
         else:
             # a zero on the device: a Python 0 would be copied over from the host, and the host would wait for it
             self.counts.index_put_((batch, taken), self.counts.new_zeros(()))
@@ -233,8 +239,9 @@ class EngramStore:
         if utils.on_cpu(slots):
             rows, columns = batch[valid], slots[valid]
             self.data[rows, columns] = 0
-            self.counts[rows, columns] = -1
-            self.counts.transpose(1, 2)[rows, columns] = -1
+            if not self._fill_natively(slots, -1):
+                self.counts[rows, columns] = -1
+                self.counts.transpose(1, 2)[rows, columns] = -1
             return
         # Without picking the valid entries out (a host round trip on a GPU): a skipped entry of a row that clears
         # some slot clears that slot once more; in a row that clears none, every entry rewrites slot 0 as it is.
@@ -247,6 +254,23 @@ class EngramStore:
         # columns along the last axis with the targets innermost, so that neighbouring threads touch neighbouring slots
         columns = target.unsqueeze(1).expand(-1, self.counts.size(1), -1)
         self.counts.scatter_(2, columns, torch.where(clear, -1, self.counts.gather(2, columns)))
+
+    def _fill_natively(self, slots: torch.Tensor, value: int) -> bool:
+        """Set the count rows and columns of physical ``slots`` [BatchSize, K] (-1 skipped) to ``value`` in C.
+
+        Returns False, having done nothing, where the C extension cannot (not built, turned off, not a CPU tensor).
+        Column writes miss the cache once per count row; the C code splits the batch rows over torch's threads and
+        writes each count row's slots as runs, one visit per row (index_fill_ per batch row: append 2.1 -> 1.6 ms at
+        gpt2 settings with stm_capacity 200, caches cold).
+        """
+        if not (utils.on_cpu(slots) and native.active(native.counts) and self.counts.is_contiguous()):
+            return False
+        slots = slots.to(torch.long).contiguous()
+        native.counts.fill_slots(
+            self.counts.data_ptr(), self.batch_size, self.capacity, slots.data_ptr(), slots.size(1), value,
+            *native.threads(),
+        )  # fmt: skip
+        return True
 
     def _free_slots(self, width: int) -> torch.Tensor:
         """[BatchSize, width] unmapped physical slots of every row, ascending.

@@ -20,6 +20,40 @@ needs_counts = pytest.mark.skipif(
 )
 
 
+# how the C code is run: on the calling thread alone, or split over two of torch's OpenMP threads
+SERIAL = (0, 1)
+TWO_THREADS = (native._openmp_parallel, 2)
+RUNS = [
+    pytest.param(SERIAL, id="serial"),
+    pytest.param(
+        TWO_THREADS,
+        id="two-threads",
+        marks=pytest.mark.skipif(native._openmp_parallel == 0, reason="torch runs its CPU threads without OpenMP"),
+    ),
+]
+
+
+def test_threads_follow_torch_and_the_switch(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert native.threads() == SERIAL
+        torch.set_num_threads(2)
+        assert native.threads() == (native._openmp_parallel, 2)
+        monkeypatch.setenv("MEMORIA_NATIVE_THREADS", "0")
+        assert native.threads() == SERIAL
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(
+    "parallel backend: OpenMP" not in torch.__config__.parallel_info(),
+    reason="torch runs its CPU threads without OpenMP",
+)
+def test_openmp_parallel_is_found_where_torch_uses_openmp():
+    assert native._openmp_parallel != 0
+
+
 def test_memoria_native_0_turns_the_extensions_off(monkeypatch):
     monkeypatch.setenv("MEMORIA_NATIVE", "0")
     assert not native.enabled()
@@ -67,16 +101,18 @@ def _walk_inputs(seed: int, batch_size: int = 3, capacity: int = 30, num_ltm: in
 
 
 @needs_walk
+@pytest.mark.parametrize("run", RUNS)
 @pytest.mark.parametrize("seed", range(10))
-def test_walk_equals_the_walk_by_definition(seed):
-    counts, nodes, slots, visited = _walk_inputs(seed)
+def test_walk_equals_the_walk_by_definition(seed, run):
+    # odd batch sizes: the threads' shares of batch rows differ
+    counts, nodes, slots, visited = _walk_inputs(seed, batch_size=3 + 2 * (seed % 3))
     depth, last = 6, slots.size(1) - 1
     expected_found, expected_nodes, expected_visited = _python_walk(counts, nodes, slots, visited, depth, last)
     found = torch.empty(depth, nodes.numel(), dtype=torch.long)
     batch_size, capacity = counts.shape[:2]
     native.walk.walk(
         counts.data_ptr(), batch_size, capacity, nodes.data_ptr(), nodes.numel() // batch_size, slots.data_ptr(),
-        slots.size(1), visited.data_ptr(), depth, last, found.data_ptr(),
+        slots.size(1), visited.data_ptr(), depth, last, found.data_ptr(), *run,
     )  # fmt: skip
     assert torch.equal(found, expected_found)
     assert torch.equal(nodes, expected_nodes) and torch.equal(visited, expected_visited)
@@ -92,11 +128,12 @@ def test_walk_refuses_out_of_range_nodes_and_slots_untouched():
     def call(nodes, slots):
         native.walk.walk(
             counts.data_ptr(), batch_size, capacity, nodes.data_ptr(), nodes.numel() // batch_size, slots.data_ptr(),
-            num_ltm, visited.data_ptr(), 2, num_ltm - 1, found.data_ptr(),
+            num_ltm, visited.data_ptr(), 2, num_ltm - 1, found.data_ptr(), *TWO_THREADS,
         )  # fmt: skip
 
     before = visited.clone()
-    for bad in (batch_size * num_ltm, -1):
+    # past the end, before the start, and a node of another batch row (walks never leave their own row)
+    for bad in (batch_size * num_ltm, -1, 0):
         bad_nodes = nodes.clone()
         bad_nodes[-1] = bad
         with pytest.raises(ValueError, match="out of range"):
@@ -139,6 +176,88 @@ def test_search_longterm_is_the_same_with_and_without_the_walk_extension(monkeyp
 
 
 @needs_counts
+@pytest.mark.parametrize("run", RUNS)
+@pytest.mark.parametrize("seed", range(6))
+def test_fire_together_in_c_equals_index_put(seed, run):
+    generator = torch.Generator().manual_seed(seed)
+    batch_size, capacity, width = 5, 24, 7
+    counts = torch.randint(-1, 5, (batch_size, capacity, capacity), generator=generator, dtype=torch.int32)
+    fired = torch.stack([torch.randperm(capacity, generator=generator)[:width] for _ in range(batch_size)])
+    fired = fired.masked_fill(torch.rand(batch_size, width, generator=generator) < 0.3, -1).sort(dim=1).values
+    expected = counts.clone()
+    for b in range(batch_size):
+        valid = fired[b][fired[b] >= 0]
+        expected[b, valid.unsqueeze(1), valid.unsqueeze(0)] += 1
+    native.counts.fire_together(counts.data_ptr(), batch_size, capacity, fired.data_ptr(), width, *run)
+    assert torch.equal(counts, expected)
+
+
+def _filled_by_torch(counts: torch.Tensor, slots: torch.Tensor, value: int) -> torch.Tensor:
+    expected = counts.clone()
+    for b in range(counts.size(0)):
+        valid = slots[b][slots[b] >= 0]
+        expected[b, valid] = value
+        expected[b, :, valid] = value
+    return expected
+
+
+@needs_counts
+@pytest.mark.parametrize("run", RUNS)
+@pytest.mark.parametrize("value", [0, -1, 7])
+@pytest.mark.parametrize("seed", range(4))
+def test_fill_slots_sets_whole_rows_and_columns(seed, value, run):
+    generator = torch.Generator().manual_seed(seed)
+    batch_size, capacity, width = 5, 40, 9
+    counts = torch.randint(-1, 5, (batch_size, capacity, capacity), generator=generator, dtype=torch.int32)
+    # unsorted, with runs of neighbours, repeats and -1 padding; one row clears nothing
+    slots = torch.randint(-1, capacity, (batch_size, width), generator=generator)
+    slots[0, :4] = torch.tensor([12, 11, 13, 12])
+    slots[1] = -1
+    slots[2, -1] = capacity - 1
+    expected = _filled_by_torch(counts, slots, value)
+    native.counts.fill_slots(counts.data_ptr(), batch_size, capacity, slots.data_ptr(), width, value, *run)
+    assert torch.equal(counts, expected)
+
+
+@needs_counts
+def test_fill_slots_refuses_an_out_of_range_slot_untouched():
+    counts = torch.zeros(2, 5, 5, dtype=torch.int32)
+    for bad in (5, -2):
+        slots = torch.tensor([[0, 2], [1, bad]])
+        with pytest.raises(ValueError, match="out of range"):
+            native.counts.fill_slots(counts.data_ptr(), 2, 5, slots.data_ptr(), 2, -1, *TWO_THREADS)
+    assert counts.abs().sum() == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_stream_is_the_same_with_and_without_the_extensions(monkeypatch, seed):
+    """Every step's outputs and the whole state, C code (on torch's threads) against torch ops alone."""
+    generator = torch.Generator().manual_seed(seed)
+    stream = [(torch.randn(4, 6, 8, generator=generator), torch.rand(4, 40, generator=generator)) for _ in range(25)]
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv("MEMORIA_NATIVE", switch)
+        torch.manual_seed(seed)
+        m = memoria.Memoria(
+            num_reminded_stm=5, stm_capacity=12, ltm_search_depth=4, initial_lifespan=3, num_final_ltms=5
+        )
+        outputs = []
+        for data, delta in stream:
+            m.add_working_memory(data)
+            memories, indices = m.remind()
+            m.adjust_lifespan_and_memories(indices, delta[:, : indices.size(1)] * 3)
+            outputs.append((memories, indices))
+        results.append((outputs, m.engrams, torch.get_rng_state()))
+    (outputs, engrams, rng), (expected_outputs, expected_engrams, expected_rng) = results
+    for (memories, indices), (expected_memories, expected_indices) in zip(outputs, expected_outputs):
+        assert torch.equal(indices, expected_indices) and torch.equal(memories, expected_memories)
+    for name in ("data", "induce_counts", "engrams_types", "lifespan"):
+        assert torch.equal(getattr(engrams, name), getattr(expected_engrams, name)), name
+    assert torch.equal(rng, expected_rng)
+    assert (engrams.engrams_types == memoria.EngramType.LONGTERM.value).any()  # the walk ran
+
+
+@needs_counts
 @pytest.mark.parametrize("seed", range(6))
 def test_fire_together_is_the_same_with_and_without_the_counts_extension(monkeypatch, seed):
     generator = torch.Generator().manual_seed(seed)
@@ -159,5 +278,5 @@ def test_fire_together_refuses_an_out_of_range_slot_untouched():
     counts = torch.zeros(2, 5, 5, dtype=torch.int32)
     fired = torch.tensor([[0, 2, 4], [1, 5, -1]])
     with pytest.raises(ValueError, match="out of range"):
-        native.counts.fire_together(counts.data_ptr(), 2, 5, fired.data_ptr(), 3)
+        native.counts.fire_together(counts.data_ptr(), 2, 5, fired.data_ptr(), 3, *TWO_THREADS)
     assert counts.abs().sum() == 0
