@@ -180,113 +180,186 @@ static PyObject *py_half_keys(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
+/* GOMP_parallel of the OpenMP runtime that torch's own threads belong to (see memoria/native.py): the call runs
+ * job(argument) on every thread of a team, the calling thread included. */
+typedef void (*ParallelFunction)(void (*)(void *), void *, unsigned, unsigned);
+
+/* One first_max call. The draw is one stream of words, row after row: a share of the batch rows starts from its own
+ * copy of the state, skipped to the share's first word (regenerating costs a fraction of reading). */
+typedef struct {
+    Stream start;       /* the state before the draw */
+    Stream end;         /* after it, from the share that holds the last batch row */
+    int64_t batch_size, entries, length, num_columns, num_rows, shares;
+    const int64_t *columns, *slots;
+    const unsigned char *candidates;
+    int64_t *positions;
+    unsigned char *drew;
+    int64_t next_share;
+    int failed; /* 1: a column or slot out of range, 2: no memory */
+} FirstMax;
+
+/* The batch rows of one share, [first, end): shares differ by at most one row, the earlier ones longer. */
+static void share_rows(const FirstMax *job, int64_t share, int64_t *first, int64_t *end) {
+    int64_t size = job->batch_size / job->shares, extra = job->batch_size % job->shares;
+    *first = share * size + (share < extra ? share : extra);
+    *end = *first + size + (share < extra);
+}
+
+static void first_max_rows(void *argument) {
+    FirstMax *job = (FirstMax *)argument;
+    const int64_t entries = job->entries, length = job->length, num_columns = job->num_columns;
+    Stream *stream = (Stream *)malloc(sizeof(Stream));
+    uint32_t *span = (uint32_t *)malloc((size_t)(length > 0 ? length : 1) * sizeof(uint32_t));
+    uint32_t *keys = (uint32_t *)malloc((size_t)(num_columns > 0 ? num_columns : 1) * sizeof(uint32_t));
+    if (stream == NULL || span == NULL || keys == NULL) {
+        __atomic_store_n(&job->failed, 2, __ATOMIC_RELAXED);
+        free(stream);
+        free(span);
+        free(keys);
+        return;
+    }
+    for (;;) {
+        int64_t share = __atomic_fetch_add(&job->next_share, 1, __ATOMIC_RELAXED), first, end;
+        if (share >= job->shares) {
+            break;
+        }
+        share_rows(job, share, &first, &end);
+        *stream = job->start;
+        take(stream, NULL, first * entries * length);
+        int failed = 0;
+        for (int64_t b = first; b < end && !failed; b++) {
+            const int64_t *row_columns = job->columns + b * num_columns;
+            /* the read columns of this batch row lie in [low, high]; everything else is only spent */
+            int64_t low = -1, high = -1, first_valid = num_columns;
+            for (int64_t c = 0; c < num_columns; c++) {
+                if (row_columns[c] >= 0) {
+                    if (low < 0) {
+                        low = row_columns[c];
+                        first_valid = c;
+                    }
+                    high = row_columns[c];
+                }
+            }
+            /* a run: every column from first_valid on is valid and they are consecutive */
+            int run = high - low == num_columns - 1 - first_valid;
+            for (int64_t c = first_valid; c < num_columns && run; c++) {
+                run = row_columns[c] == low + (c - first_valid);
+            }
+            if (low < 0 || high >= length) {
+                failed = high >= length;
+                take(stream, NULL, entries * length);
+                for (int64_t e = 0; e < entries; e++) {
+                    job->positions[b * entries + e] = 0;
+                    job->drew[b * entries + e] = 0;
+                }
+                continue;
+            }
+            for (int64_t e = 0; e < entries; e++) {
+                take(stream, NULL, low);
+                take(stream, span, high - low + 1);
+                take(stream, NULL, length - high - 1);
+                int64_t slot = job->slots[b * entries + e];
+                if (slot < 0 || slot >= job->num_rows) {
+                    failed = 1;
+                    break;
+                }
+                const unsigned char *allowed = job->candidates + (b * job->num_rows + slot) * num_columns;
+                uint32_t top = 0;
+                if (run) {
+                    /* the usual case (the long-term engrams are the oldest, one run of positions): a plain loop */
+                    top = run_keys(span, allowed + first_valid, keys + first_valid, num_columns - first_valid);
+                } else {
+                    for (int64_t c = first_valid; c < num_columns; c++) {
+                        int64_t column = row_columns[c];
+                        uint32_t key = column >= 0 && allowed[c] ? half_key(temper(span[column - low])) : 0U;
+                        keys[c] = key;
+                        top = key > top ? key : top;
+                    }
+                }
+                int64_t position = 0;
+                if (top > 0) {
+                    position = first_valid;
+                    while (keys[position] != top) {
+                        position++;
+                    }
+                }
+                job->positions[b * entries + e] = position;
+                job->drew[b * entries + e] = top > 0;
+            }
+        }
+        if (failed) {
+            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+        } else if (end == job->batch_size) {
+            job->end = *stream;
+        }
+    }
+    free(stream);
+    free(span);
+    free(keys);
+}
+
 /*
- * first_max(state, batch_size, entries, length, columns, num_columns, candidates, num_rows, slots, positions, drew)
+ * first_max(state, batch_size, entries, length, columns, num_columns, candidates, num_rows, slots, positions, drew,
+ *           parallel, threads)
  *
  * Spends batch_size * entries * length words (one [BatchSize, Entries, Length] draw) and, for every entry (b, e),
  * returns the first c whose word at column columns[b, c] has the largest half among those where
  * candidates[b, slots[b, e], c] holds, and whether that half is above 0 (position 0 where none is).
  *   columns: int64 [BatchSize, Columns], ascending, -1 where padded; candidates: bool [BatchSize, Rows, Columns];
  *   slots: int64 [BatchSize, Entries]; positions: int64 [BatchSize, Entries] out; drew: bool [BatchSize, Entries] out.
+ *   parallel: address of GOMP_parallel, or 0 to draw on the calling thread alone; threads: how many to use.
+ * The state is written back only if every column and slot was in range.
  */
 static PyObject *py_first_max(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long state_address, columns_address, candidates_address, slots_address, positions_address,
-        drew_address;
-    long long batch_size, entries, length, num_columns, num_rows;
-    if (!PyArg_ParseTuple(args, "KLLLKLKLKKK", &state_address, &batch_size, &entries, &length, &columns_address,
+        drew_address, parallel;
+    long long batch_size, entries, length, num_columns, num_rows, threads;
+    if (!PyArg_ParseTuple(args, "KLLLKLKLKKKKL", &state_address, &batch_size, &entries, &length, &columns_address,
                           &num_columns, &candidates_address, &num_rows, &slots_address, &positions_address,
-                          &drew_address)) {
+                          &drew_address, &parallel, &threads)) {
         return NULL;
     }
-    if (batch_size < 0 || entries < 0 || length < 0 || num_columns < 0 || num_rows < 0) {
+    if (batch_size < 0 || entries < 0 || length < 0 || num_columns < 0 || num_rows < 0 || threads < 1) {
         PyErr_SetString(PyExc_ValueError, "_mt19937.first_max: negative size");
         return NULL;
     }
-    Stream stream;
-    if (load_stream((const unsigned char *)(uintptr_t)state_address, &stream) != 0) {
+    FirstMax *job = (FirstMax *)calloc(1, sizeof(FirstMax));
+    if (job == NULL) {
+        return PyErr_NoMemory();
+    }
+    if (load_stream((const unsigned char *)(uintptr_t)state_address, &job->start) != 0) {
+        free(job);
         PyErr_SetString(PyExc_ValueError, "_mt19937.first_max: not a CPU generator state this module knows");
         return NULL;
     }
-    const int64_t *columns = (const int64_t *)(uintptr_t)columns_address;
-    const unsigned char *candidates = (const unsigned char *)(uintptr_t)candidates_address;
-    const int64_t *slots = (const int64_t *)(uintptr_t)slots_address;
-    int64_t *positions = (int64_t *)(uintptr_t)positions_address;
-    unsigned char *drew = (unsigned char *)(uintptr_t)drew_address;
-
-    uint32_t *span = (uint32_t *)malloc((size_t)(length > 0 ? length : 1) * sizeof(uint32_t));
-    uint32_t *keys = (uint32_t *)malloc((size_t)(num_columns > 0 ? num_columns : 1) * sizeof(uint32_t));
-    if (span == NULL || keys == NULL) {
-        free(span);
-        free(keys);
+    job->end = job->start; /* no batch row: nothing is spent */
+    job->batch_size = batch_size;
+    job->entries = entries;
+    job->length = length;
+    job->num_columns = num_columns;
+    job->num_rows = num_rows;
+    job->columns = (const int64_t *)(uintptr_t)columns_address;
+    job->candidates = (const unsigned char *)(uintptr_t)candidates_address;
+    job->slots = (const int64_t *)(uintptr_t)slots_address;
+    job->positions = (int64_t *)(uintptr_t)positions_address;
+    job->drew = (unsigned char *)(uintptr_t)drew_address;
+    int parallel_run = parallel != 0 && threads > 1 && batch_size > 1;
+    job->shares = parallel_run ? (threads < batch_size ? threads : batch_size) : 1;
+    Py_BEGIN_ALLOW_THREADS if (parallel_run) {
+        ((ParallelFunction)(uintptr_t)parallel)(first_max_rows, job, (unsigned)job->shares, 0);
+    }
+    else {
+        first_max_rows(job);
+    }
+    if (!job->failed) {
+        store_stream(&job->end, (unsigned char *)(uintptr_t)state_address);
+    }
+    Py_END_ALLOW_THREADS int failed = job->failed;
+    free(job);
+    if (failed == 2) {
         return PyErr_NoMemory();
     }
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS for (int64_t b = 0; b < batch_size && !failed; b++) {
-        const int64_t *row_columns = columns + b * num_columns;
-        /* the read columns of this batch row lie in [low, high]; everything else is only spent */
-        int64_t low = -1, high = -1, first_valid = num_columns;
-        for (int64_t c = 0; c < num_columns; c++) {
-            if (row_columns[c] >= 0) {
-                if (low < 0) {
-                    low = row_columns[c];
-                    first_valid = c;
-                }
-                high = row_columns[c];
-            }
-        }
-        /* a run: every column from first_valid on is valid and they are consecutive */
-        int run = high - low == num_columns - 1 - first_valid;
-        for (int64_t c = first_valid; c < num_columns && run; c++) {
-            run = row_columns[c] == low + (c - first_valid);
-        }
-        if (low < 0 || high >= length) {
-            failed = high >= length;
-            take(&stream, NULL, entries * length);
-            for (int64_t e = 0; e < entries; e++) {
-                positions[b * entries + e] = 0;
-                drew[b * entries + e] = 0;
-            }
-            continue;
-        }
-        for (int64_t e = 0; e < entries; e++) {
-            take(&stream, NULL, low);
-            take(&stream, span, high - low + 1);
-            take(&stream, NULL, length - high - 1);
-            int64_t slot = slots[b * entries + e];
-            if (slot < 0 || slot >= num_rows) {
-                failed = 1;
-                break;
-            }
-            const unsigned char *allowed = candidates + (b * num_rows + slot) * num_columns;
-            uint32_t top = 0;
-            if (run) {
-                /* the usual case (the long-term engrams are the oldest, one run of positions): a plain loop */
-                top = run_keys(span, allowed + first_valid, keys + first_valid, num_columns - first_valid);
-            } else {
-                for (int64_t c = first_valid; c < num_columns; c++) {
-                    int64_t column = row_columns[c];
-                    uint32_t key = column >= 0 && allowed[c] ? half_key(temper(span[column - low])) : 0U;
-                    keys[c] = key;
-                    top = key > top ? key : top;
-                }
-            }
-            int64_t position = 0;
-            if (top > 0) {
-                position = first_valid;
-                while (keys[position] != top) {
-                    position++;
-                }
-            }
-            positions[b * entries + e] = position;
-            drew[b * entries + e] = top > 0;
-        }
-    }
-    if (!failed) {
-        store_stream(&stream, (unsigned char *)(uintptr_t)state_address);
-    }
-    Py_END_ALLOW_THREADS free(span);
-    free(keys);
     if (failed) {
         PyErr_SetString(PyExc_ValueError, "_mt19937.first_max: a column or slot out of range");
         return NULL;
@@ -299,7 +372,8 @@ static PyMethodDef methods[] = {
     {"half_keys", py_half_keys, METH_VARARGS,
      "half_keys(words_address, keys_address, count): the float16 order key of each int32 word."},
     {"first_max", py_first_max, METH_VARARGS,
-     "first_max(state, batch, entries, length, columns, num_columns, candidates, num_rows, slots, positions, drew)."},
+     "first_max(state, batch, entries, length, columns, num_columns, candidates, num_rows, slots, positions, drew, "
+     "parallel, threads)."},
     {NULL, NULL, 0, NULL},
 };
 

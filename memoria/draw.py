@@ -177,6 +177,7 @@ def _first_max_native(
             candidate_of_entry.data_ptr(),
             position.data_ptr(),
             drew.data_ptr(),
+            *native.threads(),
         )
     return position, drew
 

@@ -8,14 +8,20 @@ from memoria import draw, native
 needs_extension = pytest.mark.skipif(
     native.mt19937 is None, reason="the optional C extension memoria._mt19937 was not built (no C compiler at install)"
 )
-DRAWS = ["native", "integer", "float16"]
+DRAWS = ["native", "native-threads", "integer", "float16"]
 
 
 def use_draw(monkeypatch, kind: str) -> None:
-    """Make ``draw`` take one of its three ways: the C extension, torch's integer draw, or torch's float16 draw."""
-    if kind == "native" and not draw.native_draw_matches():
+    """Make ``draw`` take one of its ways: the C extension (on this thread, or its batch rows split over two of torch's
+    threads), torch's integer draw, or torch's float16 draw."""
+    native_kind = kind.startswith("native")
+    if native_kind and not draw.native_draw_matches():
         pytest.skip("the C extension memoria._mt19937 is not built or does not match this torch build")
-    monkeypatch.setattr(draw, "_native_draw_matches", kind == "native")
+    if kind == "native-threads" and native._openmp_parallel == 0:
+        pytest.skip("torch runs its CPU threads without OpenMP")
+    threads = (native._openmp_parallel, 2) if kind == "native-threads" else (0, 1)
+    monkeypatch.setattr(native, "threads", lambda: threads)
+    monkeypatch.setattr(draw, "_native_draw_matches", native_kind)
     monkeypatch.setattr(draw, "_integer_draw_matches", kind != "float16")
 
 
@@ -167,15 +173,18 @@ def test_the_extension_skips_like_rand_from_any_point_of_a_block(used):
 
 
 @needs_extension
-def test_the_extension_refuses_a_bad_slot_and_leaves_the_generator_alone():
+@pytest.mark.parametrize("kind", ["native", "native-threads"])
+def test_the_extension_refuses_a_bad_slot_and_leaves_the_generator_alone(monkeypatch, kind):
+    use_draw(monkeypatch, kind)
     generator = torch.Generator().manual_seed(3)
     before = generator.get_state()
-    columns = torch.tensor([[0, 1, 2]])
-    candidates = torch.ones(1, 2, 3, dtype=torch.bool)
+    # three batch rows: with two threads the bad entry of the last row is in the second thread's share
+    columns = torch.tensor([[0, 1, 2]]).expand(3, -1)
+    candidates = torch.ones(3, 2, 3, dtype=torch.bool)
     with pytest.raises(ValueError, match="out of range"):
-        draw._first_max_native(5, columns, candidates, torch.tensor([[0, 2]]), generator)
+        draw._first_max_native(5, columns, candidates, torch.tensor([[0, 1], [1, 0], [0, 2]]), generator)
     with pytest.raises(ValueError, match="out of range"):
-        draw._first_max_native(2, columns, candidates, torch.tensor([[0, 1]]), generator)
+        draw._first_max_native(2, columns, candidates, torch.tensor([[0, 1], [1, 0], [0, 1]]), generator)
     assert torch.equal(generator.get_state(), before)
 
 
