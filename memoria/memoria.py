@@ -9,7 +9,7 @@ from . import draw, native, utils
 from .checkpoint import STATE_FORMAT, engrams_from_state
 from .engram import Engrams, EngramType
 from .rows import RowMemories
-from .similarity import similarity_scores
+from .similarity import Working
 from .store import EngramStore
 from .utils import add_at, all_finite, indices_with_mask, local_indices, super_unique
 
@@ -338,12 +338,12 @@ class Memoria:
         ltm_mask = types == EngramType.LONGTERM.value
         ltm_indices = indices_with_mask(ltm_mask)
         # padded working slots are zero vectors and take part in every score, as in the published package
-        wm_data = store.data_at(wm_indices)
+        working = Working.of(store.data_at(wm_indices))
 
-        reminded_stm = self._remind_shortterm(wm_data, stm_indices)
+        reminded_stm = self._remind_shortterm(working, stm_indices)
         initial_ltm = self._initial_longterm(reminded_stm, ltm_mask, ltm_indices)
         found_ltm = self._search_longterm(initial_ltm, ltm_mask, ltm_indices)
-        reminded_ltm = self._select_final_longterm(wm_data, found_ltm)
+        reminded_ltm = self._select_final_longterm(working, found_ltm)
 
         reminded = torch.cat([reminded_stm, reminded_ltm], dim=1)
         store.fire_together(torch.cat([wm_indices, reminded], dim=1))
@@ -390,14 +390,13 @@ class Memoria:
 
     # ------------------------------------------------------------------ remind stages
 
-    def _remind_shortterm(self, wm_data: torch.Tensor, stm_indices: torch.Tensor) -> torch.Tensor:
+    def _remind_shortterm(self, working: Working, stm_indices: torch.Tensor) -> torch.Tensor:
         """Top ``num_reminded_stm`` short-term engrams by similarity to the working memories.
 
         Returns:
             [BatchSize, NumSTM]: the STM global index where chosen, -1 elsewhere (positions kept).
         """
-        stm_data = self._store.data_at(stm_indices)
-        scores = similarity_scores(wm_data, stm_data, overwrite_keys=True)
+        scores = working.scores(self._store.data_at(stm_indices).sub_(working.center))
         num_reminded = min(self.num_reminded_stm, scores.size(1))
         chosen = torch.zeros_like(stm_indices, dtype=torch.bool)
         chosen.scatter_(1, scores.topk(num_reminded, dim=1).indices, True)
@@ -535,7 +534,7 @@ class Memoria:
             found.append(current.view(batch_size, -1))
         return super_unique(torch.cat(found, dim=1), dim=1)
 
-    def _select_final_longterm(self, wm_data: torch.Tensor, found_ltm: torch.Tensor) -> torch.Tensor:
+    def _select_final_longterm(self, working: Working, found_ltm: torch.Tensor) -> torch.Tensor:
         """Top ``num_final_ltms`` of the searched positions by similarity to the working memories.
 
         Returns:
@@ -544,8 +543,7 @@ class Memoria:
         if found_ltm.size(1) == 0:
             return found_ltm
         # quirk R4: the local LTM positions are used as global indices here
-        keys = self._store.data_at(found_ltm)
-        scores = similarity_scores(wm_data, keys, overwrite_keys=True)
+        scores = working.scores(self._store.data_at(found_ltm).sub_(working.center))
         top = scores.topk(min(self.num_final_ltms, scores.size(1)), dim=1).indices
         return found_ltm.gather(1, top)
 

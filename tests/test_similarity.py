@@ -1,6 +1,6 @@
 import torch
 
-from memoria.similarity import similarity_scores
+from memoria.similarity import Working, similarity_scores
 
 
 def test_orders_keys_like_the_mean_of_exp_negative_squared_distance():
@@ -49,3 +49,16 @@ def test_overwrite_keys_only_saves_a_copy():
     assert torch.equal(keys, kept)
     assert torch.equal(similarity_scores(working, keys, overwrite_keys=True), expected)
     assert not torch.equal(keys, kept)
+
+
+def test_working_prepared_once_scores_like_similarity_scores():
+    generator = torch.Generator().manual_seed(4)
+    working = torch.randn(3, 6, 10, generator=generator) + 5.0
+    prepared = Working.of(working)
+    assert torch.allclose(prepared.center, working.mean(dim=1, keepdim=True))
+    assert torch.allclose(prepared.squared_norms, (working - prepared.center).pow(2).sum(dim=2))
+    # the same prepared working memories score two key sets (as remind does: short-term, then long-term)
+    for width in (9, 4):
+        keys = torch.randn(3, width, 10, generator=generator) + 5.0
+        assert torch.equal(prepared.scores(keys - prepared.center), similarity_scores(working, keys))
+    assert prepared.scores(torch.zeros(3, 0, 10)).shape == (3, 0)
