@@ -15,7 +15,7 @@ extensions = [
         extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
         optional=True,
     )
-    for name in ("_mt19937", "_walk", "_counts")
+    for name in ("_mt19937", "_walk", "_counts", "_index")
 ]
 
 setup(

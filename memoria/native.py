@@ -7,6 +7,8 @@ anyway (for example to compare the two).
 - ``mt19937``: the long-term tie-break draw on a copy of a CPU generator's state (``memoria/draw.py``).
 - ``walk``: the long-term graph walk on CPU count tensors (``memoria/memoria.py``).
 - ``counts``: writes to CPU count tensors, co-firing and new or cleared slots (``memoria/store.py``).
+- ``index``: ``indices_with_mask`` and the logical-to-physical slot lookup on small CPU tensors (``memoria/utils.py``,
+  ``memoria/store.py``).
 
 Where torch runs its CPU threads with OpenMP, the C code splits its batch rows over those same threads (``threads``).
 """
@@ -30,6 +32,7 @@ def _load(name: str) -> Optional[ModuleType]:
 mt19937 = _load("_mt19937")
 walk = _load("_walk")
 counts = _load("_counts")
+index = _load("_index")
 
 
 def enabled() -> bool:

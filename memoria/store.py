@@ -66,6 +66,24 @@ class EngramStore:
         """Physical slots of logical ``indices`` [BatchSize, K]; -1 stays -1."""
         if self.memory_length == 0:
             return torch.full_like(indices, -1)
+        if (
+            utils.on_cpu(indices)
+            and native.active(native.index)
+            and indices.dtype == self.slots.dtype == torch.long
+            and indices.dim() == 2
+            and indices.size(0) == self.batch_size
+        ):
+            indices, slots = indices.contiguous(), self.slots.contiguous()
+            out = torch.empty(indices.shape, dtype=torch.long)
+            native.index.physical(
+                slots.data_ptr(),
+                self.batch_size,
+                self.memory_length,
+                indices.data_ptr(),
+                indices.size(1),
+                out.data_ptr(),
+            )
+            return out
         return torch.where(indices < 0, -1, self.slots.gather(1, indices.clamp(min=0)))
 
     def data_at(self, indices: torch.Tensor) -> torch.Tensor:

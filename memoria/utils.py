@@ -4,6 +4,8 @@ from typing import Optional, Union
 
 import torch
 
+from . import native
+
 
 def on_cpu(where: Union[torch.Tensor, torch.device]) -> bool:
     """Whether a tensor (or device) is the CPU's, where host reads are free and per-row loops beat big index tensors.
@@ -48,6 +50,12 @@ def indices_with_mask(mask: torch.Tensor) -> torch.Tensor:
         int64 tensor shaped [BatchSize, K], K being the largest true count over rows.
     """
     batch_size, length = mask.shape
+    if on_cpu(mask) and mask.dtype == torch.bool and native.active(native.index):
+        # one pass in C instead of eight small ops (memoria/_index.c)
+        mask = mask.contiguous()
+        out = torch.empty(batch_size * length, dtype=torch.long)
+        width = native.index.indices_with_mask(mask.data_ptr(), batch_size, length, out.data_ptr())
+        return out[: batch_size * width].view(batch_size, width)
     counts = mask.sum(dim=1)
     width = int(counts.max()) if counts.numel() else 0
     # a true entry of rank r in a row with n trues lands in column width - n + r; false entries go to a spare column

@@ -280,3 +280,22 @@ def test_fire_together_refuses_an_out_of_range_slot_untouched():
     with pytest.raises(ValueError, match="out of range"):
         native.counts.fire_together(counts.data_ptr(), 2, 5, fired.data_ptr(), 3, *TWO_THREADS)
     assert counts.abs().sum() == 0
+
+
+@pytest.mark.skipif(native.index is None, reason="the optional C extension memoria._index was not built")
+@pytest.mark.parametrize("seed", range(4))
+def test_physical_slots_in_c_equal_the_torch_gather(monkeypatch, seed):
+    store = EngramStore(_random_engrams(seed))
+    store.keep(torch.rand(3, 20, generator=torch.Generator().manual_seed(seed)) < 0.7)  # slots no longer in order
+    indices = torch.randint(-1, store.memory_length, (3, 11), generator=torch.Generator().manual_seed(seed))
+    ours = store.physical(indices)
+    monkeypatch.setattr(native, "index", None)
+    assert torch.equal(ours, store.physical(indices))
+    assert not torch.equal(ours, indices)  # the map is not the identity
+
+
+@pytest.mark.skipif(native.index is None, reason="the optional C extension memoria._index was not built")
+def test_physical_slots_refuse_an_index_past_the_end():
+    store = EngramStore(_random_engrams(0))
+    with pytest.raises(IndexError, match="out of range for a memory of length 20"):
+        store.physical(torch.tensor([[0, 1], [20, 2], [3, -1]]))
