@@ -2,11 +2,12 @@
 
 On CPU there is no allocator counter to reset, so the call runs under ``torch.profiler`` with
 ``profile_memory=True``: every allocation and free is recorded as a ``[memory]`` event carrying a
-signed byte count, and summing them in time order gives the live bytes above the level at the start
-of the call; its maximum is the peak. On CUDA the caching allocator keeps that peak itself
+signed byte count; summing them in time order gives the bytes the call allocated and still holds (frees
+of memory from before the call are set aside, see ``peak_from_memory_events``); its maximum is the peak. On CUDA the caching allocator keeps that peak itself
 (``torch.cuda.max_memory_allocated`` after a reset).
 """
 
+from collections import Counter
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import torch
@@ -42,14 +43,24 @@ def held_bytes(obj: Any, depth: int = 2) -> int:
 
 
 def peak_from_memory_events(events: Iterable[Tuple[int, int]]) -> int:
-    """Largest running sum of signed byte counts, taken in time order; 0 if it never rises.
+    """Largest number of bytes allocated by the call and live at once, taking the events in time order.
+
+    A free that matches no live allocation of the call (same size) released memory that existed before the call (a
+    cached view, a previous step's output): it does not count against the call's own allocations. Counting it would
+    let such a free hide the call's temporaries (a run once showed 0.3 MiB for a step whose keys alone are 10 MiB).
 
     Args:
         events: ``(timestamp, nbytes)`` pairs, ``nbytes > 0`` for an allocation and ``< 0`` for a free
     """
+    live_sizes: Counter = Counter()
     live, peak = 0, 0
     for _, nbytes in sorted(events, key=lambda event: event[0]):
-        live += nbytes
+        if nbytes > 0:
+            live_sizes[nbytes] += 1
+            live += nbytes
+        elif live_sizes[-nbytes] > 0:
+            live_sizes[-nbytes] -= 1
+            live += nbytes
         peak = max(peak, live)
     return peak
 

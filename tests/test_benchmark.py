@@ -98,7 +98,9 @@ def test_stream_keeps_distances_away_from_underflow_and_delta_sums_to_scale():
 
 def test_peak_from_memory_events_is_running_maximum_in_time_order():
     assert peak_from_memory_events([(3, -4), (1, 4), (2, 2), (4, 1)]) == 6
-    assert peak_from_memory_events([(1, -8), (2, 4)]) == 0
+    # a free of memory from before the call (no allocation of that size in it) does not hide the call's own
+    assert peak_from_memory_events([(1, -8), (2, 4)]) == 4
+    assert peak_from_memory_events([(1, 4), (2, -8), (3, -4), (4, 2)]) == 4
 
 
 def test_measure_peak_on_cpu_sees_known_allocations():
@@ -112,6 +114,19 @@ def test_measure_peak_on_cpu_sees_known_allocations():
     assert result.shape == (500_000,)
     assert 6_000_000 <= peak < 6_100_000
     assert tensor_bytes([result, None, torch.zeros(3, dtype=torch.int32)]) == 2_000_012
+
+
+def test_measure_peak_on_cpu_is_not_hidden_by_freeing_older_memory():
+    holder = {}
+    # 12 MB made during an earlier measured call (a step before): the profiler knows its size when it is freed
+    measure_peak(lambda: holder.update(old=torch.ones(3_000_000)), torch.device("cpu"))
+
+    def release_then_allocate():
+        del holder["old"]
+        return torch.ones(1_000_000)  # 4 MB of the call's own
+
+    _, peak = measure_peak(release_then_allocate, torch.device("cpu"))
+    assert 4_000_000 <= peak < 4_100_000
 
 
 def test_held_bytes_counts_each_storage_once_through_nested_objects():
