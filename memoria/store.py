@@ -174,7 +174,12 @@ class EngramStore:
         # every row has the same number of free slots (capacity - memory length)
         taken = self._free_slots(width)
         batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1)
-        self.data[batch, taken] = new.data
+        if utils.on_cpu(self.data):
+            # whole vectors into their slots: index_copy_ of rows is a plain copy per row, unlike an indexed assignment
+            rows = (taken + batch * self.data.size(1)).flatten()
+            self.data.view(-1, self.data.size(2)).index_copy_(0, rows, new.data.reshape(-1, self.data.size(2)))
+        else:
+            self.data[batch, taken] = new.data
         # new engrams start with 0 against everything mapped (padding too) and among themselves, like a concatenation
         if utils.on_cpu(self.counts):
             if not self._fill_natively(taken, 0):
@@ -188,7 +193,10 @@ class EngramStore:
             # slots (index_put_ on the transposed view wrote one element per row, far apart; with the same change in
             # _clear_slots, sort's adjust on an H200 went from 12.0 to 7.4 ms)
             self.counts.scatter_(2, taken.unsqueeze(1).expand(-1, self.counts.size(1), -1), 0)
-        self.counts[batch.unsqueeze(2), taken.unsqueeze(2), taken.unsqueeze(1)] = new.induce_counts
+        # the new slots' rows and columns are 0 now, so counts among new engrams need writing only where they are not
+        # (new working memories have none; asking costs a GPU a host round trip, so a GPU writes them anyway)
+        if not utils.on_cpu(self.counts) or bool(new.induce_counts.any()):
+            self.counts[batch.unsqueeze(2), taken.unsqueeze(2), taken.unsqueeze(1)] = new.induce_counts
         self.slots = torch.cat([self.slots, taken], dim=1)
         self.engrams_types = torch.cat([self.engrams_types, new.engrams_types], dim=1)
         self.lifespan = torch.cat([self.lifespan, new.lifespan], dim=1)
