@@ -1,5 +1,5 @@
 /*
- * Writes to the CPU count tensor of memoria.store.EngramStore ([BatchSize, Capacity, Capacity] int32, one count
+ * Reads and writes of the CPU count tensor of memoria.store.EngramStore ([BatchSize, Capacity, Capacity] int32, one count
  * matrix per batch row, indexed by physical slot).
  *
  * fire_together: every pair of engrams that fired together in a batch row gains 1. With torch ops that is an
@@ -8,6 +8,7 @@
  * fill_slots: the rows and columns of new or freed slots get one value. A column write misses the cache in every
  * count row; one thread alone was slower at it than torch's index_fill_ on two, so the batch rows are split over
  * torch's own threads (run_rows below).
+ * pair_gather: the counts between some rows and some columns, read where they lie.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -214,8 +215,89 @@ static PyObject *py_fire_together(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+typedef struct {
+    const int32_t *counts;
+    int64_t batch_size, capacity, num_rows, num_columns;
+    const int64_t *rows, *columns;
+    int32_t *out;
+    int64_t next_row;
+} Pairs;
+
+static void pair_rows(void *argument) {
+    Pairs *job = (Pairs *)argument;
+    const int64_t capacity = job->capacity, num_rows = job->num_rows, num_columns = job->num_columns;
+    for (;;) {
+        int64_t b = __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
+        if (b >= job->batch_size) {
+            break;
+        }
+        const int64_t *columns = job->columns + b * num_columns;
+        for (int64_t i = 0; i < num_rows; i++) {
+            int64_t slot = job->rows[b * num_rows + i];
+            int32_t *target = job->out + (b * num_rows + i) * num_columns;
+            if (slot < 0) {
+                for (int64_t j = 0; j < num_columns; j++) {
+                    target[j] = -1;
+                }
+                continue;
+            }
+            const int32_t *row = job->counts + (b * capacity + slot) * capacity;
+            for (int64_t j = 0; j < num_columns; j++) {
+                target[j] = columns[j] < 0 ? -1 : row[columns[j]];
+            }
+        }
+    }
+}
+
+/*
+ * pair_gather(counts, batch_size, capacity, rows, num_rows, columns, num_columns, out, parallel, threads)
+ *   counts: int32 [BatchSize, Capacity, Capacity]; rows: int64 [BatchSize, Rows] and columns: int64 [BatchSize,
+ *   Columns] physical slots, -1 for none; out: int32 [BatchSize, Rows, Columns], written.
+ * out[b, i, j] = counts[b, rows[b, i], columns[b, j]], -1 where either slot is -1: each row's columns read in place
+ * (the torch form copies whole count rows first, then picks the columns). Raises on a slot out of range.
+ */
+static PyObject *py_pair_gather(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long counts_address, rows_address, columns_address, out_address, parallel;
+    long long batch_size, capacity, num_rows, num_columns, threads;
+    if (!PyArg_ParseTuple(args, "KLLKLKLKKL", &counts_address, &batch_size, &capacity, &rows_address, &num_rows,
+                          &columns_address, &num_columns, &out_address, &parallel, &threads)) {
+        return NULL;
+    }
+    if (batch_size < 0 || capacity < 0 || num_rows < 0 || num_columns < 0) {
+        PyErr_SetString(PyExc_ValueError, "_counts.pair_gather: negative size");
+        return NULL;
+    }
+    Pairs job = {(const int32_t *)(uintptr_t)counts_address,
+                 batch_size,
+                 capacity,
+                 num_rows,
+                 num_columns,
+                 (const int64_t *)(uintptr_t)rows_address,
+                 (const int64_t *)(uintptr_t)columns_address,
+                 (int32_t *)(uintptr_t)out_address,
+                 0};
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS for (int64_t k = 0; k < batch_size * num_rows; k++) {
+        failed |= job.rows[k] < -1 || job.rows[k] >= capacity;
+    }
+    for (int64_t k = 0; k < batch_size * num_columns; k++) {
+        failed |= job.columns[k] < -1 || job.columns[k] >= capacity;
+    }
+    if (!failed) {
+        run_rows(pair_rows, &job, parallel, threads, batch_size);
+    }
+    Py_END_ALLOW_THREADS if (failed) {
+        PyErr_SetString(PyExc_ValueError, "_counts.pair_gather: a slot out of range");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"fire_together", py_fire_together, METH_VARARGS, "fire_together(counts, batch, capacity, fired, width, parallel, threads)."},
+    {"pair_gather", py_pair_gather, METH_VARARGS,
+     "pair_gather(counts, batch, capacity, rows, num_rows, columns, num_columns, out, parallel, threads)."},
     {"fill_slots", py_fill_slots, METH_VARARGS, "fill_slots(counts, batch, capacity, slots, width, value, parallel, threads)."},
     {NULL, NULL, 0, NULL},
 };

@@ -103,13 +103,27 @@ class EngramStore:
             [BatchSize, R, C], -1 wherever a row or column index is -1.
         """
         physical_columns = self.slots if columns is None else self.physical(columns)
-        return pair_gather(self.counts, self.physical(rows), physical_columns)
+        return self._pair_gather(self.physical(rows), physical_columns)
+
+    def _pair_gather(self, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """``pair_gather`` on the physical counts: [BatchSize, R] and [BatchSize, C] slots -> [BatchSize, R, C]."""
+        counts = self.counts
+        if not (utils.on_cpu(counts) and native.active(native.counts) and counts.is_contiguous()):
+            return pair_gather(counts, rows, columns)
+        # in C the counts are read where they lie; the torch form copies whole count rows before picking columns
+        rows, columns = rows.to(torch.long).contiguous(), columns.to(torch.long).contiguous()
+        out = torch.empty(self.batch_size, rows.size(1), columns.size(1), dtype=torch.int32)
+        native.counts.pair_gather(
+            counts.data_ptr(), self.batch_size, self.capacity, rows.data_ptr(), rows.size(1), columns.data_ptr(),
+            columns.size(1), out.data_ptr(), *native.threads(),
+        )  # fmt: skip
+        return out
 
     def to_engrams(self) -> Engrams:
         """The logical view: a new ``Engrams`` holding copies."""
         return Engrams(
             data=gather_slots(self.data, self.slots),
-            induce_counts=pair_gather(self.counts, self.slots),
+            induce_counts=self._pair_gather(self.slots, self.slots),
             engrams_types=self.engrams_types.clone(),
             lifespan=self.lifespan.clone(),
             age=None if self.age is None else self.age.clone(),

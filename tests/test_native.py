@@ -299,3 +299,34 @@ def test_physical_slots_refuse_an_index_past_the_end():
     store = EngramStore(_random_engrams(0))
     with pytest.raises(IndexError, match="out of range for a memory of length 20"):
         store.physical(torch.tensor([[0, 1], [20, 2], [3, -1]]))
+
+
+@needs_counts
+@pytest.mark.parametrize("run", RUNS)
+@pytest.mark.parametrize("seed", range(4))
+def test_pair_gather_in_c_equals_the_torch_form(monkeypatch, seed, run):
+    monkeypatch.setattr(native, "threads", lambda: run)
+    generator = torch.Generator().manual_seed(seed)
+    store = EngramStore(_random_engrams(seed))
+    store.keep(torch.rand(3, 20, generator=generator) < 0.7)  # padding, and slots out of logical order
+    rows = torch.randint(-1, store.memory_length, (3, 7), generator=generator)
+    columns = torch.randint(-1, store.memory_length, (3, 9), generator=generator)
+    ours, ours_view = store.counts_at(rows, columns), store.to_engrams().induce_counts
+    monkeypatch.setattr(native, "counts", None)
+    assert torch.equal(ours, store.counts_at(rows, columns))
+    assert torch.equal(ours_view, store.to_engrams().induce_counts)
+    assert (ours == -1).any() and (ours > 0).any()
+
+
+@needs_counts
+def test_pair_gather_refuses_an_out_of_range_slot():
+    counts = torch.zeros(2, 5, 5, dtype=torch.int32)
+    out = torch.empty(2, 2, 2, dtype=torch.int32)
+    for rows, columns in (
+        (torch.tensor([[0, 5], [1, 2]]), torch.zeros(2, 2, dtype=torch.long)),
+        (torch.zeros(2, 2, dtype=torch.long), torch.tensor([[0, -2], [1, 2]])),
+    ):
+        with pytest.raises(ValueError, match="out of range"):
+            native.counts.pair_gather(
+                counts.data_ptr(), 2, 5, rows.data_ptr(), 2, columns.data_ptr(), 2, out.data_ptr(), *TWO_THREADS
+            )
