@@ -6,11 +6,13 @@ anyway (for example to compare the two).
 
 - ``mt19937``: the long-term tie-break draw on a copy of a CPU generator's state (``memoria/draw.py``).
 - ``walk``: the long-term graph walk on CPU count tensors (``memoria/memoria.py``).
-- ``counts``: writes to CPU count tensors, co-firing and new or cleared slots (``memoria/store.py``).
+- ``counts``: CPU count tensors: co-firing, new or cleared slots, counts between chosen rows and columns
+  (``memoria/store.py``).
 - ``index``: ``indices_with_mask`` and the logical-to-physical slot lookup on small CPU tensors (``memoria/utils.py``,
   ``memoria/store.py``).
 
-Where torch runs its CPU threads with OpenMP, the C code splits its batch rows over those same threads (``threads``).
+Where torch runs its CPU threads with OpenMP, the C code splits its batch rows over those same threads (``threads``);
+``MEMORIA_NATIVE_THREADS=0`` keeps it on the calling thread.
 """
 
 import ctypes
@@ -52,7 +54,7 @@ def _find_openmp_parallel() -> int:
     try:
         # torch loads its OpenMP runtime into the global namespace; a runtime of our own would start threads of its own
         return ctypes.cast(ctypes.CDLL(None).GOMP_parallel, ctypes.c_void_p).value or 0
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError, ValueError):  # no such symbol, or no global namespace (Windows)
         return 0
 
 
