@@ -330,3 +330,28 @@ def test_pair_gather_refuses_an_out_of_range_slot():
             native.counts.pair_gather(
                 counts.data_ptr(), 2, 5, rows.data_ptr(), 2, columns.data_ptr(), 2, out.data_ptr(), *TWO_THREADS
             )
+
+
+def test_a_stream_from_another_python_thread_equals_the_main_threads():
+    """The C code starts OpenMP teams from whichever thread calls it: a worker thread gets the same results."""
+    import threading
+
+    def run(results: list) -> None:
+        torch.manual_seed(0)
+        generator = torch.Generator().manual_seed(1)
+        m = memoria.Memoria(
+            num_reminded_stm=3, stm_capacity=6, ltm_search_depth=3, initial_lifespan=3, num_final_ltms=3
+        )
+        for _ in range(30):
+            m.add_working_memory(torch.randn(6, 5, 8, generator=generator))
+            _, indices = m.remind()
+            m.adjust_lifespan_and_memories(indices, torch.ones_like(indices, dtype=torch.float))
+            results.append(indices)
+
+    main, worker = [], []
+    run(main)
+    thread = threading.Thread(target=run, args=(worker,))
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and len(worker) == 30
+    assert all(torch.equal(a, b) for a, b in zip(main, worker))
