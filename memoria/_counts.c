@@ -19,6 +19,15 @@
 #define PREFETCH_ROWS 8
 #endif
 
+/* Whether every one of `count` slots is a slot of the matrix or -1 (none). */
+static int slots_in_range(const int64_t *slots, int64_t count, int64_t capacity) {
+    int in_range = 1;
+    for (int64_t k = 0; k < count; k++) {
+        in_range &= slots[k] >= -1 && slots[k] < capacity;
+    }
+    return in_range;
+}
+
 /* GOMP_parallel of the OpenMP runtime that torch's own threads belong to (see memoria/native.py): the call runs
  * job(argument) on every thread of a team, the calling thread included. */
 typedef void (*ParallelFunction)(void (*)(void *), void *, unsigned, unsigned);
@@ -134,9 +143,7 @@ static PyObject *py_fill_slots(PyObject *self, PyObject *args) {
     Fill fill = {(int32_t *)(uintptr_t)counts_address, batch_size, capacity, width,
                  (const int64_t *)(uintptr_t)slots_address, (int32_t)value, 0, 0};
     int failed = 0;
-    Py_BEGIN_ALLOW_THREADS for (int64_t k = 0; k < batch_size * width; k++) {
-        failed |= fill.slots[k] < -1 || fill.slots[k] >= capacity;
-    }
+    Py_BEGIN_ALLOW_THREADS failed = !slots_in_range(fill.slots, batch_size * width, capacity);
     if (!failed) {
         run_rows(fill_rows, &fill, parallel, threads, batch_size);
     }
@@ -202,9 +209,7 @@ static PyObject *py_fire_together(PyObject *self, PyObject *args) {
     Fire fire = {(int32_t *)(uintptr_t)counts_address, batch_size, capacity, width,
                  (const int64_t *)(uintptr_t)fired_address, 0};
     int failed = 0;
-    Py_BEGIN_ALLOW_THREADS for (int64_t k = 0; k < batch_size * width; k++) {
-        failed |= fire.fired[k] < -1 || fire.fired[k] >= capacity;
-    }
+    Py_BEGIN_ALLOW_THREADS failed = !slots_in_range(fire.fired, batch_size * width, capacity);
     if (!failed) {
         run_rows(fire_rows, &fire, parallel, threads, batch_size);
     }
@@ -278,12 +283,8 @@ static PyObject *py_pair_gather(PyObject *self, PyObject *args) {
                  (int32_t *)(uintptr_t)out_address,
                  0};
     int failed = 0;
-    Py_BEGIN_ALLOW_THREADS for (int64_t k = 0; k < batch_size * num_rows; k++) {
-        failed |= job.rows[k] < -1 || job.rows[k] >= capacity;
-    }
-    for (int64_t k = 0; k < batch_size * num_columns; k++) {
-        failed |= job.columns[k] < -1 || job.columns[k] >= capacity;
-    }
+    Py_BEGIN_ALLOW_THREADS failed = !slots_in_range(job.rows, batch_size * num_rows, capacity) ||
+                                    !slots_in_range(job.columns, batch_size * num_columns, capacity);
     if (!failed) {
         run_rows(pair_rows, &job, parallel, threads, batch_size);
     }

@@ -19,7 +19,7 @@ import ctypes
 import importlib
 import os
 from types import ModuleType
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -35,6 +35,11 @@ mt19937 = _load("_mt19937")
 walk = _load("_walk")
 counts = _load("_counts")
 index = _load("_index")
+
+
+def built() -> Dict[str, bool]:
+    """Which of the extensions above this install has, by name."""
+    return {name: globals()[name] is not None for name in ("mt19937", "walk", "counts", "index")}
 
 
 def enabled() -> bool:
