@@ -12,6 +12,7 @@ extensions = [
     Extension(
         f"memoria.{name}",
         sources=[f"memoria/{name}.c"],
+        depends=["memoria/_threads.h"],
         extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
         optional=True,
     )

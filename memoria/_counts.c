@@ -7,13 +7,15 @@
  * double loop that adds in place, row after row in memory order.
  * fill_slots: the rows and columns of new or freed slots get one value. A column write misses the cache in every
  * count row; one thread alone was slower at it than torch's index_fill_ on two, so the batch rows are split over
- * torch's own threads (run_rows below).
+ * torch's own threads (memoria/_threads.h).
  * pair_gather: the counts between some rows and some columns, read where they lie.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "_threads.h"
 
 #ifndef PREFETCH_ROWS
 #define PREFETCH_ROWS 8
@@ -26,21 +28,6 @@ static int slots_in_range(const int64_t *slots, int64_t count, int64_t capacity)
         in_range &= slots[k] >= -1 && slots[k] < capacity;
     }
     return in_range;
-}
-
-/* GOMP_parallel of the OpenMP runtime that torch's own threads belong to (see memoria/native.py): the call runs
- * job(argument) on every thread of a team, the calling thread included. */
-typedef void (*ParallelFunction)(void (*)(void *), void *, unsigned, unsigned);
-
-/* Runs job(argument) on `threads` of torch's threads (each takes batch rows from a shared counter) or on this one. */
-static void run_rows(void (*job)(void *), void *argument, unsigned long long parallel, long long threads,
-                     long long batch_size) {
-    if (parallel != 0 && threads > 1 && batch_size > 1) {
-        ((ParallelFunction)(uintptr_t)parallel)(job, argument, (unsigned)(threads < batch_size ? threads : batch_size),
-                                                0);
-    } else {
-        job(argument);
-    }
 }
 
 typedef struct {
@@ -145,7 +132,7 @@ static PyObject *py_fill_slots(PyObject *self, PyObject *args) {
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS failed = !slots_in_range(fill.slots, batch_size * width, capacity);
     if (!failed) {
-        run_rows(fill_rows, &fill, parallel, threads, batch_size);
+        run_team(fill_rows, &fill, parallel, team_size(parallel, threads, batch_size));
     }
     Py_END_ALLOW_THREADS if (failed) {
         PyErr_SetString(PyExc_ValueError, "_counts.fill_slots: a slot out of range");
@@ -211,7 +198,7 @@ static PyObject *py_fire_together(PyObject *self, PyObject *args) {
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS failed = !slots_in_range(fire.fired, batch_size * width, capacity);
     if (!failed) {
-        run_rows(fire_rows, &fire, parallel, threads, batch_size);
+        run_team(fire_rows, &fire, parallel, team_size(parallel, threads, batch_size));
     }
     Py_END_ALLOW_THREADS if (failed) {
         PyErr_SetString(PyExc_ValueError, "_counts.fire_together: a slot out of range");
@@ -286,7 +273,7 @@ static PyObject *py_pair_gather(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS failed = !slots_in_range(job.rows, batch_size * num_rows, capacity) ||
                                     !slots_in_range(job.columns, batch_size * num_columns, capacity);
     if (!failed) {
-        run_rows(pair_rows, &job, parallel, threads, batch_size);
+        run_team(pair_rows, &job, parallel, team_size(parallel, threads, batch_size));
     }
     Py_END_ALLOW_THREADS if (failed) {
         PyErr_SetString(PyExc_ValueError, "_counts.pair_gather: a slot out of range");

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_threads.h"
+
 #define STATE_WORDS 624
 #define SHIFT_WORDS 397
 #define MATRIX_A 0x9908b0dfU
@@ -180,10 +182,6 @@ static PyObject *py_half_keys(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
-/* GOMP_parallel of the OpenMP runtime that torch's own threads belong to (see memoria/native.py): the call runs
- * job(argument) on every thread of a team, the calling thread included. */
-typedef void (*ParallelFunction)(void (*)(void *), void *, unsigned, unsigned);
-
 /* One first_max call. The draw is one stream of words, row after row: a share of the batch rows starts from its own
  * copy of the state, skipped to the share's first word (regenerating costs a fraction of reading). */
 typedef struct {
@@ -344,14 +342,8 @@ static PyObject *py_first_max(PyObject *self, PyObject *args) {
     job->slots = (const int64_t *)(uintptr_t)slots_address;
     job->positions = (int64_t *)(uintptr_t)positions_address;
     job->drew = (unsigned char *)(uintptr_t)drew_address;
-    int parallel_run = parallel != 0 && threads > 1 && batch_size > 1;
-    job->shares = parallel_run ? (threads < batch_size ? threads : batch_size) : 1;
-    Py_BEGIN_ALLOW_THREADS if (parallel_run) {
-        ((ParallelFunction)(uintptr_t)parallel)(first_max_rows, job, (unsigned)job->shares, 0);
-    }
-    else {
-        first_max_rows(job);
-    }
+    job->shares = team_size(parallel, threads, batch_size);
+    Py_BEGIN_ALLOW_THREADS run_team(first_max_rows, job, parallel, job->shares);
     if (!job->failed) {
         store_stream(&job->end, (unsigned char *)(uintptr_t)state_address);
     }

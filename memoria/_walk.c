@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "_threads.h"
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define WITH_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
 #else
@@ -109,10 +111,6 @@ static void walk_rows(void *argument) {
     free(scores);
 }
 
-/* GOMP_parallel of the OpenMP runtime that torch's own threads belong to (see memoria/native.py): the call runs
- * job(argument) on every thread of a team, the calling thread included. */
-typedef void (*ParallelFunction)(void (*)(void *), void *, unsigned, unsigned);
-
 /*
  * walk(counts, batch_size, capacity, nodes, walkers, ltm_slots, num_ltm, visited, depth, last, found, parallel,
  *      threads)
@@ -177,12 +175,7 @@ static PyObject *py_walk(PyObject *self, PyObject *args) {
         failed = walk.nodes[i] < (i / walkers) * num_ltm || walk.nodes[i] >= (i / walkers + 1) * num_ltm;
     }
     if (!failed) {
-        if (parallel != 0 && threads > 1 && batch_size > 1) {
-            unsigned team = (unsigned)(threads < batch_size ? threads : batch_size);
-            ((ParallelFunction)(uintptr_t)parallel)(walk_rows, &walk, team, 0);
-        } else {
-            walk_rows(&walk);
-        }
+        run_team(walk_rows, &walk, parallel, team_size(parallel, threads, batch_size));
     }
     Py_END_ALLOW_THREADS free(computed_at);
     free(strongest);
