@@ -2,8 +2,10 @@
 
 After layer ``memory_layer_index`` (9 of 12 in the paper's configs) an :class:`~memoria.Abstractor` summarises the
 segment's hidden states into working memories; they are added to :class:`~memoria.Memoria`, which reminds stored
-memories. Every later layer is followed by a :class:`~experiment.models.memory_blocks.MemoryBlock` (working pass, then
-reminded pass). After the forward pass the attention each reminded memory received becomes its lifespan gain.
+memories. Every later layer reads them through a :class:`~experiment.models.memory_blocks.MemoryBlock` (working pass,
+then reminded pass) placed as in the authors' model (``memory_placement="inside"``): between the layer's
+self-attention and its feed-forward part, post-norm like the rest of BERT. ``"after"`` puts a pre-norm block after
+the whole layer instead. After the forward pass the attention each reminded memory received becomes its lifespan gain.
 
 The memory lives in the model instance and is carried across calls: feed one document segment by segment and call
 :meth:`reset_memory` before the next batch of documents. Weights of a plain BERT checkpoint load into the encoder
@@ -24,9 +26,11 @@ from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, 
 from transformers.utils import ModelOutput
 
 from experiment.models import register_model
-from experiment.models.memory_blocks import MemoryBlock, lifespan_delta
+from experiment.models.memory_blocks import MEMORY_INIT_SCHEMES, MemoryBlock, abstractor_init_stds, lifespan_delta
 from experiment.models.memory_state import load_memory_state_dict, memory_state_dict
 from memoria import Abstractor, Memoria
+
+MEMORY_PLACEMENTS = ("inside", "after")
 
 
 @strict
@@ -40,6 +44,10 @@ class MemoriaBertConfig(BertConfig):
         memoria_num_reminded_stm / memoria_stm_capacity / memoria_ltm_search_depth / memoria_initial_lifespan /
         memoria_num_final_ltms: passed to ``Memoria``.
         lifespan_extend_scale: reminded memories gain ``attention * num_reminded * scale`` lifespan.
+        memory_init: ``"scaled"`` (default: a live memory path at every width) or ``"paper"`` (the authors'
+            N(0, initializer_range)); see :func:`~experiment.models.memory_blocks.abstractor_init_stds`.
+        memory_placement: ``"inside"`` (default, the authors'): memory attention between each later layer's
+            self-attention and feed-forward, post-norm; ``"after"``: a pre-norm memory block after each later layer.
     """
 
     model_type = "memoria_bert"
@@ -52,9 +60,15 @@ class MemoriaBertConfig(BertConfig):
     memoria_initial_lifespan: int = 12
     memoria_num_final_ltms: int = 64
     lifespan_extend_scale: float | int = 8.0
+    memory_init: str = "scaled"
+    memory_placement: str = "inside"
 
     def check_memory_layer(self) -> None:
-        """Raises ValueError unless at least one layer follows the memory layer."""
+        """Raises ValueError unless at least one layer follows the memory layer and the memory fields are known."""
+        if self.memory_init not in MEMORY_INIT_SCHEMES:
+            raise ValueError(f"memory_init must be one of {MEMORY_INIT_SCHEMES}, got {self.memory_init!r}")
+        if self.memory_placement not in MEMORY_PLACEMENTS:
+            raise ValueError(f"memory_placement must be one of {MEMORY_PLACEMENTS}, got {self.memory_placement!r}")
         if not 0 <= self.memory_layer_index < self.num_hidden_layers - 1:
             raise ValueError(
                 f"memory_layer_index must be in 0..{self.num_hidden_layers - 2} so that a later layer can attend to "
@@ -109,9 +123,10 @@ class MemoriaEncoderMixin:
             config.num_working_memories, hidden, config.abstractor_feedforward_dim or config.intermediate_size
         )
         num_memory_layers = config.num_hidden_layers - config.memory_layer_index - 1
+        post_norm = config.memory_placement == "inside"
+        dropout, eps = config.attention_probs_dropout_prob, config.layer_norm_eps
         self.memory_blocks = nn.ModuleList(
-            MemoryBlock(hidden, config.num_attention_heads, config.attention_probs_dropout_prob, config.layer_norm_eps)
-            for _ in range(num_memory_layers)
+            MemoryBlock(hidden, config.num_attention_heads, dropout, eps, post_norm) for _ in range(num_memory_layers)
         )
         # A plain attribute, not a module: the memory is state, not parameters.
         self.memoria = build_memoria(config)
@@ -158,19 +173,26 @@ class MemoriaEncoderMixin:
         reminded, indices, working = None, empty_indices, None
         attentions: List[torch.Tensor] = []
         hidden = embedding_output
+        first_memory_layer = self.config.memory_layer_index + 1
         for layer_index, layer in enumerate(self.encoder.layer):
-            hidden = layer(hidden, mask)
+            if layer_index < first_memory_layer:
+                hidden = layer(hidden, mask)
+            else:
+                block = self.memory_blocks[layer_index - first_memory_layer]
+                if self.config.memory_placement == "inside":
+                    attention_output, _ = layer.attention(hidden, mask)  # self-attention + its post-norm residual
+                    out = block(attention_output, working, reminded, indices >= 0)
+                    hidden = layer.feed_forward_chunk(out.hidden_states)
+                else:
+                    out = block(layer(hidden, mask), working, reminded, indices >= 0)
+                    hidden = out.hidden_states
+                if out.reminded_attention is not None:
+                    attentions.append(out.reminded_attention)
             if layer_index == self.config.memory_layer_index:
                 working = self.abstractor(hidden)  # (B, W, D)
                 if use_memory:
                     self.memoria.add_working_memory(working.detach())
                     reminded, indices = self.memoria.remind()  # (B, R, D), (B, R)
-            elif layer_index > self.config.memory_layer_index:
-                block = self.memory_blocks[layer_index - self.config.memory_layer_index - 1]
-                out = block(hidden, working, reminded, indices >= 0)
-                hidden = out.hidden_states
-                if out.reminded_attention is not None:
-                    attentions.append(out.reminded_attention)
         delta = torch.zeros(indices.shape, device=hidden.device)
         if attentions:
             # Padding positions' attention would otherwise count towards the gain of the memories they looked at.
@@ -182,12 +204,13 @@ class MemoriaEncoderMixin:
 
 
 class AbstractorInitMixin:
-    """Initialises the abstractor's query embeddings too; put it before the ``PreTrainedModel`` base."""
+    """Initialises the abstractor as the config's ``memory_init`` says; put it before the ``PreTrainedModel`` base."""
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, Abstractor):
-            init.normal_(module.query_embeddings, std=0.02)
+        if isinstance(module, Abstractor):  # visited after its linear layers, so this has the last word
+            for parameter, std in abstractor_init_stds(module, self.config.memory_init, self.config.initializer_range):
+                init.normal_(parameter, std=std)
 
 
 class MemoriaBertPreTrainedModel(AbstractorInitMixin, BertPreTrainedModel):

@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 from memoria import Abstractor, Memoria
 
 from .lm_head import TiedLMHeadMixin, init_gpt2_style
-from .memory_blocks import MemoryBlock, lifespan_delta
+from .memory_blocks import MEMORY_INIT_SCHEMES, MemoryBlock, abstractor_init_stds, lifespan_delta
 from .memory_state import load_memory_state_dict, memory_state_dict
 
 
@@ -35,6 +35,9 @@ class MemoriaTransformerConfig(PretrainedConfig):
     Memory fields: ``num_working_memories`` (abstractor outputs per segment), ``abstractor_feedforward_dim``,
     ``num_reminded_stm``, ``stm_capacity``, ``ltm_search_depth``, ``initial_lifespan``, ``num_final_ltms``
     (the ``Memoria`` arguments) and ``lifespan_extend_scale`` (multiplies the attention-based lifespan gain).
+    ``memory_init``: how the abstractor starts, ``"scaled"`` (default: a live memory path at every width) or
+    ``"paper"`` (the authors' N(0, initializer_range) everywhere); see
+    :func:`~experiment.models.memory_blocks.abstractor_init_stds`.
     """
 
     model_type = "memoria_transformer"
@@ -61,8 +64,11 @@ class MemoriaTransformerConfig(PretrainedConfig):
         initial_lifespan: int = 5,
         num_final_ltms: int = 640,
         lifespan_extend_scale: float = 8.0,
+        memory_init: str = "scaled",
         **kwargs: Any,
     ) -> None:
+        if memory_init not in MEMORY_INIT_SCHEMES:
+            raise ValueError(f"memory_init must be one of {MEMORY_INIT_SCHEMES}, got {memory_init!r}")
         self.vocab_size = vocab_size
         self.n_positions = n_positions
         self.n_embd = n_embd
@@ -83,6 +89,7 @@ class MemoriaTransformerConfig(PretrainedConfig):
         self.initial_lifespan = initial_lifespan
         self.num_final_ltms = num_final_ltms
         self.lifespan_extend_scale = lifespan_extend_scale
+        self.memory_init = memory_init
         kwargs.setdefault("tie_word_embeddings", True)
         super().__init__(**kwargs)
 
@@ -183,8 +190,9 @@ class MemoriaTransformerPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         init_gpt2_style(module, std, (nn.Linear, Conv1D))
-        if isinstance(module, Abstractor):
-            module.query_embeddings.normal_(mean=0.0, std=std)
+        if isinstance(module, Abstractor):  # visited after its linear layers, so this has the last word
+            for parameter, parameter_std in abstractor_init_stds(module, self.config.memory_init, std):
+                parameter.normal_(mean=0.0, std=parameter_std)
 
 
 class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):

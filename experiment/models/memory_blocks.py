@@ -12,6 +12,10 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from memoria import Abstractor
+
+MEMORY_INIT_SCHEMES = ("scaled", "paper")
+
 
 class MemoryCrossAttention(nn.Module):
     """Multi-head attention from hidden states (queries) to memories (keys and values).
@@ -68,6 +72,29 @@ class MemoryCrossAttention(nn.Module):
         return self.output_dropout(self.output(context)), weights
 
 
+def abstractor_init_stds(abstractor: Abstractor, memory_init: str, std: float) -> list[tuple[torch.Tensor, float]]:
+    """The standard deviation each of the abstractor's parameters starts from (0.0: zeros).
+
+    ``"paper"``: every weight and the query embeddings N(0, ``std``), as in the authors' models (GPT-2 / BERT
+    initialisation). Its stacked linear layers then shrink the memories with the width: at width 64 they come out
+    with a norm of ~0.01 against hidden states of ~8, and every learned query averages the segment alike, so the
+    memories are near copies of each other and the attention over them cannot tell them apart.
+    ``"scaled"``: each linear layer N(0, 1 / fan_in), which keeps the norm of what passes through it, and query
+    embeddings N(0, 1 / hidden): with keys of unit-size entries their scores are O(1) at every width, so each query
+    picks its own positions. Biases start at zero in both.
+    """
+    if memory_init not in MEMORY_INIT_SCHEMES:
+        raise ValueError(f"memory_init must be one of {MEMORY_INIT_SCHEMES}, got {memory_init!r}")
+    layers = (abstractor.key_transform, abstractor.value_transform, abstractor.feedforward, abstractor.output)
+    hidden = abstractor.query_embeddings.size(-1)
+    query_std = std if memory_init == "paper" else hidden**-0.5
+    stds = [(abstractor.query_embeddings, query_std)]
+    for layer in layers:
+        stds.append((layer.weight, std if memory_init == "paper" else layer.in_features**-0.5))
+        stds.append((layer.bias, 0.0))
+    return stds
+
+
 @dataclass
 class MemoryBlockOutput:
     """What :class:`MemoryBlock` returns: the updated hidden states [Batch, Length, Dim] and the attention the
@@ -78,13 +105,35 @@ class MemoryBlockOutput:
 
 
 class MemoryBlock(nn.Module):
-    """Working-memory pass then reminded-memory pass, residual, through one shared cross-attention."""
+    """Working-memory pass then reminded-memory pass, residual, through one shared cross-attention.
 
-    def __init__(self, hidden_dim: int, num_heads: int, dropout: float = 0.0, layer_norm_eps: float = 1e-5) -> None:
+    ``post_norm=False`` (the Memoria Transformer, GPT-2 style): ``h + attention(norm(h))`` per pass.
+    ``post_norm=True`` (Memoria BERT / RoBERTa, BERT style): ``norm(h + attention(h))`` per pass. Each pass has its
+    own layer norm.
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        layer_norm_eps: float = 1e-5,
+        post_norm: bool = False,
+    ) -> None:
         super().__init__()
         self.cross_attention = MemoryCrossAttention(hidden_dim, num_heads, dropout)
         self.ln_working = nn.LayerNorm(hidden_dim, eps=layer_norm_eps)
         self.ln_reminded = nn.LayerNorm(hidden_dim, eps=layer_norm_eps)
+        self.post_norm = post_norm
+
+    def _pass(
+        self, hidden: torch.Tensor, norm: nn.LayerNorm, memories: torch.Tensor, mask: Optional[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.post_norm:
+            attended, weights = self.cross_attention(hidden, memories, mask)
+            return norm(hidden + attended), weights
+        attended, weights = self.cross_attention(norm(hidden), memories, mask)
+        return hidden + attended, weights
 
     def forward(
         self,
@@ -100,14 +149,10 @@ class MemoryBlock(nn.Module):
         reminded_mask: [Batch, NumReminded], True where the reminded index is not -1.
         """
         if working_memories is not None and working_memories.size(1) > 0:
-            attended, _ = self.cross_attention(self.ln_working(hidden), working_memories)
-            hidden = hidden + attended
+            hidden, _ = self._pass(hidden, self.ln_working, working_memories, None)
         reminded_attention = None
         if reminded_memories is not None and reminded_memories.size(1) > 0:
-            attended, reminded_attention = self.cross_attention(
-                self.ln_reminded(hidden), reminded_memories, reminded_mask
-            )
-            hidden = hidden + attended
+            hidden, reminded_attention = self._pass(hidden, self.ln_reminded, reminded_memories, reminded_mask)
         return MemoryBlockOutput(hidden, reminded_attention)
 
 

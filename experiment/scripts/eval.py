@@ -12,14 +12,12 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-import lightning as L
-
-from experiment.scripts.train import build_task, load_config, make_trainer
+from experiment.scripts.train import apply_process_settings, build_task, load_config, make_trainer
 
 
 def evaluate(config: dict, checkpoint: str, split: str = "test") -> dict[str, float]:
     """Metrics of ``checkpoint`` on ``split`` ("test" or "dev")."""
-    L.seed_everything(config.get("seed", 42), workers=True)
+    apply_process_settings(config)
     path = Path(checkpoint)
     if path.is_dir():  # a save_pretrained folder: load the weights into the configured model
         config = {**config, "model": {"model_type": config["model"]["model_type"], "pretrained": str(path)}}

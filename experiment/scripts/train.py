@@ -123,14 +123,20 @@ def make_trainer(config: dict[str, Any], output_dir: Path, loggers: Optional[lis
     )
 
 
+def apply_process_settings(config: dict[str, Any]) -> None:
+    """Seed every generator and cap torch's CPU threads as the config says (``seed``, ``num_threads``)."""
+    L.seed_everything(config.get("seed", 42), workers=True)
+    if config.get("num_threads"):
+        # on a shared CPU torch's default pool spin-waits for busy cores: one thread per run is many times faster
+        torch.set_num_threads(config["num_threads"])
+
+
 def train(config: dict[str, Any]) -> dict[str, float]:
     """Fit, save the model, test the best checkpoint; returns the test metrics."""
     output_dir = Path(config["output_dir"])
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.json").write_text(json.dumps(config, indent=2))
-    L.seed_everything(config.get("seed", 42), workers=True)
-    if config.get("num_threads"):
-        torch.set_num_threads(config["num_threads"])  # several runs sharing a CPU: one thread each is faster
+    apply_process_settings(config)
     task, data = build_task(config)
     trainer = make_trainer(config, output_dir, make_loggers(config, output_dir))
     resume = config.get("resume_from")

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from conftest import tiny_run_overrides
 
 from experiment.scripts import eval as eval_script
@@ -14,9 +15,23 @@ def test_eval_of_checkpoint_and_of_saved_model_agree(tiny_memoria_run, sorting_d
         ["--config", config, "--checkpoint", str(output_dir / "checkpoints" / "last.ckpt"), "--override", *overrides]
     )
     out = tmp_path / "metrics.json"
-    from_model = eval_script.main(
-        ["--config", config, "--checkpoint", str(output_dir / "model"), "--output", str(out), "--override", *overrides]
-    )
+    torch.set_num_threads(2)
+    try:
+        from_model = eval_script.main(
+            [
+                "--config",
+                config,
+                "--checkpoint",
+                str(output_dir / "model"),
+                "--output",
+                str(out),
+                "--override",
+                *overrides,
+            ]
+        )
+        assert torch.get_num_threads() == 1  # the config's num_threads, applied as train applies it
+    finally:
+        torch.set_num_threads(1)
     assert from_checkpoint == pytest.approx(from_model)
     assert json.loads(out.read_text()) == from_model
     dev = eval_script.main(

@@ -134,5 +134,8 @@ def test_loads_plain_bert_weights(tmp_path):
     model = MemoriaBertForSequenceClassification.from_pretrained(tmp_path, **MEMORY)
     for name, weight in bert.state_dict().items():
         torch.testing.assert_close(model.bert.state_dict()[name], weight, msg=name)
-    # The memory parts are freshly initialised, not left empty.
-    assert 0.01 < model.bert.abstractor.query_embeddings.std() < 0.03
+    # The memory parts are freshly initialised as memory_init says, not left empty.
+    hidden = TINY["hidden_size"]
+    assert 0.7 * hidden**-0.5 < model.bert.abstractor.query_embeddings.std() < 1.3 * hidden**-0.5
+    paper = MemoriaBertForSequenceClassification.from_pretrained(tmp_path, **MEMORY, memory_init="paper")
+    assert 0.01 < paper.bert.abstractor.query_embeddings.std() < 0.03

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
@@ -135,3 +136,62 @@ def test_reset_memory_rows_empties_the_chosen_rows_only(tiny_memoria):
     model.transformer.reset_memory_rows(torch.tensor([False, False, True]))  # the base model has it too
     assert (model.memoria.engrams.engrams_types[2] == 0).all()
     assert torch.equal(model.memoria.engrams.data[1], before["data"][1])
+
+
+def _memory_path_at_init(width: int, memory_init: str) -> dict[str, float]:
+    """Norms of the memories against the hidden states they summarise, and how far the attention over distinct
+    reminded memories is from uniform, in a freshly initialised model after four segments of random tokens."""
+    torch.manual_seed(0)
+    config = dict(
+        vocab_size=32,
+        n_positions=32,
+        n_embd=width,
+        n_layer=1,
+        n_head=4 if width < 512 else 8,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        num_working_memories=8,
+        num_reminded_stm=64,
+        stm_capacity=64,
+        ltm_search_depth=4,
+        num_final_ltms=16,
+        memory_init=memory_init,
+    )
+    model = _model(config)
+    calls = []
+    hook = model.transformer.h[0].memory.cross_attention.register_forward_hook(lambda m, i, o: calls.append(o[1]))
+    with torch.no_grad():
+        outputs = _run_segments(model, torch.randint(0, 32, (4, 4, 32)))
+        working = model.transformer.abstractor(outputs[-1].memory_hidden_states)  # [B, W, D]
+    hook.remove()
+    weights = calls[-1]  # the reminded pass of the last segment, [B, H, L, R]
+    reminded = model.memoria.engrams.data  # the engrams the last segment read are among these
+    distinct = torch.cdist(reminded, reminded)[:, ~torch.eye(reminded.size(1), dtype=torch.bool)].min()
+    return {
+        "memory_to_hidden": (working.norm(dim=-1).mean() / outputs[-1].memory_hidden_states.norm(dim=-1).mean()).item(),
+        "attention_spread": (weights.std(dim=-1) / weights.mean(dim=-1)).mean().item(),
+        "min_distance": distinct.item(),
+        "num_reminded": weights.size(-1),
+    }
+
+
+@pytest.mark.parametrize("width", [64, 128, 512, 1024])
+def test_the_default_memory_path_is_alive_at_initialisation_at_every_width(width):
+    alive = _memory_path_at_init(width, "scaled")
+    assert alive["num_reminded"] > 1 and alive["min_distance"] > 0
+    assert 0.25 < alive["memory_to_hidden"] < 4.0  # memories as large as the states they summarise
+    # uniform attention has zero spread; the paper's initialisation at width 64 gives ~1e-5 (below)
+    assert alive["attention_spread"] > 2e-3
+
+
+def test_the_paper_initialisation_shrinks_the_memories_at_small_widths():
+    paper = _memory_path_at_init(64, "paper")
+    assert paper["memory_to_hidden"] < 0.01 and paper["attention_spread"] < 2e-4
+    assert _memory_path_at_init(1024, "paper")["memory_to_hidden"] > 0.1  # near the paper's widths it lives
+
+
+def test_memory_init_is_a_named_config_value():
+    assert MemoriaTransformerConfig().memory_init == "scaled"
+    with pytest.raises(ValueError, match="memory_init"):
+        MemoriaTransformerConfig(memory_init="xavier")

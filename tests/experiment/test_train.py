@@ -129,3 +129,16 @@ def test_resume_continues_steps_and_memory_from_the_last_checkpoint(tmp_path):
     # the optimiser went on from the saved state (Adam's step count reaches 4; a fresh start would stop at 2)
     steps = [float(state["step"]) for state in resumed["optimizer_states"][0]["state"].values()]
     assert max(steps) == 4.0
+
+
+SMALL_CONFIGS = sorted(
+    path
+    for path in Path("experiment/configs").glob("*/*.json")
+    if path.stem.endswith(("_tiny", "_cpu")) or path.stem.startswith(("tiny_", "long_range_"))
+)
+
+
+@pytest.mark.parametrize("config", SMALL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_small_config_runs_on_one_thread(config):
+    # at torch's default thread count a tiny run on a busy 2-core machine went ~40x slower than on one thread
+    assert load_config(str(config))["num_threads"] == 1

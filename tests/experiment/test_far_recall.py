@@ -1,0 +1,157 @@
+"""The far-recall set and task: what the examples hold, determinism, the distance knob, and tiny CLI runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiment.data.far_recall import IGNORE_INDEX, FarRecallConfig, FarRecallDataset, generate_far_recall
+from experiment.models import build_model
+from experiment.scripts import train
+from experiment.tasks import far_recall
+from experiment.tasks.base import run_segments
+
+CONFIGS = sorted(Path("experiment/configs/far_recall").glob("*.json"))
+
+
+def test_evidence_is_in_segment_zero_only_and_the_label_is_asked_at_sep():
+    config = FarRecallConfig(num_labels=10, vocab_size=32, segment_length=32, distance=3, evidence_fraction=0.5)
+    tokens, labels = generate_far_recall(config, count=200, seed=1)
+    assert tokens.shape == (200, 4 * 32 + 1) and config.length == 129
+    assert (tokens[:, -1] == config.sep_id).all() and (tokens[:, :-1] != config.sep_id).all()
+    is_label_token = tokens[:, :-1] < config.num_labels
+    assert not is_label_token[:, 32:].any()  # noise segments never show a label token
+    assert (is_label_token[:, :32].sum(dim=1) == 16).all()  # half of segment 0
+    assert (tokens[:, :32][is_label_token[:, :32]] == labels.repeat_interleave(16)).all()
+    assert set(labels.tolist()) == set(range(10))
+
+
+def test_generation_is_deterministic_and_distance_sets_the_length():
+    config = FarRecallConfig(segment_length=8, distance=2)
+    first, labels = generate_far_recall(config, 5, seed=3)
+    again, labels_again = generate_far_recall(config, 5, seed=3)
+    other, _ = generate_far_recall(config, 5, seed=4)
+    assert torch.equal(first, again) and torch.equal(labels, labels_again) and not torch.equal(first, other)
+    assert generate_far_recall(FarRecallConfig(segment_length=8, distance=5), 1, 0)[0].size(1) == 6 * 8 + 1
+    dataset = FarRecallDataset(config, 5, seed=3)
+    item = dataset[2]
+    assert (item["labels"][:-1] == IGNORE_INDEX).all() and item["labels"][-1] == labels[2]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(num_labels=1), "num_labels"),
+        (dict(vocab_size=11), "vocab_size"),
+        (dict(distance=-1), "distance"),
+        (dict(evidence_fraction=0.0), "evidence_fraction"),
+    ],
+)
+def test_bad_sizes_are_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        FarRecallConfig(**fields)
+
+
+def test_a_model_without_memory_cannot_see_the_evidence(tiny_xl):
+    """Changing segment 0 changes nothing for GPT-2 (skips unlabelled segments) or for a Transformer-XL whose memory
+    is shorter than the distance, and changes the Memoria Transformer's prediction."""
+    config = FarRecallConfig(vocab_size=21, segment_length=8, distance=2)
+    tokens, labels = generate_far_recall(config, 4, seed=0)
+    changed = tokens.clone()
+    changed[:, :8] = (changed[:, :8] + 1) % config.num_labels  # other labels in the evidence
+    target = torch.full_like(tokens, IGNORE_INDEX)
+    target[:, -1] = labels
+    gpt2 = dict(model_type="gpt2", vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2)
+    memoria = dict(
+        model_type="memoria_transformer",
+        vocab_size=21,
+        n_positions=8,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        num_working_memories=4,
+        num_reminded_stm=8,
+        stm_capacity=8,
+        ltm_search_depth=2,
+        num_final_ltms=4,
+    )
+    losses = {}
+    for name, fields in (("gpt2", gpt2), ("xl", {"model_type": "transformer_xl", **tiny_xl}), ("memoria", memoria)):
+        model = build_model(fields).eval()
+        with torch.no_grad():
+            losses[name] = [run_segments(model, ids, target, 8, train=False).loss.item() for ids in (tokens, changed)]
+    assert losses["gpt2"][0] == losses["gpt2"][1]
+    assert losses["xl"][0] == losses["xl"][1]  # mem_len 8: sees the last noise segment only
+    assert losses["memoria"][0] != losses["memoria"][1]
+
+
+def test_build_checks_the_vocabulary():
+    config = json.loads(Path("experiment/configs/far_recall/gpt2_tiny.json").read_text())
+    config["model"]["vocab_size"] = 8
+    with pytest.raises(ValueError, match="vocab_size"):
+        far_recall.build(config)
+
+
+def test_every_model_has_tiny_and_cpu_configs():
+    assert {path.stem for path in CONFIGS} == {
+        f"{m}_{s}" for m in ("memoria", "transformer_xl", "gpt2") for s in ("tiny", "cpu")
+    }
+    memoria = json.loads(Path("experiment/configs/far_recall/memoria_cpu.json").read_text())
+    xl = json.loads(Path("experiment/configs/far_recall/transformer_xl_cpu.json").read_text())
+    # the table's claim: Transformer-XL's memory is shorter than the distance to the evidence
+    assert xl["model"]["mem_len"] < memoria["data"]["distance"] * memoria["segment_length"]
+    assert memoria["model"].get("memory_init", "scaled") == "scaled"
+
+
+@pytest.mark.parametrize("config", [p for p in CONFIGS if p.stem.endswith("_tiny")], ids=lambda p: p.stem)
+def test_two_step_training_run_of_every_tiny_config(config, tmp_path):
+    overrides = [f"output_dir={tmp_path}", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+    metrics = train.main(["--config", str(config), "--override", *overrides])
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0 and metrics["test/loss"] > 0
+
+
+def test_engram_analysis_of_a_trained_model_writes_the_history_pictures_and_summary(tmp_path):
+    from experiment.scripts import engram_analysis
+
+    config = "experiment/configs/far_recall/memoria_tiny.json"
+    overrides = [
+        f"output_dir={tmp_path / 'run'}",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+    train.main(["--config", config, "--override", *overrides])
+    out = tmp_path / "analysis"
+    summary = engram_analysis.main(
+        [
+            "--model",
+            str(tmp_path / "run" / "model"),
+            "--config",
+            config,
+            "--documents",
+            "3",
+            "--batch",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert {p.name for p in out.iterdir()} == {
+        "history.gz",
+        "timeline.png",
+        "timeline.gif",
+        "analysis.png",
+        "summary.json",
+    }
+    assert json.loads((out / "summary.json").read_text()) == summary
+    distance = json.loads(Path(config).read_text())["data"]["distance"]
+    assert summary["stream_steps_row0"] == 3 * (distance + 2) - 1  # every segment of the stream but the first
+    assert list(summary["mean_lifespan_at_sep_by_part"]) == ["evidence"] + [
+        f"noise {i}" for i in range(1, distance + 1)
+    ]
+    # the last-created engrams have aged one step from the initial lifespan and gained what the [SEP] step gave them
+    assert all(value > 0 for value in summary["mean_lifespan_at_sep_by_part"].values())
+    assert 0.0 <= summary["accuracy_reset_per_document"] <= 1.0 and 0.0 <= summary["stream_accuracy"] <= 1.0
+    from memoria import HistoryManager
+
+    assert len(HistoryManager.load(str(out / "history.gz"))) == summary["stream_steps_row0"]
