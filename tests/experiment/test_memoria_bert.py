@@ -139,3 +139,63 @@ def test_loads_plain_bert_weights(tmp_path):
     assert 0.7 * hidden**-0.5 < model.bert.abstractor.query_embeddings.std() < 1.3 * hidden**-0.5
     paper = MemoriaBertForSequenceClassification.from_pretrained(tmp_path, **MEMORY, memory_init="paper")
     assert 0.01 < paper.bert.abstractor.query_embeddings.std() < 0.03
+
+
+def _call_order(model: MemoriaBertForSequenceClassification, segments_: list[torch.Tensor]) -> list[str]:
+    """Names of the modules of the last memory layer in the order they ran on the last segment."""
+    layer = model.bert.encoder.layer[-1]
+    block = model.bert.memory_blocks[-1]
+    order: list[str] = []
+    watched = {
+        "self-attention": layer.attention,
+        "memory cross-attention": block.cross_attention,
+        "feed-forward": layer.intermediate,
+        "feed-forward output": layer.output,
+    }
+    hooks = [m.register_forward_hook(lambda *_, n=name: order.append(n)) for name, m in watched.items()]
+    with torch.no_grad():
+        for segment in segments_:
+            order.clear()
+            model(segment)
+    for hook in hooks:
+        hook.remove()
+    return order
+
+
+def test_memory_attention_sits_between_self_attention_and_feed_forward_as_in_the_authors_model():
+    torch.manual_seed(0)
+    segs = segments()
+    inside = _call_order(tiny_model(), segs)
+    # working pass then reminded pass, both after the layer's self-attention and before its feed-forward
+    assert inside == [
+        "self-attention",
+        "memory cross-attention",
+        "memory cross-attention",
+        "feed-forward",
+        "feed-forward output",
+    ]
+    after = _call_order(tiny_model(memory_placement="after"), segs)
+    assert after == [
+        "self-attention",
+        "feed-forward",
+        "feed-forward output",
+        "memory cross-attention",
+        "memory cross-attention",
+    ]
+
+
+def test_inside_placement_is_post_norm_and_changes_the_output_with_the_memory():
+    torch.manual_seed(0)
+    model = tiny_model()
+    captured = {}
+    block = model.bert.memory_blocks[-1]
+    block.register_forward_hook(lambda m, i, o: captured.update(out=o.hidden_states))
+    with torch.no_grad():
+        for segment in segments():
+            model(segment)
+    out = captured["out"]
+    # post-norm: what leaves the block is layer-normed (unit gain and zero bias at initialisation)
+    torch.testing.assert_close(out.mean(-1), torch.zeros(out.shape[:-1]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(out.shape[:-1]), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="memory_placement"):
+        tiny_model(memory_placement="before")
