@@ -142,3 +142,18 @@ SMALL_CONFIGS = sorted(
 def test_every_small_config_runs_on_one_thread(config):
     # at torch's default thread count a tiny run on a busy 2-core machine went ~40x slower than on one thread
     assert load_config(str(config))["num_threads"] == 1
+
+
+PAPER_MEMORY_CONFIGS = [
+    "experiment/configs/sorting/memoria.json",
+    *(f"experiment/configs/language_modeling/{name}_memoria.json" for name in ("wikitext103", "enwik8", "pg19")),
+    *(f"experiment/configs/classification/hyperpartisan_memoria_{name}.json" for name in ("bert", "roberta")),
+]
+
+
+@pytest.mark.parametrize("config", PAPER_MEMORY_CONFIGS)
+def test_paper_size_configs_state_the_authors_memory_initialisation(config):
+    model = load_config(config)["model"]
+    assert model["memory_init"] == "paper"
+    if "classification" in config:
+        assert model["memory_placement"] == "inside"
