@@ -5,8 +5,8 @@
 
 ``--batch`` rows each read ``--documents`` test documents twice. First as trained, the memory reset per document:
 ``summary.json`` gets the label accuracy and, per part of a document (evidence segment, noise segments), the mean
-lifespan left at ``[SEP]`` by the engrams made from it; the lifespan grows with the attention an engram receives, so
-this says which memories the model keeps. Then as one stream per row without resets, so that a row's history spans
+lifespan the engrams made from it gain at ``[SEP]``: the gain is the attention an engram receives, scaled so that
+uniform attention gives ``lifespan_extend_scale``, so this says which memories the model reads and keeps. Then as one stream per row without resets, so that a row's history spans
 ``documents * (distance + 2)`` memory steps: for row 0 the script writes the history (``history.gz``,
 ``HistoryManager.save``) and ``memoria.visualize``'s pictures (``timeline.png``, ``timeline.gif``, ``analysis.png``:
 types alive, survival and reminding by creation step, temporal contiguity), and ``summary.json`` gets the stream's
@@ -39,8 +39,8 @@ def part_names(distance: int) -> list[str]:
 def read_documents(model, tokens: torch.Tensor, labels: torch.Tensor, segment_length: int, reset: bool) -> float:
     """Feed documents [Docs, Batch, Length] segment by segment; ``reset``: forget between documents (as trained),
     else each batch row reads its documents as one stream. Returns the label accuracy and, with ``reset``, per
-    document the last step's lifespans [Batch, Steps] of the engrams by creation step (NaN where none is left)."""
-    state, correct, lifespans = None, 0, []
+    document the lifespan gained at ``[SEP]`` [Batch, Steps] by the engrams of each creation step."""
+    state, correct, gains = None, 0, []
     for document, document_labels in zip(tokens, labels):
         if reset:
             model.reset_memory()
@@ -50,17 +50,27 @@ def read_documents(model, tokens: torch.Tensor, labels: torch.Tensor, segment_le
             state = output.memory_hidden_states
         correct += int((output.logits[:, -1].argmax(-1) == document_labels).sum())
         if reset:
-            lifespans.append(torch.stack([lifespan_by_creation_step(history) for history in model.memoria.history]))
-    return correct / labels.numel(), lifespans
+            gains.append(
+                torch.stack([gain_at_last_step_by_creation_step(history) for history in model.memoria.history])
+            )
+    return correct / labels.numel(), gains
 
 
-def lifespan_by_creation_step(history: HistoryManager) -> torch.Tensor:
-    """Mean remaining lifespan at the last step of the engrams created at each step: [Steps] (NaN: none left)."""
-    last = history.step(len(history) - 1)
+def gain_at_last_step_by_creation_step(history: HistoryManager) -> torch.Tensor:
+    """Mean lifespan gained at the last step by the engrams created at each step: [Steps] (NaN: none there).
+
+    Every engram loses 1 per step and a reminded one gains ``attention share * reminded * lifespan_extend_scale``,
+    so with uniform attention each reminded engram gains ``lifespan_extend_scale``; more means the model looked at
+    it more than at the average memory."""
+    last, previous = history.step(len(history) - 1), history.step(len(history) - 2)
+    before = dict(zip(previous.ids.tolist(), previous.lifespan.tolist()))
     created_at = history.engram_creation_times
-    steps = torch.tensor([created_at[int(i)] for i in last.ids], dtype=torch.long)
-    totals = torch.zeros(len(history), dtype=torch.float64).index_add_(0, steps, last.lifespan.double())
-    counts = torch.bincount(steps, minlength=len(history)).double()
+    totals = torch.zeros(len(history), dtype=torch.float64)
+    counts = torch.zeros(len(history), dtype=torch.float64)
+    for engram_id, lifespan in zip(last.ids.tolist(), last.lifespan.tolist()):
+        if engram_id in before:
+            totals[created_at[engram_id]] += lifespan - before[engram_id] + 1.0
+            counts[created_at[engram_id]] += 1
     return (totals / torch.where(counts > 0, counts, torch.nan)).float()
 
 
@@ -99,8 +109,8 @@ def analyse(model_dir: str, config_path: str, documents: int, batch: int, out: s
 
     # As trained: memory reset per document. History step i is the adjust of segment i + 1, whose working memories
     # summarise segment i, so the engrams created at step i come from part i of the document.
-    accuracy, lifespans = read_documents(model, tokens, labels, set_config.segment_length, reset=True)
-    per_part = torch.cat(lifespans).nanmean(dim=0)  # (Steps,)
+    accuracy, gains = read_documents(model, tokens, labels, set_config.segment_length, reset=True)
+    per_part = torch.cat(gains).nanmean(dim=0)  # (Steps,) NaN for the working memories made at [SEP]
     # Stream: the same documents without resets, for a history long enough for the curves.
     model.reset_memory()
     stream_accuracy, _ = read_documents(model, tokens, labels, set_config.segment_length, reset=False)
@@ -117,7 +127,10 @@ def analyse(model_dir: str, config_path: str, documents: int, batch: int, out: s
     summary = {
         "documents": documents * batch,
         "accuracy_reset_per_document": accuracy,
-        "mean_lifespan_at_sep_by_part": {names[i]: float(per_part[i]) for i in range(per_part.numel())},
+        "lifespan_extend_scale": model.config.lifespan_extend_scale,
+        "lifespan_gained_at_sep_by_part": {
+            names[i]: float(per_part[i]) for i in range(per_part.numel()) if not per_part[i].isnan()
+        },
         "stream_steps_row0": len(history),
         "stream_accuracy": stream_accuracy,
         "stream_alive_at_end_by_part_row0": {
