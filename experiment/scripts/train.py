@@ -137,6 +137,8 @@ def train(config: dict[str, Any]) -> dict[str, float]:
     # our checkpoints carry the memory state (plain tensors and dicts), so they are loaded with weights_only=False
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=False if resume else None)
     if trainer.is_global_zero:
+        if getattr(task, "segment_length", None):  # what generate() reads a text in, as in training
+            task.model.config.segment_length = task.segment_length
         task.model.save_pretrained(output_dir / "model")
     metrics: dict[str, float] = {}
     if config.get("test_after_fit", True):
