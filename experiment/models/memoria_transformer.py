@@ -24,7 +24,7 @@ from memoria import Abstractor, Memoria
 from .lm_head import TiedLMHeadMixin, init_gpt2_style
 from .memoria_generation import MemoriaGenerationCache, SegmentMemory
 from .memory_blocks import MemoryBlock, lifespan_delta
-from .memory_state import load_memory_state_dict, memory_state_dict
+from .memory_state import load_memory, load_memory_state_dict, memory_state_dict, save_memory
 
 
 class MemoriaTransformerConfig(PretrainedConfig):
@@ -400,6 +400,18 @@ class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTraine
 
     def load_memory_state_dict(self, state: dict[str, Any]) -> None:
         load_memory_state_dict(self.memoria, state)
+
+    def save_memory(self, directory: str, memory_hidden_states: Optional[torch.Tensor] = None) -> str:
+        """Write the memory held now (and the ``memory_hidden_states`` [Batch, Length, Dim] the caller carries, if
+        given) to ``directory/memory_state.pt``, e.g. beside ``save_pretrained``'s files, which never hold it: it is
+        the state of the texts being read, not weights. Returns the file's path."""
+        return str(save_memory(self.memoria, directory, memory_hidden_states))
+
+    def load_memory(self, directory: str) -> Optional[torch.Tensor]:
+        """Restore the memory written by :meth:`save_memory` (onto this model's device); returns the saved
+        ``memory_hidden_states`` (None if none were saved), to pass with the next segment."""
+        hidden = load_memory(self.memoria, directory, map_location=self.device)
+        return None if hidden is None else hidden.to(self.device)
 
     def forward(
         self,
