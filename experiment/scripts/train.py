@@ -137,8 +137,9 @@ def train(config: dict[str, Any]) -> dict[str, float]:
     # our checkpoints carry the memory state (plain tensors and dicts), so they are loaded with weights_only=False
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=False if resume else None)
     if trainer.is_global_zero:
-        if getattr(task, "segment_length", None):  # what generate() reads a text in, as in training
-            task.model.config.segment_length = task.segment_length
+        segment_length = config.get("segment_length") or config.get("data", {}).get("segment_length")
+        if segment_length:  # generate() then reads a text in the segments the model was trained on
+            task.model.config.segment_length = segment_length
         task.model.save_pretrained(output_dir / "model")
     metrics: dict[str, float] = {}
     if config.get("test_after_fit", True):

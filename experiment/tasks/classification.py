@@ -40,7 +40,7 @@ from transformers import (
 from experiment.data import hyperpartisan
 from experiment.data.long_range import CLS_ID, PAD_ID, SEP_ID, LongRangeConfig, generate_documents
 from experiment.models import register_model
-from experiment.tasks.base import SegmentedTask, reset_model_memory
+from experiment.tasks.base import SegmentedTask, optimizer_options, reset_model_memory
 
 for _config, _model in (
     (BertConfig, BertForSequenceClassification),
@@ -350,7 +350,7 @@ class ClassificationTask(SegmentedTask):
 
 def build(config: Dict[str, Any]) -> Tuple[ClassificationTask, ClassificationDataModule]:
     """The task's entry point for experiment.scripts.train / eval."""
-    optimizer = config.get("optimizer", {})
+    optimizer = optimizer_options(config)
     task = ClassificationTask(
         config["model"],
         config.get("segment_length", 512),
