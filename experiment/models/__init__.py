@@ -19,6 +19,7 @@ from typing import Any, Optional
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
     PretrainedConfig,
@@ -104,5 +105,11 @@ from .compressive_transformer import CompressiveTransformerConfig, CompressiveTr
 register_model(
     CompressiveTransformerConfig, CompressiveTransformerLMHeadModel, state_argument="compressive_mems", save_code=True
 )
-from . import memoria_bert  # noqa: E402,F401  (registers itself)
-from . import memoria_roberta  # noqa: E402,F401  (registers itself)
+from .memoria_bert import MemoriaBertConfig, MemoriaBertForSequenceClassification  # noqa: E402
+from .memoria_roberta import MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification  # noqa: E402
+
+for _config, _model in (
+    (MemoriaBertConfig, MemoriaBertForSequenceClassification),
+    (MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification),
+):
+    register_model(_config, _model, None, auto_class=AutoModelForSequenceClassification, save_code=True)
