@@ -87,6 +87,12 @@ def test_sampling_is_reproducible_after_reset_memory(model):
     assert not torch.equal(runs[0], other)
 
 
+def test_config_answers_to_the_names_generation_reads(model):
+    config = model.config
+    assert (config.num_hidden_layers, config.num_attention_heads, config.hidden_size) == (2, 2, 16)
+    assert model.can_generate()
+
+
 def test_bad_generation_arguments_are_named(model):
     tokens = torch.randint(0, 21, (1, 4))
     with pytest.raises(ValueError, match="attention_mask"):
