@@ -73,6 +73,23 @@ def test_cache_fed_token_by_token_matches_whole_segments(model):
     assert model.memoria.timestep == 3
 
 
+def test_generate_continues_from_a_returned_cache(model):
+    prompt = torch.randint(0, 21, (2, 11))
+    model.reset_memory()
+    torch.manual_seed(1)  # the same tie-break draws in both runs
+    whole = model.generate(prompt, max_new_tokens=20, do_sample=False, segment_length=SEGMENT)
+    model.reset_memory()
+    torch.manual_seed(1)
+    first = model.generate(
+        prompt, max_new_tokens=9, do_sample=False, segment_length=SEGMENT, return_dict_in_generate=True
+    )
+    assert first.cache.get_seq_length() == 19  # the last token chosen is read by the next call
+    rest = model.generate(
+        first.sequences, cache=first.cache, max_new_tokens=11, do_sample=False, segment_length=SEGMENT
+    )
+    assert torch.equal(rest, whole)
+
+
 def test_sampling_is_reproducible_after_reset_memory(model):
     prompt = torch.randint(0, 21, (2, 11))
     runs = []
