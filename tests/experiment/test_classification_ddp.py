@@ -26,6 +26,7 @@ def test_two_process_ddp_logs_the_f1_of_all_test_documents(tmp_path):
         "trainer.devices=2",
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
+        "trainer.num_sanity_val_steps=0",
         "wandb=false",
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
