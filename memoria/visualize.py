@@ -3,7 +3,7 @@
 Timeline: one column per step, one cell per live engram (long-term at the bottom, then short-term, then working,
 each in memory-slot order), coloured by type and shaded by remaining lifespan (pale = about to die).
 
-Needs matplotlib (``pip install memoria-pytorch[plot]``); ``memoria`` itself does not.
+Needs matplotlib (``pip install memoria-pytorch[visualize]``); ``memoria`` itself does not.
 
     python -m memoria.visualize HISTORY_FILE --out DIR       # HISTORY_FILE written by HistoryManager.save
 """
@@ -33,7 +33,7 @@ def _pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError as error:  # matplotlib is an optional extra
         raise ImportError(
-            "memoria.visualize needs matplotlib: pip install matplotlib (or memoria-pytorch[plot])"
+            "memoria.visualize needs matplotlib: pip install matplotlib (or memoria-pytorch[visualize])"
         ) from error
     return plt
 

@@ -1,4 +1,4 @@
-"""The README's commands and examples run as written."""
+"""The README's and the tutorial's examples run as written and show what they print."""
 
 import os
 import re
@@ -25,17 +25,22 @@ def test_tutorial_script_prints_the_seed_values():
     assert "tensor([], size=(2, 0, 64))" in out.stdout and "<EngramType.SHORTTERM: 2>" in out.stdout
 
 
-def test_readme_tutorial_shows_what_the_script_prints():
-    readme = (ROOT / "README.md").read_text()
-    assert SEED_STEP_6 in readme and SEED_STEP_6_LIFESPAN in readme
+def test_tutorial_page_shows_what_the_script_prints_step_by_step():
+    tutorial = (ROOT / "docs" / "tutorial.md").read_text()
+    assert SEED_STEP_6 in tutorial and SEED_STEP_6_LIFESPAN in tutorial
+    steps = re.findall(r"^\*\*(\d)(?:-(\d))?\. ", tutorial, flags=re.M)
+    assert [first for first, _ in steps] == ["1", "3", "4", "5", "6", "7"]  # "1-2" opens, as in the script
 
 
-def test_readme_model_example_is_the_tested_file_and_runs():
-    readme = (ROOT / "README.md").read_text()
-    example = (ROOT / "examples" / "model_loop.py").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert example in blocks, "README's model example must be examples/model_loop.py verbatim"
-    out = subprocess.run([sys.executable, "examples/model_loop.py"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+@pytest.mark.parametrize("page, example", [("README.md", "quickstart.py"), ("docs/tutorial.md", "model_loop.py")])
+def test_page_examples_are_the_tested_files_and_run(page, example):
+    text = (ROOT / page).read_text()
+    code = (ROOT / "examples" / example).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert code in blocks, f"{page}'s example must be examples/{example} verbatim"
+    out = subprocess.run(
+        [sys.executable, f"examples/{example}"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "Engrams(batch_size=2" in out.stdout
 

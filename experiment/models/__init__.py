@@ -5,6 +5,12 @@ Each entry names the config class, the model class, the ``transformers`` Auto cl
 output attribute of the same name is passed back in with the next segment; None for a model without memory).
 A model with a ``reset_memory()`` method is also reset between examples. A new model registers itself with one
 :func:`register_model` call at the end of its module and one import line at the end of this file.
+
+A model registered with ``save_code=True`` writes its code beside its weights (``save_pretrained`` copies the module
+and its relative imports and sets ``auto_map`` in ``config.json``), so that
+``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`` loads it in a process that never imported
+``experiment`` (the ``memoria`` package must be installed). Such a module imports its siblings relatively only and
+is registered here rather than at its own end.
 """
 
 from dataclasses import dataclass
@@ -13,6 +19,7 @@ from typing import Any, Optional
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
     PretrainedConfig,
@@ -35,9 +42,16 @@ def register_model(
     model_class: type[PreTrainedModel],
     state_argument: Optional[str],
     auto_class: Optional[Any] = AutoModelForCausalLM,
+    save_code: bool = False,
 ) -> None:
-    """Add a model to :data:`MODEL_REGISTRY` and, unless ``transformers`` knows it already, to the Auto classes."""
+    """Add a model to :data:`MODEL_REGISTRY` and, unless ``transformers`` knows it already, to the Auto classes;
+    with ``save_code``, ``save_pretrained`` also saves the model's code (see the module docstring)."""
     model_type = config_class.model_type
+    if save_code:
+        if auto_class is None:
+            raise ValueError(f"{model_type}: save_code needs the auto_class that is to load the saved code")
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class(auto_class.__name__)
     MODEL_REGISTRY[model_type] = ModelSpec(config_class, model_class, state_argument)
     try:
         AutoConfig.register(model_type, config_class)
@@ -82,8 +96,20 @@ from .memoria_transformer import MemoriaTransformerConfig, MemoriaTransformerLMH
 from .transformer_xl import TransformerXLConfig, TransformerXLLMHeadModel  # noqa: E402
 
 register_model(GPT2Config, GPT2LMHeadModel, state_argument=None, auto_class=None)
-register_model(MemoriaTransformerConfig, MemoriaTransformerLMHeadModel, state_argument="memory_hidden_states")
-register_model(TransformerXLConfig, TransformerXLLMHeadModel, state_argument="mems")
-from . import compressive_transformer  # noqa: E402,F401  (registers itself)
-from . import memoria_bert  # noqa: E402,F401  (registers itself)
-from . import memoria_roberta  # noqa: E402,F401  (registers itself)
+register_model(
+    MemoriaTransformerConfig, MemoriaTransformerLMHeadModel, state_argument="memory_hidden_states", save_code=True
+)
+register_model(TransformerXLConfig, TransformerXLLMHeadModel, state_argument="mems", save_code=True)
+from .compressive_transformer import CompressiveTransformerConfig, CompressiveTransformerLMHeadModel  # noqa: E402
+
+register_model(
+    CompressiveTransformerConfig, CompressiveTransformerLMHeadModel, state_argument="compressive_mems", save_code=True
+)
+from .memoria_bert import MemoriaBertConfig, MemoriaBertForSequenceClassification  # noqa: E402
+from .memoria_roberta import MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification  # noqa: E402
+
+for _config, _model in (
+    (MemoriaBertConfig, MemoriaBertForSequenceClassification),
+    (MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification),
+):
+    register_model(_config, _model, None, auto_class=AutoModelForSequenceClassification, save_code=True)

@@ -230,8 +230,3 @@ class CompressiveTransformerLMHeadModel(TiedLMHeadMixin, CompressiveTransformerP
             output.loss = output.lm_loss + self.config.reconstruction_loss_weight * output.reconstruction_loss
         output.logits = logits
         return output
-
-
-from . import register_model  # noqa: E402
-
-register_model(CompressiveTransformerConfig, CompressiveTransformerLMHeadModel, state_argument="compressive_mems")

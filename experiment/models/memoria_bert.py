@@ -19,16 +19,18 @@ import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig
+from transformers import AutoModel, BertConfig
 from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, BertPooler, BertPreTrainedModel
 from transformers.utils import ModelOutput
 
-from experiment.models import register_model
-from experiment.models.memory_blocks import MEMORY_INIT_SCHEMES, MemoryBlock, abstractor_init_stds, lifespan_delta
-from experiment.models.memory_state import load_memory_state_dict, memory_state_dict
 from memoria import Abstractor, Memoria
+
+# relative imports only, and registered in experiment/models/__init__.py: save_pretrained copies this module and its
+# siblings beside the weights, where they load without the experiment package
+from .memory_blocks import MEMORY_INIT_SCHEMES, MemoryBlock, abstractor_init_stds, lifespan_delta
+from .memory_state import load_memory_state_dict, memory_state_dict
 
 MEMORY_PLACEMENTS = ("inside", "after")
 
@@ -297,7 +299,4 @@ class MemoriaBertForSequenceClassification(MemoryHolderMixin, MemoriaBertPreTrai
         return MemoriaSequenceClassifierOutput(classification_loss(logits, labels), logits, outputs.reminded_indices)
 
 
-register_model(
-    MemoriaBertConfig, MemoriaBertForSequenceClassification, None, auto_class=AutoModelForSequenceClassification
-)
 AutoModel.register(MemoriaBertConfig, MemoriaBertModel, exist_ok=True)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 from huggingface_hub.dataclasses import strict
-from transformers import AutoModel, AutoModelForSequenceClassification
+from transformers import AutoModel
 from transformers.models.roberta.modeling_roberta import (
     RobertaClassificationHead,
     RobertaEmbeddings,
@@ -17,8 +17,7 @@ from transformers.models.roberta.modeling_roberta import (
     RobertaPreTrainedModel,
 )
 
-from experiment.models import register_model
-from experiment.models.memoria_bert import (
+from .memoria_bert import (
     AbstractorInitMixin,
     MemoriaBertConfig,
     MemoriaEncoderMixin,
@@ -99,7 +98,4 @@ class MemoriaRobertaForSequenceClassification(MemoryHolderMixin, MemoriaRobertaP
         return MemoriaSequenceClassifierOutput(classification_loss(logits, labels), logits, outputs.reminded_indices)
 
 
-register_model(
-    MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification, None, auto_class=AutoModelForSequenceClassification
-)
 AutoModel.register(MemoriaRobertaConfig, MemoriaRobertaModel, exist_ok=True)

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, PretrainedConfig, PreTrainedModel
+from transformers import GenerationMixin, GPT2Config, GPT2LMHeadModel, PretrainedConfig, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.pytorch_utils import Conv1D
 from transformers.utils import ModelOutput
@@ -22,8 +22,9 @@ from transformers.utils import ModelOutput
 from memoria import Abstractor, Memoria
 
 from .lm_head import TiedLMHeadMixin, init_gpt2_style
+from .memoria_generation import MemoriaGenerationCache, SegmentMemory
 from .memory_blocks import MEMORY_INIT_SCHEMES, MemoryBlock, abstractor_init_stds, lifespan_delta
-from .memory_state import load_memory_state_dict, memory_state_dict
+from .memory_state import load_memory, load_memory_state_dict, memory_state_dict, save_memory
 
 
 class MemoriaTransformerConfig(PretrainedConfig):
@@ -41,6 +42,9 @@ class MemoriaTransformerConfig(PretrainedConfig):
     """
 
     model_type = "memoria_transformer"
+    # the names transformers' generation and tooling read; not max_position_embeddings: n_positions bounds a
+    # segment, not the text
+    attribute_map = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head"}
 
     def __init__(
         self,
@@ -118,6 +122,7 @@ class MemoriaTransformerOutput(ModelOutput):
     memory_hidden_states: Optional[torch.Tensor] = None
     reminded_indices: Optional[torch.Tensor] = None
     lifespan_delta: Optional[torch.Tensor] = None
+    cache: Optional[MemoriaGenerationCache] = None
 
 
 class CausalSelfAttention(nn.Module):
@@ -140,6 +145,26 @@ class CausalSelfAttention(nn.Module):
         context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)  # (B, H, L, hd)
         context = context.transpose(1, 2).reshape(batch, length, dim)  # (B, L, D)
         return self.resid_dropout(self.c_proj(context))
+
+    def forward_cached(
+        self, hidden: torch.Tensor, past: Optional[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """[Batch, Length, Dim] new tokens after the segment's ``past`` keys and values ([Batch, Heads, Past,
+        HeadDim] each, or None) -> output [Batch, Length, Dim] and the keys and values of past and new tokens."""
+        batch, length, dim = hidden.shape
+        q, k, v = self.c_attn(hidden).split(dim, dim=-1)
+        q, k, v = (t.view(batch, length, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, H, L, hd)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, H, P + L, hd)
+        past_length = k.size(2) - length
+        dropout = self.attn_pdrop if self.training else 0.0
+        if past_length == 0:
+            context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        else:  # new token i sits at position past_length + i and sees keys up to there
+            mask = torch.ones(length, k.size(2), dtype=torch.bool, device=hidden.device).tril(diagonal=past_length)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch, length, dim)  # (B, L, D)
+        return self.resid_dropout(self.c_proj(context)), (k, v)
 
 
 class MLP(nn.Module):
@@ -180,6 +205,21 @@ class MemoriaTransformerBlock(nn.Module):
         hidden = memory_output.hidden_states
         hidden = hidden + self.mlp(self.ln_2(hidden))
         return hidden, memory_output.reminded_attention
+
+    def forward_cached(
+        self,
+        hidden: torch.Tensor,
+        past: Optional[tuple[torch.Tensor, torch.Tensor]],
+        memory: SegmentMemory,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`forward` for new tokens [Batch, Length, Dim] of a segment whose earlier tokens' keys and values
+        are ``past``; also returns the updated keys and values."""
+        attended, present = self.attn.forward_cached(self.ln_1(hidden), past)
+        hidden = hidden + attended
+        memory_output = self.memory(hidden, memory.working, memory.reminded, memory.reminded_mask)
+        hidden = memory_output.hidden_states
+        hidden = hidden + self.mlp(self.ln_2(hidden))
+        return hidden, memory_output.reminded_attention, present
 
 
 class MemoriaTransformerPreTrainedModel(PreTrainedModel):
@@ -278,9 +318,71 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
             lifespan_delta=delta,
         )
 
+    def forward_cached(self, input_ids: torch.Tensor, cache: MemoriaGenerationCache) -> torch.Tensor:
+        """Read ``input_ids`` [Batch, Length] (any length) after what ``cache`` has read; returns the final hidden
+        states [Batch, Length, Dim] and updates ``cache`` and the memory.
 
-class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTrainedModel):
-    """Memoria Transformer with a tied language-model head."""
+        The tokens fill the current segment; at each segment boundary the memory advances exactly as
+        :meth:`forward` does for consecutive segments: the finished segment's lifespan gains are applied, and the
+        next segment adds its working memories (the abstracted finished segment) and reminds.
+        """
+        if cache.segment_length > self.config.n_positions:
+            raise ValueError(
+                f"segment_length {cache.segment_length} is longer than n_positions={self.config.n_positions}"
+            )
+        pieces, start, length = [], 0, input_ids.size(1)
+        while start < length:
+            if cache.filled == 0:
+                cache.start_segment(len(self.h), self._read_memory(cache.previous_hidden))
+            take = min(length - start, cache.segment_length - cache.filled)
+            positions = torch.arange(cache.filled, cache.filled + take, device=input_ids.device)
+            hidden = self.drop(self.wte(input_ids[:, start : start + take]) + self.wpe(positions))  # (B, T, D)
+            for layer, block in enumerate(self.h):
+                hidden, attention, cache.key_values[layer] = block.forward_cached(
+                    hidden, cache.key_values[layer], cache.memory
+                )
+                if attention is not None:
+                    cache.reminded_attentions[layer].append(attention)
+            hidden = self.ln_f(hidden)
+            pieces.append(hidden)
+            cache.segment_hidden.append(hidden.detach())
+            cache.seen_tokens += take
+            start += take
+            if cache.filled == cache.segment_length:
+                self._finish_segment(cache)
+        return torch.cat(pieces, dim=1)
+
+    def _read_memory(self, previous_hidden: Optional[torch.Tensor]) -> SegmentMemory:
+        """Working memories from the previous segment [Batch, Length, Dim], added to Memoria, then remind."""
+        if previous_hidden is None:
+            return SegmentMemory()
+        working = self.abstractor(previous_hidden)  # (B, W, D)
+        self.memoria.add_working_memory(working)
+        reminded, indices = self.memoria.remind()  # (B, R, D), (B, R)
+        return SegmentMemory(working, reminded.detach().to(working.dtype), indices >= 0, indices)
+
+    def _finish_segment(self, cache: MemoriaGenerationCache) -> None:
+        """Apply the complete segment's lifespan gains and keep its hidden states for the next segment."""
+        indices = cache.memory.reminded_indices
+        if indices is not None:
+            attentions = [torch.cat(layer, dim=2) for layer in cache.reminded_attentions if layer]  # (B, H, S, R)
+            if attentions:
+                delta = lifespan_delta(attentions, self.config.lifespan_extend_scale)
+            else:
+                delta = torch.zeros(indices.shape, device=cache.segment_hidden[0].device)
+            self.memoria.adjust_lifespan_and_memories(indices, delta)
+        cache.previous_hidden = torch.cat(cache.segment_hidden, dim=1)
+        cache.start_segment(len(self.h), SegmentMemory())
+
+
+class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTrainedModel, GenerationMixin):
+    """Memoria Transformer with a tied language-model head.
+
+    ``generate()`` reads the prompt segment by segment through the memory and continues it (greedy or sampled;
+    see :meth:`forward` with ``use_cache``). It continues the memory as it is: call :meth:`reset_memory` first to
+    start a new text. ``segment_length`` (a ``generate`` argument) defaults to ``config.segment_length`` (written
+    by ``experiment.scripts.train``) or ``n_positions``.
+    """
 
     def __init__(self, config: MemoriaTransformerConfig) -> None:
         super().__init__(config)
@@ -307,18 +409,82 @@ class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTraine
     def load_memory_state_dict(self, state: dict[str, Any]) -> None:
         load_memory_state_dict(self.memoria, state)
 
+    def save_memory(self, directory: str, memory_hidden_states: Optional[torch.Tensor] = None) -> str:
+        """Write the memory held now (and the ``memory_hidden_states`` [Batch, Length, Dim] the caller carries, if
+        given) to ``directory/memory_state.pt``, e.g. beside ``save_pretrained``'s files, which never hold it: it is
+        the state of the texts being read, not weights. Returns the file's path."""
+        return str(save_memory(self.memoria, directory, memory_hidden_states))
+
+    def load_memory(self, directory: str) -> Optional[torch.Tensor]:
+        """Restore the memory written by :meth:`save_memory` (onto this model's device); returns the saved
+        ``memory_hidden_states`` (None if none were saved), to pass with the next segment."""
+        hidden = load_memory(self.memoria, directory, map_location=self.device)
+        return None if hidden is None else hidden.to(self.device)
+
     def forward(
         self,
         input_ids: torch.Tensor,
         memory_hidden_states: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        cache: Optional[MemoriaGenerationCache] = None,
+        use_cache: Optional[bool] = None,
+        segment_length: Optional[int] = None,
+        past_key_values: Optional[MemoriaGenerationCache] = None,
+        return_dict: Optional[bool] = None,
     ) -> MemoriaTransformerOutput:
         """Run one segment; see :meth:`MemoriaTransformerModel.forward`. ``labels`` [Batch, Length] follow the
-        ``transformers`` convention (shifted inside, -100 ignored)."""
-        output = self.transformer(input_ids, memory_hidden_states)
-        logits, output.loss = self.lm_logits_and_loss(output.last_hidden_state, labels)  # (B, L, V)
-        output.logits = logits
-        return output
+        ``transformers`` convention (shifted inside, -100 ignored).
+
+        With ``use_cache=True`` or a ``cache`` (``past_key_values`` is its older name), ``input_ids`` [Batch, Length]
+        of any length continue the text that ``cache`` has read (a new one without it), segment by segment of
+        ``segment_length`` tokens through the memory (:meth:`MemoriaTransformerModel.forward_cached`); the returned
+        ``output.cache`` goes with the next tokens. ``memory_hidden_states`` then stands for a segment read before
+        the cache started. ``attention_mask`` [Batch, Length] must be all ones: padding is not supported.
+        """
+        if past_key_values is not None:
+            if cache is not None:
+                raise ValueError("pass the generation cache as cache or as past_key_values, not both")
+            cache = past_key_values
+        if cache is not None and not isinstance(cache, MemoriaGenerationCache):
+            raise TypeError(f"cache must be a MemoriaGenerationCache (output.cache), got {type(cache).__name__}")
+        if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
+            raise ValueError("input_ids must be a [Batch, Length] tensor of token ids")
+        if attention_mask is not None and not bool((attention_mask == 1).all()):
+            raise ValueError("attention_mask has padding (zeros); this model reads unpadded text only")
+        if cache is None and not use_cache:
+            output = self.transformer(input_ids, memory_hidden_states)
+            logits, output.loss = self.lm_logits_and_loss(output.last_hidden_state, labels)  # (B, L, V)
+            output.logits = logits
+            return output
+
+        segment_length = segment_length or getattr(self.config, "segment_length", None) or self.config.n_positions
+        if cache is None:
+            cache = MemoriaGenerationCache(segment_length)
+            if memory_hidden_states is not None:
+                cache.previous_hidden = memory_hidden_states.detach()
+        elif cache.segment_length != segment_length:
+            raise ValueError(f"segment_length {segment_length} differs from the cache's {cache.segment_length}")
+        hidden = self.transformer.forward_cached(input_ids, cache)  # (B, L, D)
+        logits, loss = self.lm_logits_and_loss(hidden, labels)  # (B, L, V)
+        return MemoriaTransformerOutput(
+            loss=loss,
+            logits=logits,
+            last_hidden_state=hidden,
+            memory_hidden_states=cache.previous_hidden,
+            cache=cache,
+        )
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # forward makes its own cache (MemoriaGenerationCache)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """``transformers`` generation (greedy or sampling) through the memory; see the class docstring."""
+        num_beams = kwargs.get("num_beams") or getattr(kwargs.get("generation_config"), "num_beams", None) or 1
+        if num_beams > 1:
+            raise ValueError("num_beams > 1: beam search is not supported (the memory cannot follow reordered beams)")
+        return super().generate(*args, **kwargs)
 
     @classmethod
     def from_gpt2(cls, path: str, **memory_config: Any) -> "MemoriaTransformerLMHeadModel":

@@ -36,6 +36,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from transformers.utils import logging as transformers_logging
+
+from experiment.scripts.console import ParameterSummary, quiet_lightning
 
 
 def set_by_path(config: dict[str, Any], dotted_key: str, value: Any) -> None:
@@ -113,7 +116,10 @@ def make_trainer(config: dict[str, Any], output_dir: Path, loggers: Optional[lis
     devices = arguments["devices"]
     if "strategy" not in arguments and (devices == -1 or (isinstance(devices, int) and devices > 1)):
         arguments["strategy"] = "ddp_find_unused_parameters_true"
+    quiet_lightning()
     callbacks: list = [make_checkpoint_callback(config, output_dir)]
+    if arguments.get("enable_model_summary", True):  # Lightning refuses a summary callback when it is off
+        callbacks.append(ParameterSummary())
     if arguments.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback when it is off
         callbacks.append(TQDMProgressBar(refresh_rate=config.get("progress_refresh_rate", 1)))
     if loggers:
@@ -143,7 +149,14 @@ def train(config: dict[str, Any]) -> dict[str, float]:
     # our checkpoints carry the memory state (plain tensors and dicts), so they are loaded with weights_only=False
     trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=False if resume else None)
     if trainer.is_global_zero:
-        task.model.save_pretrained(output_dir / "model")
+        segment_length = config.get("segment_length") or config.get("data", {}).get("segment_length")
+        if segment_length:  # generate() then reads a text in the segments the model was trained on
+            task.model.config.segment_length = segment_length
+        transformers_logging.disable_progress_bar()  # a bar for writing one local file
+        try:
+            task.model.save_pretrained(output_dir / "model")
+        finally:
+            transformers_logging.enable_progress_bar()
     metrics: dict[str, float] = {}
     if config.get("test_after_fit", True):
         best = trainer.checkpoint_callback.best_model_path or None

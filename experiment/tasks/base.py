@@ -32,6 +32,19 @@ class SegmentStatistics:
     exact: torch.Tensor
 
 
+def optimizer_options(config: dict[str, Any]) -> dict[str, float]:
+    """The config's ``"optimizer"`` section (``learning_rate``, ``warmup_rate``, ``weight_decay``; only the keys
+    given). The older spelling, an ``"optimization"`` section with ``warmup_ratio``, is still read."""
+    if "optimizer" in config and "optimization" in config:
+        raise ValueError('config has both "optimizer" and "optimization" sections; keep "optimizer"')
+    options = dict(config.get("optimizer", config.get("optimization", {})))
+    if "warmup_ratio" in options:
+        if "warmup_rate" in options:
+            raise ValueError("optimizer section has both warmup_rate and warmup_ratio; keep warmup_rate")
+        options["warmup_rate"] = options.pop("warmup_ratio")
+    return options
+
+
 def reset_model_memory(model: PreTrainedModel) -> None:
     """Forget what the model remembered (a model with no memory is left alone)."""
     if hasattr(model, "reset_memory"):

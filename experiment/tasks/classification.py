@@ -20,8 +20,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -36,7 +40,7 @@ from transformers import (
 from experiment.data import hyperpartisan
 from experiment.data.long_range import CLS_ID, PAD_ID, SEP_ID, LongRangeConfig, generate_documents
 from experiment.models import register_model
-from experiment.tasks.base import SegmentedTask, reset_model_memory
+from experiment.tasks.base import SegmentedTask, optimizer_options, reset_model_memory
 
 for _config, _model in (
     (BertConfig, BertForSequenceClassification),
@@ -183,8 +187,20 @@ class ClassificationDataModule(L.LightningDataModule):
         key = "batch_size" if shuffle else "eval_batch_size"
         batch_size = self.config.get(key, self.config.get("batch_size", 8))
         pad = self.special.pad_id
+        dataset = self.datasets[split]
+        sampler = None
+        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Lightning's default sampler pads every rank to the same length with repeated documents, which would
+            # count those documents twice in the aggregated F1; this one gives each document to exactly one rank.
+            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+            if world > 1:
+                sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
         return DataLoader(
-            self.datasets[split], batch_size, shuffle=shuffle, collate_fn=lambda items: collate_segments(items, pad)
+            dataset,
+            batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            collate_fn=lambda items: collate_segments(items, pad),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -201,14 +217,19 @@ class ClassificationDataModule(L.LightningDataModule):
 
 
 def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> float:
-    """Unweighted mean over classes of F1 (a class absent from both predictions and labels scores 0)."""
+    """Unweighted mean of F1 over the classes that occur in predictions or labels (predictions, labels: [Batch]).
+
+    The same definition as the logged ``torchmetrics`` macro F1 (and scikit-learn's default): a class absent from
+    both is left out of the mean.
+    """
     scores = []
     for c in range(num_labels):
         tp = ((predictions == c) & (labels == c)).sum().item()
         fp = ((predictions == c) & (labels != c)).sum().item()
         fn = ((predictions != c) & (labels == c)).sum().item()
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return sum(scores) / num_labels
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
@@ -288,7 +309,21 @@ class ClassificationTask(SegmentedTask):
         self.train_loss_mode = train_loss
         self.prediction_mode = prediction
         self.num_labels = self.model.config.num_labels
-        self._outputs: Dict[str, List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
+        # Metric objects keep counts per rank and sum them across ranks when Lightning computes them at epoch end,
+        # so under DDP the logged values are those of all evaluated documents.
+        self.eval_metrics = nn.ModuleDict(
+            {
+                stage: MetricCollection(
+                    {
+                        "f1": MulticlassF1Score(self.num_labels, average="macro"),
+                        "accuracy": MulticlassAccuracy(self.num_labels, average="micro"),
+                    },
+                    prefix=f"{stage}/",
+                )
+                for stage in ("val", "test")
+            }
+        )
+        self.eval_losses = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
 
     def training_step(self, batch: Dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         logits = segment_logits(self.model, batch)
@@ -297,21 +332,14 @@ class ClassificationTask(SegmentedTask):
         return loss
 
     def _evaluate(self, batch: Dict[str, torch.Tensor], stage: str) -> None:
+        """Updates the stage's metrics with a batch of documents; Lightning computes, logs and resets them at the
+        end of the epoch (``{stage}/loss``: mean cross-entropy per document; ``/f1``: macro F1 and ``/accuracy``,
+        both fractions in [0, 1])."""
         logits = document_logits(segment_logits(self.model, batch), batch["segment_mask"], self.prediction_mode)
-        loss = F.cross_entropy(logits, batch["labels"], reduction="sum")
-        self._outputs[stage].append((logits.argmax(-1).cpu(), batch["labels"].cpu(), loss.detach().cpu()))
-
-    def _summarise(self, stage: str) -> None:
-        outputs = self._outputs[stage]
-        if not outputs:
-            return
-        predictions = torch.cat([p for p, _, _ in outputs])
-        labels = torch.cat([y for _, y, _ in outputs])
-        loss = torch.stack([l for _, _, l in outputs]).sum() / len(labels)
-        self.log(f"{stage}/loss", loss)
-        self.log(f"{stage}/f1", macro_f1(predictions, labels, self.num_labels), prog_bar=True)
-        self.log(f"{stage}/accuracy", accuracy(predictions, labels), prog_bar=True)
-        outputs.clear()
+        self.eval_losses[stage].update(F.cross_entropy(logits, batch["labels"], reduction="none"))
+        self.eval_metrics[stage].update(logits.argmax(-1), batch["labels"])
+        self.log(f"{stage}/loss", self.eval_losses[stage], on_step=False, on_epoch=True)
+        self.log_dict(self.eval_metrics[stage], on_step=False, on_epoch=True, prog_bar=True)
 
     def validation_step(self, batch: Dict[str, torch.Tensor], batch_index: int) -> None:
         self._evaluate(batch, "val")
@@ -319,16 +347,10 @@ class ClassificationTask(SegmentedTask):
     def test_step(self, batch: Dict[str, torch.Tensor], batch_index: int) -> None:
         self._evaluate(batch, "test")
 
-    def on_validation_epoch_end(self) -> None:
-        self._summarise("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._summarise("test")
-
 
 def build(config: Dict[str, Any]) -> Tuple[ClassificationTask, ClassificationDataModule]:
     """The task's entry point for experiment.scripts.train / eval."""
-    optimizer = config.get("optimizer", {})
+    optimizer = optimizer_options(config)
     task = ClassificationTask(
         config["model"],
         config.get("segment_length", 512),

@@ -14,7 +14,7 @@ Config (JSON), besides ``"task": "language_modeling"`` and the ``"model"`` secti
     "data": {"dataset": "wikitext103" | "pg19" | "enwik8" | "bytes", "path": ..., "tokenizer": "bytes" | DIR,
              "segment_length": 150, "batch_size": 8, "eval_batch_size": 8, "pg19_fraction": 1.0,
              "cache_dir": null},
-    "optimization": {"learning_rate": 2e-4, "warmup_ratio": 0.06, "weight_decay": 0.0},
+    "optimizer": {"learning_rate": 2e-4, "warmup_rate": 0.06, "weight_decay": 0.0},
     "memory_reset_period": 500
 
 The model's ``vocab_size`` defaults to the tokenizer's.
@@ -41,6 +41,7 @@ from experiment.data.lm_stream import (
 )
 from experiment.models import build_model, model_spec
 from experiment.models.compressive_transformer import CompressiveMemories
+from experiment.tasks.base import optimizer_options
 
 # Memory states that are dataclasses are stored in checkpoints as plain dicts and rebuilt with these.
 STATE_CLASSES = {"compressive_mems": CompressiveMemories}
@@ -255,12 +256,12 @@ class LanguageModelingModule(L.LightningModule):
 
     # -- optimisation and checkpoints -----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        options = self.config.get("optimization", {})
+        options = optimizer_options(self.config)
         optimizer = torch.optim.AdamW(
             self.parameters(), lr=options.get("learning_rate", 2e-4), weight_decay=options.get("weight_decay", 0.0)
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = int(options.get("warmup_ratio", 0.06) * total)
+        warmup = int(options.get("warmup_rate", 0.06) * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

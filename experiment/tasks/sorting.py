@@ -17,7 +17,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from experiment.data.sorting import SPLITS, VOCAB_SIZE, SortingDataset, write_sorting_file
-from experiment.tasks.base import SegmentedTask
+from experiment.tasks.base import SegmentedTask, optimizer_options
 
 
 class SortingDataModule(L.LightningDataModule):
@@ -78,7 +78,7 @@ def build(config: dict[str, Any]) -> tuple[SegmentedTask, SortingDataModule]:
     model_config = dict(config["model"])
     if model_config.setdefault("vocab_size", VOCAB_SIZE) < VOCAB_SIZE:
         raise ValueError(f"model.vocab_size must be at least {VOCAB_SIZE} (20 symbols and the separator)")
-    optimizer = config.get("optimizer", {})
+    optimizer = optimizer_options(config)
     task = SegmentedTask(
         model_config,
         segment_length=config["segment_length"],

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
@@ -195,3 +200,62 @@ def test_memory_init_is_a_named_config_value():
     assert MemoriaTransformerConfig().memory_init == "scaled"
     with pytest.raises(ValueError, match="memory_init"):
         MemoriaTransformerConfig(memory_init="xavier")
+
+
+FRESH_PROCESS_LOAD = """
+import sys, torch
+from transformers import AutoModelForCausalLM
+try:
+    AutoModelForCausalLM.from_pretrained("model")
+except ValueError as error:
+    print("without trust_remote_code:", "trust_remote_code=True" in str(error))
+model = AutoModelForCausalLM.from_pretrained("model", trust_remote_code=True).eval()
+carried = model.load_memory("model")
+torch.manual_seed(5)
+with torch.no_grad():
+    torch.save(model(torch.load("segment.pt"), memory_hidden_states=carried).logits, "logits.pt")
+print("experiment imported:", "experiment" in sys.modules)
+"""
+
+
+def test_saved_model_and_memory_load_in_a_fresh_process_without_importing_experiment(tiny_memoria, tmp_path):
+    model = _model(tiny_memoria)
+    segments = torch.randint(0, 21, (3, 2, 10))
+    with torch.no_grad():
+        carried = _run_segments(model, segments[:2])[-1].memory_hidden_states
+    model.save_pretrained(tmp_path / "model")  # the weights, the config with auto_map, the model's code
+    model.save_memory(tmp_path / "model", carried)  # the documents' state: an explicit call
+    assert (tmp_path / "model" / "memoria_transformer.py").is_file()
+    torch.save(segments[2], tmp_path / "segment.pt")
+    torch.manual_seed(5)
+    with torch.no_grad():
+        expected = model(segments[2], memory_hidden_states=carried).logits
+
+    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    environment["PYTHONPATH"] = str(Path(__file__).parents[2])  # for memoria; experiment is never imported
+    finished = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_LOAD],
+        cwd=tmp_path,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "without trust_remote_code: True" in finished.stdout
+    assert "experiment imported: False" in finished.stdout
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected)
+
+
+def test_load_memory_restores_the_engrams_and_names_a_missing_file(tiny_memoria, tmp_path):
+    model = _model(tiny_memoria)
+    with torch.no_grad():
+        _run_segments(model, torch.randint(0, 21, (3, 2, 10)))
+    saved = model.memoria.engrams
+    model.save_memory(tmp_path)
+    model.reset_memory()
+    assert model.load_memory(tmp_path) is None
+    assert model.memoria.engrams == saved
+    with pytest.raises(FileNotFoundError, match="save_memory"):
+        model.load_memory(tmp_path / "nowhere")

@@ -2,11 +2,13 @@
 as soon as ``experiment.models`` is imported."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiment.models import MODEL_REGISTRY, build_model
 
@@ -41,3 +43,47 @@ def test_classification_models_build_from_the_registry(model_type):
     model = build_model({"model_type": model_type, **tiny})
     assert model.config.model_type == model_type
     assert type(model) is MODEL_REGISTRY[model_type].model_class
+
+
+FRESH_LOAD = """
+import json, sys, torch, transformers
+loaded = {}
+for model_type, auto in json.load(open("models.json")).items():
+    model = getattr(transformers, auto).from_pretrained(model_type, trust_remote_code=True)
+    torch.manual_seed(0)
+    loaded[model_type] = float(model.eval()(torch.arange(1, 9)[None]).logits.double().sum())
+print(json.dumps({"sums": loaded, "experiment imported": "experiment" in sys.modules}))
+"""
+
+
+def test_every_memory_model_saved_with_its_code_loads_without_the_experiment_package(tmp_path):
+    tiny_lm = dict(vocab_size=30, n_positions=16, n_embd=16, n_layer=2, n_head=2)
+    tiny_memory = dict(num_working_memories=2, num_reminded_stm=2, stm_capacity=4, num_final_ltms=2)
+    tiny_bert = dict(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    configs = {
+        "memoria_transformer": {**tiny_lm, **tiny_memory},
+        "transformer_xl": {**tiny_lm, "mem_len": 8},
+        "compressive_transformer": {**tiny_lm, "mem_len": 8, "compressed_mem_len": 4},
+        "memoria_bert": {**tiny_bert, "max_position_embeddings": 16, "memory_layer_index": 0},
+        "memoria_roberta": {**tiny_bert, "max_position_embeddings": 18, "memory_layer_index": 0},
+    }
+    assert set(configs) == set(MODEL_TYPES)
+    autos, expected = {}, {}
+    for model_type, config in configs.items():
+        model = build_model({"model_type": model_type, **config}).eval()
+        model.save_pretrained(tmp_path / model_type)
+        saved = json.loads((tmp_path / model_type / "config.json").read_text())["auto_map"]
+        autos[model_type] = next(name for name in saved if name != "AutoConfig")
+        torch.manual_seed(0)
+        with torch.no_grad():
+            expected[model_type] = float(model(torch.arange(1, 9)[None]).logits.double().sum())
+    (tmp_path / "models.json").write_text(json.dumps(autos))
+    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    environment["PYTHONPATH"] = str(REPO_ROOT)  # for memoria; experiment is never imported
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_LOAD], capture_output=True, text=True, cwd=tmp_path, env=environment, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["experiment imported"] is False
+    assert report["sums"] == pytest.approx(expected, rel=1e-6)

@@ -69,6 +69,26 @@ def test_tiny_memoria_run_writes_logs_checkpoints_model_and_metrics(tiny_memoria
     assert type(model).__name__ == "MemoriaTransformerLMHeadModel"
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(checkpoint["state_dict"][f"model.{name}"], tensor, msg=name)
+    # generate() reads in the training segments (16 tokens), which the saved config records
+    assert model.config.segment_length == 16
+    model.eval().reset_memory()
+    prompt = torch.randint(0, model.config.vocab_size, (1, 20))
+    assert model.generate(prompt, max_new_tokens=4, do_sample=False).shape == (1, 24)
+    assert model.memoria.timestep == 1  # the second segment read the first through the memory
+
+
+def test_start_up_prints_no_litlogger_tip_flops_or_lightning_deprecations(
+    tmp_path, sorting_data_dir, capfd, caplog, recwarn
+):
+    config = "experiment/configs/sorting/gpt2_tiny.json"
+    overrides = [*tiny_run_overrides(tmp_path, sorting_data_dir), "trainer.enable_progress_bar=false"]
+    with caplog.at_level("INFO"):
+        train.main(["--config", config, "--override", *[o for o in overrides if "enable_model_summary" not in o]])
+    # Lightning's log lines (caught by pytest's log capture here), stdout / stderr, and the warnings raised
+    output = caplog.text + "".join(capfd.readouterr()) + "".join(str(w.message) for w in recwarn)
+    assert "Trainable params" in output  # the model summary is still there
+    for noise in ("litlogger", "FLOPs", "LeafSpec", "Skipping setting a default", "Writing model shards"):
+        assert noise not in output, noise
 
 
 LM_CONFIGS = sorted(Path("experiment/configs/language_modeling").glob("*.json"))
