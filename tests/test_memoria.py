@@ -171,7 +171,7 @@ def live():
         (torch.rand(2, 4), ValueError, "BatchSize, Length, HiddenDim"),
         (torch.rand(3, 3, 4), ValueError, "batch size"),
         (torch.rand(2, 3, 5), ValueError, "hidden size"),
-        (torch.ones(2, 3, 4, dtype=torch.long), TypeError, "floating"),
+        (torch.ones(2, 3, 4, dtype=torch.bool), TypeError, "real numbers"),
         (torch.full((2, 3, 4), float("nan")), ValueError, "NaN"),
         (torch.full((2, 3, 4), float("inf")), ValueError, "infinite"),
         (torch.rand(0, 3, 4), ValueError, "batch size 0"),
@@ -189,7 +189,8 @@ def bad_adjust_inputs(m: Memoria):
     length = m.engrams.memory_length
     ok = torch.zeros(2, 3, dtype=torch.long)
     return [
-        ("not a tensor", [[0]], ok.float(), TypeError, "indices"),
+        ("not indices", "0, 1", ok.float(), TypeError, "indices"),
+        ("string delta", ok, "1", TypeError, "lifespan_delta"),
         ("float indices", ok.float(), ok.float(), TypeError, "integer"),
         ("wrong rank", ok[0], ok[0].float(), ValueError, "indices must be shaped"),
         (
@@ -199,12 +200,12 @@ def bad_adjust_inputs(m: Memoria):
             ValueError,
             "indices must be shaped",
         ),
-        ("delta shape", ok, torch.zeros(2, 4), ValueError, "lifespan_delta must have the shape"),
+        ("delta shape", ok, torch.zeros(2, 4), ValueError, "lifespan_delta must be a number or broadcast"),
         ("index too large", torch.full((2, 3), length), ok.float(), ValueError, "must lie in"),
         ("index below -1", torch.full((2, 3), -2), ok.float(), ValueError, "must lie in"),
         ("nan delta", ok, torch.full((2, 3), float("nan")), ValueError, "NaN"),
         ("bool delta", ok, ok.bool(), TypeError, "real-valued"),
-        ("meta device", ok.to("meta"), ok.float(), ValueError, "is on meta"),
+        ("meta device", ok.to("meta"), ok.float(), ValueError, "meta device"),
     ]
 
 
@@ -408,11 +409,12 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
             _, indices = m.remind()
             m.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
     # widths: working / short-term / long-term lists (3), super_unique range + width (3 x 2), the walk's start list,
-    # the survivors, the new engrams' positions; checks: index range, finite data and deltas. A Python scalar written
+    # the survivors, the new engrams' positions; checks: index range, finite data, finite deltas. A Python scalar written
     # through an index (lift_fresh) would be a host-to-device copy: none.
     assert reads == {
         "indices_with_mask": 6,
         "super_unique": 6,
-        "_check_adjust_inputs": 1,
-        "all_finite": 2,
+        "check_index_range": 1,
+        "all_finite": 1,
+        "as_lifespan_delta": 1,
     }, dict(reads)

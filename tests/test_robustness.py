@@ -56,8 +56,13 @@ def bad_working_memories():
         yield f"batch {batch}", torch.rand(batch, 4, HIDDEN), ValueError
     for hidden in [1, 5, 7, 12]:
         yield f"hidden {hidden}", torch.rand(BATCH, 4, hidden), ValueError
-    for dtype in [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64]:
+    for dtype in [torch.bool, torch.complex64, torch.float8_e4m3fn, torch.float8_e5m2]:
         yield f"dtype {dtype}", torch.ones(BATCH, 4, HIDDEN).to(dtype), TypeError
+    yield "sparse", good.to_sparse(), TypeError
+    yield "string", "data", TypeError
+    yield "beyond float32", torch.full((BATCH, 4, HIDDEN), 1e300, dtype=torch.float64), ValueError
+    # a scan of every value would never end here: the length is refused first
+    yield "10**10 long", torch.zeros(()).expand(BATCH, 10**10, HIDDEN), ValueError
     for value, position in itertools.product([float("nan"), float("inf"), float("-inf")], range(20)):
         bad = good.clone()
         bad.view(-1)[position * 3] = value
@@ -73,9 +78,10 @@ def bad_working_memories():
 def bad_adjustments(length: int, reminded: int):
     ok_indices = torch.zeros(BATCH, reminded, dtype=torch.long)
     ok_delta = torch.ones(BATCH, reminded)
-    yield "indices list", ok_indices.tolist(), ok_delta, TypeError
-    yield "delta list", ok_indices, ok_delta.tolist(), TypeError
-    yield "indices numpy", ok_indices.numpy(), ok_delta, TypeError
+    yield "indices string", "0", ok_delta, TypeError
+    yield "indices none", None, ok_delta, TypeError
+    yield "indices ragged list", [[0], [0, 1], []], ok_delta, TypeError
+    yield "delta string", ok_indices, "1", TypeError
     yield "delta none", ok_indices, None, TypeError
     for dtype in [torch.float32, torch.float64, torch.bool, torch.complex64]:
         yield f"indices {dtype}", ok_indices.to(dtype), ok_delta, TypeError
@@ -86,7 +92,7 @@ def bad_adjustments(length: int, reminded: int):
     for batch in [1, 2, 4, 6]:
         yield f"batch {batch}", torch.zeros(batch, reminded, dtype=torch.long), torch.ones(batch, reminded), ValueError
     for width in [reminded + 1, reminded + 3, max(reminded - 1, 0)]:
-        if width != reminded:
+        if width not in (reminded, 1):  # a [BatchSize, 1] column broadcasts, as in the published package
             yield f"delta width {width}", ok_indices, torch.ones(BATCH, width), ValueError
     for value, row, column in itertools.product([length, length + 5, 10**6, -2, -7, -(10**6)], range(BATCH), range(4)):
         bad = torch.full((BATCH, max(reminded, 4)), -1, dtype=torch.long)
