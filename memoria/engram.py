@@ -2,15 +2,14 @@
 
 import warnings
 from enum import Enum
-from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 import torch
 
+# the records are re-exported here, where the published package defined them
+from .types import EngramConnection, EngramInfo, EngramsInfo  # noqa: F401
 from .utils import add_at, gather_slots, indices_with_mask, local_indices, mask_with_indices
 from .validation import as_indices, as_lifespan_delta, check_index_range
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .types import EngramsInfo
 
 
 class EngramType(Enum):

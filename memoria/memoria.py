@@ -6,8 +6,9 @@ from typing import List, Optional, Tuple, Union
 import torch
 
 from . import draw, native, utils
-from .checkpoint import STATE_FORMAT, engrams_from_state
+from .checkpoint import STATE_FORMAT, check_engrams, engrams_from_state, max_live_id
 from .engram import Engrams, EngramType
+from .history_manager import HistoryManager, record_history
 from .rows import RowMemories
 from .similarity import Working
 from .store import EngramStore
@@ -124,6 +125,7 @@ class Memoria:
     def engrams(self, engrams: Engrams) -> None:
         if not isinstance(engrams, Engrams):
             raise TypeError(f"memoria.engrams must be an Engrams, got {type(engrams).__name__}")
+        check_engrams(engrams, self.track_age, self.track_id)
         if self.independent_rows:
             if engrams.batch_size == 0:
                 self._rows = None
@@ -244,8 +246,6 @@ class Memoria:
         engrams = engrams_from_state(state["engrams"], self.track_age, self.track_id)
         history = None
         if state["history"] is not None:
-            from .history_manager import HistoryManager
-
             if not isinstance(state["history"], list) or len(state["history"]) != engrams.batch_size:
                 raise ValueError("Memoria state dict history must hold one entry per batch row")
             history = []
@@ -256,6 +256,13 @@ class Memoria:
         counters = [state["timestep"], state["next_engram_id"]]
         if any(isinstance(value, bool) or not isinstance(value, int) or value < 0 for value in counters):
             raise ValueError(f"timestep and next_engram_id must be non-negative ints, got {counters}")
+        if counters[1] > INT32_MAX:
+            raise ValueError(f"next_engram_id must be at most {INT32_MAX} (ids are int32), got {counters[1]}")
+        if self.track_id and "rows" not in state and max_live_id(state["engrams"]) >= counters[1]:
+            raise ValueError(
+                f"next_engram_id {counters[1]} is not above the largest stored id {max_live_id(state['engrams'])}: "
+                "new engrams would repeat ids"
+            )
         ext_dtype = getattr(torch, str(state.get("ext_dtype", "float32")), None)
         if not isinstance(ext_dtype, torch.dtype) or not ext_dtype.is_floating_point:
             raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
@@ -603,8 +610,6 @@ class Memoria:
     # ------------------------------------------------------------------ history
 
     def _record_history(self) -> None:
-        from .history_manager import HistoryManager, record_history
-
         if self.history is None:
             self.history = [HistoryManager() for _ in range(self._store.batch_size)]
         record_history(self.history, self.engrams)
