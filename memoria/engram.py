@@ -1,5 +1,6 @@
 """The engram container: every memory slot of every batch row, as a handful of batched tensors."""
 
+import numbers
 import warnings
 from enum import Enum
 from typing import Iterator, List, Optional, Tuple, Union
@@ -51,8 +52,23 @@ class Engrams:
         Fields that are not given are created as for brand-new engrams: zero induce counts, the given type (WORKING by
         default), the given lifespan, age 0 and ids ``engram_ids, engram_ids + 1, ...`` along the memory axis.
         """
-        if not isinstance(data, torch.Tensor) or data.dim() != 3:
-            raise ValueError("Engrams data must be a tensor shaped [BatchSize, MemoryLength, HiddenDim]")
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(
+                f"Engrams data must be a tensor shaped [BatchSize, MemoryLength, HiddenDim], got {data!r:.60}"
+            )
+        if data.dim() != 3:
+            raise ValueError(
+                f"Engrams data must be shaped [BatchSize, MemoryLength, HiddenDim], got {list(data.shape)}"
+            )
+        for name, value, scalar in (
+            ("induce_counts", induce_counts, type(None)),
+            ("engrams_types", engrams_types, (type(None), EngramType)),
+            ("lifespan", lifespan, numbers.Real),
+            ("age", age, (type(None), numbers.Integral)),
+            ("engram_ids", engram_ids, (type(None), numbers.Integral)),
+        ):
+            if not isinstance(value, (torch.Tensor, scalar)) or isinstance(value, bool):
+                raise TypeError(f"Engrams {name} must be a tensor (or a default), got {type(value).__name__}")
         batch_size, memory_length, _ = data.shape
         device = data.device
         shape = (batch_size, memory_length)

@@ -301,8 +301,16 @@ class Memoria:
         stored = as_float32_data(data, device)
         ext_dtype = data.dtype if data.is_floating_point() else torch.float32
         if self.independent_rows:
-            rows = self._rows or RowMemories(self._row_config(), data.size(0), device)
-            rows.add(stored)
+            rows = self._rows
+            if rows is None:
+                rng_state = torch.get_rng_state()  # the rows' seeds come from the global RNG
+                rows = RowMemories(self._row_config(), data.size(0), device)
+            try:
+                rows.add(stored)
+            except Exception:
+                if self._rows is None:
+                    torch.set_rng_state(rng_state)
+                raise
             self._rows = rows
         else:
             new_engrams = Engrams(

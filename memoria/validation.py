@@ -52,14 +52,18 @@ def check_device(device: Any, name: str = "device") -> torch.device:
     try:
         device = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"{name} {device!r} is not a device: {error}") from None
+        raise ValueError(f"{name} {device!r} is not a device: {_first_line(error)}") from None
     if device.type == "meta":
         raise ValueError(f"{name} must not be 'meta': a meta tensor holds no values")
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError, AttributeError) as error:
-        raise ValueError(f"{name} {str(device)!r} is not available on this machine: {error}") from None
+        raise ValueError(f"{name} {str(device)!r} is not available on this machine: {_first_line(error)}") from None
     return device
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
 
 
 def _tensor_of(value: Any, name: str, what: str) -> torch.Tensor:
@@ -69,8 +73,12 @@ def _tensor_of(value: Any, name: str, what: str) -> torch.Tensor:
     elif isinstance(value, (list, tuple)) or hasattr(value, "__array__"):
         try:
             tensor = torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError, OverflowError) as error:
-            raise TypeError(f"{name} must be {what}: {error}") from None
+        except (OverflowError, RuntimeError) as error:  # an int beyond int64
+            raise ValueError(f"{name} holds a value no tensor can: {_first_line(error)}") from None
+        except (TypeError, ValueError) as error:  # ragged lists, strings, objects; torch reports some overflows so
+            if "overflow" in str(error).lower():
+                raise ValueError(f"{name} holds a value no tensor can: {_first_line(error)}") from None
+            raise TypeError(f"{name} must be {what}: {_first_line(error)}") from None
         if tensor.numel() == 0 and tensor.dtype.is_floating_point:
             tensor = tensor.long()  # an empty list has no dtype of its own
     else:
@@ -110,7 +118,10 @@ def as_lifespan_delta(value: Any, shape: torch.Size, name: str = "lifespan_delta
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number or a real tensor, got bool")
     if isinstance(value, numbers.Real):
-        tensor = torch.tensor(float(value))
+        try:
+            tensor = torch.tensor(float(value))
+        except OverflowError:
+            raise ValueError(f"{name} {value!r} is beyond float32's range") from None
     else:
         tensor = _tensor_of(value, name, "a number or a real tensor (or list, tuple, numpy array)")
     if tensor.dtype.is_complex or tensor.dtype == torch.bool:
