@@ -418,3 +418,72 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
         "all_finite": 1,
         "as_lifespan_delta": 1,
     }, dict(reads)
+
+
+# ---------------------------------------------------------------------- drop-in: inputs the published package accepts
+
+
+def test_numpy_scalars_configure_the_memory_as_python_numbers(tmp_path):
+    import numpy as np
+
+    m = Memoria(
+        num_reminded_stm=np.int64(2),
+        stm_capacity=np.int32(4),
+        ltm_search_depth=np.uint8(2),
+        initial_lifespan=np.float32(3),
+        num_final_ltms=np.int16(4),
+    )
+    config = m.config()
+    assert [type(config[k]) for k in ("num_reminded_stm", "stm_capacity", "ltm_search_depth", "num_final_ltms")] == [
+        int
+    ] * 4
+    assert type(config["initial_lifespan"]) is float and config["initial_lifespan"] == 3.0
+    m.add_working_memory(torch.rand(2, 3, 4))
+    _, indices = m.remind()
+    m.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    torch.save(m.state_dict(), tmp_path / "state.pt")
+    restored = memory(initial_lifespan=3.0, num_final_ltms=4)
+    restored.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert restored.engrams == m.engrams
+
+
+def run_adjusts(make_inputs, data_dtype=torch.float32, as_float=False):
+    """Ten steps of one stream; ``make_inputs(indices)`` gives the adjust's arguments; data in ``data_dtype``, or
+    converted to it and back to float32 with ``as_float``."""
+    torch.manual_seed(4)
+    m = memory(track_id=True, track_age=True)
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(10):
+        data = torch.randint(-3, 4, (2, 3, 4), generator=generator)
+        data = data.to(data_dtype)
+        m.add_working_memory(data.float() if as_float else data)
+        _, indices = m.remind()
+        m.adjust_lifespan_and_memories(*make_inputs(indices))
+    return m
+
+
+@pytest.mark.parametrize(
+    "make_inputs",
+    [
+        lambda indices: (indices.numpy(), torch.full(indices.shape, 2.5)),
+        lambda indices: (indices.tolist(), torch.full(indices.shape, 2.5)),
+        lambda indices: (indices, 2.5),
+        lambda indices: (indices, torch.tensor(2.5)),
+        lambda indices: (indices, torch.full((1, indices.size(1)), 2.5)),
+        lambda indices: (indices, torch.full(indices.shape, 2.5, dtype=torch.float64).numpy()),
+    ],
+    ids=["numpy indices", "list indices", "float delta", "0-dim delta", "[1, K] delta", "numpy delta"],
+)
+def test_adjust_takes_what_the_published_package_takes(make_inputs):
+    expected = run_adjusts(lambda indices: (indices, torch.full(indices.shape, 2.5)))
+    assert run_adjusts(make_inputs).engrams == expected.engrams
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.int8])
+def test_integer_data_is_remembered_as_float32(dtype):
+    ints = run_adjusts(lambda indices: (indices, torch.ones(indices.shape)), data_dtype=dtype)
+    floats = run_adjusts(lambda indices: (indices, torch.ones(indices.shape)), data_dtype=dtype, as_float=True)
+    assert ints.engrams == floats.engrams and ints.engrams.data.dtype == torch.float32
+    ints.add_working_memory(torch.ones(2, 1, 4, dtype=dtype))
+    memories, _ = ints.remind()
+    assert memories.dtype == torch.float32  # what the published package returns for any input
