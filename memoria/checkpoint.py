@@ -28,6 +28,8 @@ def engrams_from_state(fields: dict, track_age: bool, track_id: bool) -> Engrams
         value = fields[name]
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"Memoria state dict engrams[{name!r}] must be a tensor, got {type(value).__name__}")
+        if value.layout != torch.strided or value.device.type == "meta":
+            raise ValueError(f"Memoria state dict engrams[{name!r}] must be a dense tensor holding values")
         wanted = expected[name]
         if (wanted == "floating" and not value.is_floating_point()) or (wanted != "floating" and value.dtype != wanted):
             raise ValueError(f"Memoria state dict engrams[{name!r}] has dtype {value.dtype}, expected {wanted}")

@@ -200,6 +200,12 @@ class HistoryManager:
     # ----------------------------------------------------------------- recording
     def add_summary(self, summary: EngramsInfo) -> None:
         """Append one step given as an ``EngramsInfo`` (kept as is and returned when the step is read)."""
+        # duck-typed: the published package's records (another class of the same fields) are summaries too
+        if not isinstance(getattr(summary, "engrams", None), dict):
+            raise TypeError(f"summary must be an EngramsInfo (Engrams.status_summary()), got {type(summary).__name__}")
+        for info in summary.engrams.values():
+            if getattr(info, "type", None) not in TYPE_VALUES or not hasattr(info, "fire_count"):
+                raise ValueError("summary.engrams must hold EngramInfo records of type WORKING, SHORTTERM or LONGTERM")
         infos = list(summary.engrams.values())
         ages = [info.age for info in infos]
         record, _ = self._append(

@@ -14,6 +14,7 @@ from .similarity import Working
 from .store import EngramStore
 from .utils import add_at, indices_with_mask, local_indices, super_unique
 from .validation import (
+    DATA_DTYPES,
     INT32_MAX,
     MAX_SEARCH_DEPTH,
     as_float32_data,
@@ -264,7 +265,7 @@ class Memoria:
                 "new engrams would repeat ids"
             )
         ext_dtype = getattr(torch, str(state.get("ext_dtype", "float32")), None)
-        if not isinstance(ext_dtype, torch.dtype) or not ext_dtype.is_floating_point:
+        if ext_dtype not in DATA_DTYPES:
             raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
 
         rows = None

@@ -512,3 +512,50 @@ def test_remind_and_reset_on_bad_memory_calls():
         with pytest.raises(error):
             memoria.reset_memory_rows(rows)
         assert_same(memoria, before)
+
+
+def test_history_manager_and_abstractor_raise_clean_errors():
+    from memoria import Abstractor
+    from memoria.history_manager import HistoryManager
+    from memoria.types import EngramInfo, EngramsInfo
+
+    history = live_memory().history[0]
+    before = history.state_dict()
+    bad_summaries = [
+        (None, TypeError),
+        ({"engrams": {}}, TypeError),
+        (EngramsInfo({0: EngramInfo(0, "NULL", 1.0, 0, 0, (), ())}, {}, (), (), ()), ValueError),
+        (EngramsInfo({0: "not a record"}, {}, (), (), ()), ValueError),
+    ]
+    for summary, error in bad_summaries:
+        with pytest.raises(error, match="summary"):
+            history.add_summary(summary)
+    after = history.state_dict()
+    assert len(after["records"]) == len(before["records"])
+    assert all(torch.equal(a["ids"], b["ids"]) for a, b in zip(after["records"], before["records"]))
+    for state in [None, [], {"version": 1}, {"version": 1, "records": [{"ids": "x"}], "model": None}]:
+        with pytest.raises(ValueError, match="HistoryManager state"):
+            HistoryManager().load_state_dict(state)
+    for arguments, error in [((-1, 4, 8), ValueError), ((2, 4.0, 8), TypeError), ((2, 4, None), TypeError)]:
+        with pytest.raises(error):
+            Abstractor(*arguments)
+    with pytest.raises(TypeError, match="hidden_states"):
+        Abstractor(2, 4, 8)(None)
+
+
+def test_a_state_of_meta_or_sparse_tensors_is_refused():
+    import copy
+
+    memoria = live_memory()
+    good = memoria.state_dict()
+    for change in [lambda t: t.to("meta"), lambda t: t.to_sparse()]:
+        state = copy.deepcopy(good)
+        state["engrams"]["data"] = change(state["engrams"]["data"])
+        before = fingerprint(memoria)
+        with pytest.raises(ValueError, match="dense tensor"):
+            memoria.load_state_dict(state)
+        assert_same(memoria, before)
+    state = copy.deepcopy(good)
+    state["ext_dtype"] = "float8_e4m3fn"
+    with pytest.raises(ValueError, match="ext_dtype"):
+        memoria.load_state_dict(state)
