@@ -10,7 +10,7 @@ import torch
 # the records are re-exported here, where the published package defined them
 from .types import EngramConnection, EngramInfo, EngramsInfo  # noqa: F401
 from .utils import add_at, gather_slots, indices_with_mask, local_indices, mask_with_indices
-from .validation import as_indices, as_lifespan_delta, check_index_range
+from .validation import as_indices, as_lifespan_delta, check_device, check_index_range, check_memory_length
 
 
 class EngramType(Enum):
@@ -70,6 +70,8 @@ class Engrams:
             if not isinstance(value, (torch.Tensor, scalar)) or isinstance(value, bool):
                 raise TypeError(f"Engrams {name} must be a tensor (or a default), got {type(value).__name__}")
         batch_size, memory_length, _ = data.shape
+        if induce_counts is None:
+            check_memory_length(batch_size, memory_length, "Engrams data")
         device = data.device
         shape = (batch_size, memory_length)
         self.track_age = track_age
@@ -145,7 +147,8 @@ class Engrams:
 
     def to(self, device: Union[str, torch.device]) -> "Engrams":
         """A copy on ``device`` (or ``self`` when already there)."""
-        if self.data.device == torch.device(device):
+        device = check_device(device, "device")
+        if self.data.device == device:
             return self
         return self._replace(**{k: None if v is None else v.to(device) for k, v in self._fields().items()})
 
@@ -196,6 +199,8 @@ class Engrams:
     @torch.no_grad()
     def __add__(self, other: "Engrams") -> "Engrams":
         """Append ``other``'s slots after ours in every row; cross induce counts are 0 (block-diagonal)."""
+        if not isinstance(other, Engrams):
+            return NotImplemented
         if len(self) == 0:
             return other
         if len(other) == 0:

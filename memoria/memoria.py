@@ -376,7 +376,7 @@ class Memoria:
             indices: [BatchSize, RemindedLength] global indices (as returned by ``remind``), -1 ignored.
             lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position.
         """
-        if self._store is None and isinstance(indices, torch.Tensor) and indices.numel() == 0:
+        if self._store is None and self._rows is None and isinstance(indices, torch.Tensor) and indices.numel() == 0:
             return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
         if self._rows is not None:
             indices, lifespan_delta = self._adjust_form(indices, lifespan_delta, self._rows.batch_size)

@@ -168,7 +168,8 @@ def check_data(data: Any, name: str = "data") -> None:
 
 def check_memory_length(batch_size: int, length: int, name: str = "data") -> None:
     """A memory of ``length`` engrams per row must fit int32 positions and a [BatchSize, M, M] count matrix."""
-    if length > INT32_MAX or batch_size * length * length >= 2**62:
+    # int32 counts: 4 * B * M * M bytes must be a size torch can compute
+    if length > INT32_MAX or batch_size * length * length >= 2**61:
         raise ValueError(
             f"{name} would make the memory {length} engrams long per row ({batch_size} rows): its [Batch, M, M] "
             "co-firing counts cannot be held"

@@ -181,9 +181,8 @@ def pair(types=((0, 1, 2, 3, 3, 2), (1, 3, 3, 2, 0, 1))):
     """The same engrams in ours and in the published 1.1.0 package."""
     from benchmarks.reference import load_reference
 
-    ours = make(
-        [list(row) for row in types], counts=torch.randint(0, 5, (2, 6, 6), generator=torch.Generator().manual_seed(3))
-    )
+    counts = torch.randint(0, 5, (2, 6, 6), generator=torch.Generator().manual_seed(3), dtype=torch.int32)
+    ours = make([list(row) for row in types], counts=counts.tolist())
     published = load_reference("1.1.0").Engrams(
         ours.data.clone(),
         ours.induce_counts.clone(),

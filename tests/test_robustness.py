@@ -559,3 +559,25 @@ def test_a_state_of_meta_or_sparse_tensors_is_refused():
     state["ext_dtype"] = "float8_e4m3fn"
     with pytest.raises(ValueError, match="ext_dtype"):
         memoria.load_state_dict(state)
+
+
+def test_more_engrams_calls_raise_clean_errors():
+    from memoria import Engrams
+
+    engrams = engrams_with_types()
+    for device, error in [("bogus", ValueError), (5, TypeError), ("meta", ValueError), (None, TypeError)]:
+        with pytest.raises(error, match="device"):
+            engrams.to(device)
+    with pytest.raises(TypeError):
+        engrams + torch.rand(2, 4, 3)
+    with pytest.raises(ValueError, match="cannot be held"):
+        Engrams(torch.zeros(()).expand(3, 10**9, 6))
+
+
+@pytest.mark.parametrize("independent_rows", [False, True], ids=["batched", "independent-rows"])
+def test_empty_indices_of_the_wrong_kind_are_refused(independent_rows):
+    memoria = live_memory(independent_rows)
+    before = fingerprint(memoria)
+    with pytest.raises(TypeError, match="indices"):
+        memoria.adjust_lifespan_and_memories(torch.zeros(0), torch.zeros(0))
+    assert_same(memoria, before)
