@@ -167,11 +167,12 @@ class Memoria:
 
     def to(self, device: Union[str, torch.device]) -> "Memoria":
         """Keep the engrams on ``device`` from now on (outputs still follow the input's device); returns self."""
-        self.device = check_device(device, "device")
+        device = check_device(device, "device")
         if self._store is not None:
-            self._store.to(self.device)
+            self._store.to(device)
         if self._rows is not None:
-            self._rows.to(self.device)
+            self._rows.to(device)
+        self.device = device
         self._view = None
         return self
 
@@ -179,7 +180,7 @@ class Memoria:
         """Forget everything in the chosen batch rows (a new document starts there); other rows are untouched.
 
         Args:
-            rows: bool mask [BatchSize] or a list / 1-D tensor of row indices.
+            rows: a bool mask [BatchSize] or row indices, each as a tensor, list, tuple or numpy array (or one int).
 
         The chosen rows become padding and are compacted away at the next adjust. The published algorithm couples rows
         through shared widths (memory length, short-term width, the shape of one random draw), so the other rows evolve
@@ -294,7 +295,8 @@ class Memoria:
         """Append new WORKING engrams to every row.
 
         Args:
-            data: [BatchSize, WorkingMemoryLength, HiddenDim] floating tensor (detached; stored as float32).
+            data: [BatchSize, WorkingMemoryLength, HiddenDim] real-valued tensor (detached; stored as float32, which
+                must hold every value as a finite number; integer dtypes are taken as floats).
         """
         self._check_data(data)
         device = self.device or data.device
@@ -373,8 +375,10 @@ class Memoria:
         """Give lifespan to reminded engrams, age everything, move engrams between stages, drop the dead.
 
         Args:
-            indices: [BatchSize, RemindedLength] global indices (as returned by ``remind``), -1 ignored.
-            lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position.
+            indices: [BatchSize, RemindedLength] global indices (as returned by ``remind``), -1 ignored; a tensor, list,
+                tuple or numpy array.
+            lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position (repeated
+                indices add up), or what broadcasts to it: a number, a 0-dim tensor, a [1, RemindedLength] row.
         """
         if self._store is None and self._rows is None and isinstance(indices, torch.Tensor) and indices.numel() == 0:
             return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust

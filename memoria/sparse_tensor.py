@@ -11,6 +11,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .validation import IndexRangeError, check_index_range
+
 Key = Union[int, slice, torch.Tensor, List[int], None]
 
 
@@ -114,7 +116,7 @@ class SparseTensor:
         """One key per axis: ``None`` for a whole axis, ``int``, a bounded ``slice``, or an int64 tensor."""
         raw = raw if isinstance(raw, tuple) else (raw,)
         if len(raw) > self.dim():
-            raise IndexError(f"too many indices ({len(raw)}) for a SparseTensor of rank {self.dim()}")
+            raise IndexRangeError(f"too many indices ({len(raw)}) for a SparseTensor of rank {self.dim()}")
         keys: List[Key] = []
         for axis, key in enumerate(raw + (None,) * (self.dim() - len(raw))):
             size = self.shape[axis]
@@ -124,7 +126,7 @@ class SparseTensor:
                 raise TypeError(f"SparseTensor index for axis {axis} must not be a bool")
             elif isinstance(key, int):
                 if not -size <= key < size:
-                    raise IndexError(f"index {key} is out of range for axis {axis} of size {size}")
+                    raise IndexRangeError(f"index {key} is out of range for axis {axis} of size {size}")
                 keys.append(key % size)
             elif isinstance(key, slice):
                 keys.append(None if key == slice(None) else slice(*key.indices(size)))
@@ -132,7 +134,8 @@ class SparseTensor:
                 tensor = torch.as_tensor(key, device=self.device)
                 if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
                     raise TypeError(f"SparseTensor index for axis {axis} must hold integers, got {tensor.dtype}")
-                keys.append(tensor.long())
+                check_index_range(tensor, size, f"index for axis {axis}", lowest=-size)
+                keys.append(tensor.long() % max(size, 1))
             else:
                 raise TypeError(f"unsupported SparseTensor index type {type(key).__name__}")
         return keys

@@ -597,3 +597,31 @@ def test_empty_indices_of_the_wrong_kind_are_refused(independent_rows):
     with pytest.raises(TypeError, match="indices"):
         memoria.adjust_lifespan_and_memories(torch.zeros(0), torch.zeros(0))
     assert_same(memoria, before)
+
+
+def test_sparse_tensor_raises_clean_errors():
+    from memoria import SparseTensor
+    from memoria.validation import IndexRangeError
+
+    sparse = SparseTensor.from_tensor(torch.eye(3, dtype=torch.int32))
+    before = (sparse.indices.clone(), sparse.values.clone())
+    for key, error in [
+        ((0, 0, 0), IndexRangeError),
+        (5, IndexRangeError),
+        ("a", TypeError),
+        (torch.tensor([0.5]), TypeError),
+    ]:
+        with pytest.raises(error):
+            sparse[key]
+        with pytest.raises(error):
+            sparse[key] = 1
+        assert torch.equal(sparse.indices, before[0]) and torch.equal(sparse.values, before[1])
+    for bad in [None, "1", torch.ones(1)]:
+        with pytest.raises(TypeError):
+            sparse + bad
+    with pytest.raises(ValueError, match="shapes differ"):
+        sparse + SparseTensor.from_tensor(torch.eye(2, dtype=torch.int32))
+    with pytest.raises(TypeError):
+        SparseTensor([[0, 0]], torch.ones(1))
+    with pytest.raises(ValueError):
+        SparseTensor(torch.zeros(2, 2, dtype=torch.long), torch.ones(3))
