@@ -75,7 +75,7 @@ def _tensor_of(value: Any, name: str, what: str) -> torch.Tensor:
             tensor = torch.as_tensor(value)
         except (OverflowError, RuntimeError) as error:  # an int beyond int64
             raise ValueError(f"{name} holds a value no tensor can: {_first_line(error)}") from None
-        except (TypeError, ValueError) as error:  # ragged lists, strings, objects; torch reports some overflows so
+        except (TypeError, ValueError) as error:  # ragged lists, strings, objects, and (from torch) some overflows
             if "overflow" in str(error).lower():
                 raise ValueError(f"{name} holds a value no tensor can: {_first_line(error)}") from None
             raise TypeError(f"{name} must be {what}: {_first_line(error)}") from None

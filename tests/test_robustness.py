@@ -1,6 +1,8 @@
-"""A sweep of generated bad calls at a live memory: each gets a clear error or a documented result.
+"""Bad calls at a live memory and at every other public entry point: each gets a clean error or a documented result.
 
-After every rejected call the memory is bit-identical to before (engrams, counters, history, global RNG state).
+First a generated sweep; then grouped by kind: the state after an error, a hang, silent wrong results, inputs that
+used to be accepted and broke things later, and the kind of error raised. After every refused call the memory is
+bit-identical to before (its whole state dict, devices, dtype and the global RNG state).
 """
 
 import itertools
