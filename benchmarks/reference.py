@@ -9,6 +9,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from types import ModuleType
 
@@ -38,3 +39,25 @@ def load_reference(version: str = "1.0.0") -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def published_tests_dir(version: str = "1.1.0") -> Path:
+    """Folder holding the ``tests/`` of the published sdist of ``memoria-pytorch==version`` (fetched on first use).
+
+    Only the tests are unpacked, never the sdist's ``memoria`` package, so that ``import memoria`` in them finds ours.
+    """
+    target = CACHE_DIR / f"tests-{version}"
+    if not (target / "tests").is_dir():
+        download = CACHE_DIR / f"sdist-{version}"
+        download.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", str(download)]
+        subprocess.run(cmd + [f"memoria-pytorch=={version}"], check=True)
+        (archive,) = download.glob(f"memoria_pytorch-{version}.tar.gz")
+        unpacked = CACHE_DIR / f"tests-{version}.partial"
+        with tarfile.open(archive) as sdist:
+            members = [m for m in sdist.getmembers() if m.isfile() and m.name.split("/")[1:2] == ["tests"]]
+            for member in members:
+                member.name = member.name.split("/", 1)[1]  # drop the sdist's top folder
+            sdist.extractall(unpacked, members=members, filter="data")
+        unpacked.rename(target)
+    return target

@@ -1,21 +1,20 @@
 """Memoria: a human-inspired memory architecture for neural networks."""
 
-from . import utils
+from . import abstractor, engram, history_manager, sparse_tensor, types, utils
+from .abstractor import Abstractor
 from .engram import Engrams, EngramType
+from .history_manager import HistoryManager
 from .memoria import Memoria
+from .sparse_tensor import SparseTensor
 from .version import __version__
 
-__all__ = ["utils", "Abstractor", "Engrams", "EngramType", "HistoryManager", "Memoria", "__version__"]
-
-
-def __getattr__(name: str):
-    # the helper modules land separately; import lazily so the core works while they are absent
-    if name == "Abstractor":
-        from .abstractor import Abstractor
-
-        return Abstractor
-    if name == "HistoryManager":
-        from .history_manager import HistoryManager
-
-        return HistoryManager
-    raise AttributeError(f"module 'memoria' has no attribute {name!r}")
+__all__ = [
+    "utils",
+    "Abstractor",
+    "Engrams",
+    "EngramType",
+    "HistoryManager",
+    "Memoria",
+    "SparseTensor",
+    "__version__",
+]

@@ -3,6 +3,8 @@
 import torch
 import torch.nn as nn
 
+from .validation import check_count
+
 
 class Abstractor(nn.Module):
     """Learned queries attend over a segment, then a linear feed-forward maps the result.
@@ -19,6 +21,12 @@ class Abstractor(nn.Module):
             feedforward_dim: inner size of the feed-forward.
         """
         super().__init__()
+        for name, value in (
+            ("num_memories", num_memories),
+            ("hidden_dim", hidden_dim),
+            ("feedforward_dim", feedforward_dim),
+        ):
+            check_count(value, name)
         self.query_embeddings = nn.Parameter(torch.empty(1, num_memories, hidden_dim).normal_(std=0.02))
         self.key_transform = nn.Linear(hidden_dim, hidden_dim)
         self.value_transform = nn.Linear(hidden_dim, hidden_dim)
@@ -33,6 +41,8 @@ class Abstractor(nn.Module):
         Returns:
             memories shaped [Batch, NumMemories, HiddenDim]
         """
+        if not isinstance(hidden_states, torch.Tensor):
+            raise TypeError(f"hidden_states must be a torch.Tensor, got {type(hidden_states).__name__}")
         if hidden_states.dim() != 3 or hidden_states.size(-1) != self.query_embeddings.size(-1):
             raise ValueError(
                 f"hidden_states must be [Batch, N, {self.query_embeddings.size(-1)}], got {list(hidden_states.shape)}"

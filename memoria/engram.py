@@ -1,15 +1,16 @@
 """The engram container: every memory slot of every batch row, as a handful of batched tensors."""
 
+import numbers
 import warnings
 from enum import Enum
-from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 import torch
 
+# the records are re-exported here, where the published package defined them
+from .types import EngramConnection, EngramInfo, EngramsInfo  # noqa: F401
 from .utils import add_at, gather_slots, indices_with_mask, local_indices, mask_with_indices
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .types import EngramsInfo
+from .validation import as_indices, as_lifespan_delta, check_device, check_index_range, check_memory_length
 
 
 class EngramType(Enum):
@@ -51,9 +52,26 @@ class Engrams:
         Fields that are not given are created as for brand-new engrams: zero induce counts, the given type (WORKING by
         default), the given lifespan, age 0 and ids ``engram_ids, engram_ids + 1, ...`` along the memory axis.
         """
-        if not isinstance(data, torch.Tensor) or data.dim() != 3:
-            raise ValueError("Engrams data must be a tensor shaped [BatchSize, MemoryLength, HiddenDim]")
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(
+                f"Engrams data must be a tensor shaped [BatchSize, MemoryLength, HiddenDim], got {data!r:.60}"
+            )
+        if data.dim() != 3:
+            raise ValueError(
+                f"Engrams data must be shaped [BatchSize, MemoryLength, HiddenDim], got {list(data.shape)}"
+            )
+        for name, value, scalar in (
+            ("induce_counts", induce_counts, type(None)),
+            ("engrams_types", engrams_types, (type(None), EngramType)),
+            ("lifespan", lifespan, numbers.Real),
+            ("age", age, (type(None), numbers.Integral)),
+            ("engram_ids", engram_ids, (type(None), numbers.Integral)),
+        ):
+            if not isinstance(value, (torch.Tensor, scalar)) or isinstance(value, bool):
+                raise TypeError(f"Engrams {name} must be a tensor (or a default), got {type(value).__name__}")
         batch_size, memory_length, _ = data.shape
+        if induce_counts is None:
+            check_memory_length(batch_size, memory_length, "Engrams data")
         device = data.device
         shape = (batch_size, memory_length)
         self.track_age = track_age
@@ -129,7 +147,8 @@ class Engrams:
 
     def to(self, device: Union[str, torch.device]) -> "Engrams":
         """A copy on ``device`` (or ``self`` when already there)."""
-        if self.data.device == torch.device(device):
+        device = check_device(device, "device")
+        if self.data.device == device:
             return self
         return self._replace(**{k: None if v is None else v.to(device) for k, v in self._fields().items()})
 
@@ -180,6 +199,8 @@ class Engrams:
     @torch.no_grad()
     def __add__(self, other: "Engrams") -> "Engrams":
         """Append ``other``'s slots after ours in every row; cross induce counts are 0 (block-diagonal)."""
+        if not isinstance(other, Engrams):
+            return NotImplemented
         if len(self) == 0:
             return other
         if len(other) == 0:
@@ -247,11 +268,31 @@ class Engrams:
 
     def get_indices_with_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Positions where ``mask`` [BatchSize, MemoryLength] is true, ascending; [BatchSize, K], left-padded with -1."""
-        return indices_with_mask(mask)
+        return indices_with_mask(self._mask(mask))
 
     def get_mask_with_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Bool mask [BatchSize, MemoryLength], true at ``indices`` [BatchSize, K] (negative entries ignored)."""
-        return mask_with_indices(indices, self.memory_length)
+        return mask_with_indices(self._row_indices(indices), self.memory_length)
+
+    def _row_indices(self, indices, name: str = "indices") -> torch.Tensor:
+        """Per-row ``indices`` [BatchSize, K] (tensor, list, tuple or numpy array) as int64 on our device; entries
+        from ``memory_length`` up are an ``IndexRangeError``, negative ones mean none."""
+        indices = as_indices(indices, name)
+        if indices.dim() != 2 or indices.size(0) != self.batch_size:
+            raise ValueError(f"{name} must be shaped [{self.batch_size}, K], got {list(indices.shape)}")
+        indices = indices.to(self.device)
+        check_index_range(indices, self.memory_length, name, lowest=-(2**63))
+        return indices
+
+    def _mask(self, mask, name: str = "mask") -> torch.Tensor:
+        """A bool [BatchSize, MemoryLength] mask (tensor, list or numpy array) on our device."""
+        if not isinstance(mask, torch.Tensor):
+            mask = torch.as_tensor(mask) if isinstance(mask, (list, tuple)) or hasattr(mask, "__array__") else mask
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool tensor shaped [BatchSize, MemoryLength], got {mask!r:.80}")
+        if tuple(mask.shape) != (self.batch_size, self.memory_length):
+            raise ValueError(f"{name} must be shaped [{self.batch_size}, {self.memory_length}], got {list(mask.shape)}")
+        return mask.to(self.device)
 
     def get_working_memory(self) -> Tuple["Engrams", torch.Tensor]:
         """WORKING engrams (compacted, left-padded) and their global indices [BatchSize, K]."""
@@ -267,7 +308,7 @@ class Engrams:
 
     def _typed_memory(self, mask: torch.Tensor) -> Tuple["Engrams", torch.Tensor]:
         indices = indices_with_mask(mask)
-        return self.select(indices), indices
+        return self._select_rows(indices), indices
 
     def get_local_indices_from_global_indices(
         self, partial_mask: torch.Tensor, global_indices: torch.Tensor
@@ -280,20 +321,31 @@ class Engrams:
         Returns:
             local positions [BatchSize, K'], ascending, left-padded with -1.
         """
-        return local_indices(partial_mask, global_indices)
+        return local_indices(
+            self._mask(partial_mask, "partial_mask"), self._row_indices(global_indices, "global_indices")
+        )
 
     # ------------------------------------------------------------------ selection
 
     @torch.no_grad()
     def select(self, indices: torch.Tensor) -> "Engrams":
-        """Engrams at ``indices``: [K] picks the same slots in every row; [BatchSize, K] picks per row, -1 gives null."""
+        """Engrams at ``indices``: [K] picks the same slots in every row; [BatchSize, K] picks per row, -1 gives null.
+
+        ``indices`` may be a tensor, list, tuple or numpy array; a [K] index counts negative entries from the end.
+        """
+        indices = as_indices(indices, "indices")
         if indices.dim() == 1:
+            indices = indices.to(self.device)
+            check_index_range(indices, self.memory_length, "indices", lowest=-self.memory_length)
             fields = {k: None if v is None else v[:, indices] for k, v in self._fields().items()}
             fields["induce_counts"] = self.induce_counts[:, indices][:, :, indices]
             return self._replace(**fields)
         if indices.dim() != 2:
             raise ValueError(f"indices must be shaped [K] or [BatchSize, K], got {list(indices.shape)}")
-        indices = indices.to(self.device).long()
+        return self._select_rows(self._row_indices(indices))
+
+    def _select_rows(self, indices: torch.Tensor) -> "Engrams":
+        """``select`` of checked int64 [BatchSize, K] indices on our device."""
         return self._replace(
             data=gather_slots(self.data, indices, 0.0),
             induce_counts=pair_gather(self.induce_counts, indices),
@@ -306,6 +358,7 @@ class Engrams:
     @torch.no_grad()
     def mask_select(self, mask: torch.Tensor) -> "Engrams":
         """Keep the slots where ``mask`` [BatchSize, MemoryLength] is true, compacted with left padding."""
+        mask = self._mask(mask)
         indices = indices_with_mask(mask)
         width = indices.size(1)
         if width == self.memory_length and bool(mask.all()):
@@ -321,7 +374,7 @@ class Engrams:
     @torch.no_grad()
     def delete(self, indices: torch.Tensor) -> None:
         """Remove the slots at ``indices`` [BatchSize, K] (-1 ignored) and compact, in place."""
-        kept = self.mask_select(~self.get_mask_with_indices(indices))
+        kept = self.mask_select(~self.get_mask_with_indices(indices))  # checked there, before anything changes
         for name, value in kept._fields().items():
             setattr(self, name, value)
 
@@ -334,7 +387,7 @@ class Engrams:
         Args:
             indices: global indices shaped [BatchSize, K]; -1 is ignored and repeated indices count once.
         """
-        fired = indices_with_mask(self.get_mask_with_indices(indices))
+        fired = indices_with_mask(self.get_mask_with_indices(indices))  # checked there
         if fired.numel() == 0:
             return
         valid = fired >= 0
@@ -350,13 +403,18 @@ class Engrams:
 
     @torch.no_grad()
     def extend_lifespan(self, indices: torch.Tensor, lifespan_delta: torch.Tensor) -> None:
-        """Add ``lifespan_delta[b, k]`` to the lifespan of slot ``indices[b, k]`` (-1 skipped, repeats add up).
+        """Add ``lifespan_delta[b, k]`` to the lifespan of slot ``indices[b, k]`` (negative skipped).
+
+        A repeated index gets every one of its deltas (the published package keeps only one of them).
 
         Args:
-            indices: [BatchSize, K] global indices.
-            lifespan_delta: [BatchSize, K] amounts.
+            indices: [BatchSize, K] global indices (tensor, list, tuple or numpy array).
+            lifespan_delta: [BatchSize, K] amounts, or anything that broadcasts to that: a number, a 0-dim tensor, a
+                [1, K] row.
         """
-        add_at(self.lifespan, indices, lifespan_delta)
+        indices = self._row_indices(indices)
+        delta = as_lifespan_delta(lifespan_delta, indices.shape, "lifespan_delta").to(self.device)
+        add_at(self.lifespan, indices, delta)
 
     @torch.no_grad()
     def decrease_lifespan(self) -> None:

@@ -10,7 +10,11 @@ that step when it does not, so what is read back is always what ``status_summary
 """
 
 import gzip
+import io
+import os
 import pickle
+import warnings
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -22,6 +26,8 @@ from .types import EngramConnection, EngramHistory, EngramInfo, EngramsInfo, Fir
 
 TYPE_VALUES = {name: value for value, name in TYPE_NAMES.items()}
 STATE_VERSION = 1
+#: Marks a file written by ``HistoryManager.save``.
+FILE_FORMAT = "memoria-history-1"
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,12 @@ class HistoryManager:
     # ----------------------------------------------------------------- recording
     def add_summary(self, summary: EngramsInfo) -> None:
         """Append one step given as an ``EngramsInfo`` (kept as is and returned when the step is read)."""
+        # duck-typed: the published package's records (another class of the same fields) are summaries too
+        if not isinstance(getattr(summary, "engrams", None), dict):
+            raise TypeError(f"summary must be an EngramsInfo (Engrams.status_summary()), got {type(summary).__name__}")
+        for info in summary.engrams.values():
+            if getattr(info, "type", None) not in TYPE_VALUES or not hasattr(info, "fire_count"):
+                raise ValueError("summary.engrams must hold EngramInfo records of type WORKING, SHORTTERM or LONGTERM")
         infos = list(summary.engrams.values())
         ages = [info.age for info in infos]
         record, _ = self._append(
@@ -233,9 +245,11 @@ class HistoryManager:
             survived = torch.zeros(previous.ids.numel(), dtype=torch.bool)
             survived[previous_positions[~record.created]] = True
             record.deleted_ids = previous.ids[~survived].long()
+            # only survivors are compared (a previous step without engrams has nothing to compare with)
+            survivors = (~record.created).nonzero(as_tuple=True)[0]
             matched = previous_positions.clamp(min=0)
-            rose = ~record.created & (fire_counts.long() > previous.fire_counts.long()[matched])
-            record.fired_positions = rose.nonzero(as_tuple=True)[0]
+            rose = fire_counts.long()[survivors] > previous.fire_counts.long()[previous_positions[survivors]]
+            record.fired_positions = survivors[rose]
             # Float64 like the published package's Python floats: new - old + 1 undoes the step's decrement.
             now = lifespan[record.fired_positions].double()
             before = previous.lifespan[matched[record.fired_positions]].double()
@@ -554,16 +568,52 @@ class HistoryManager:
             for summary in state["summaries"]:
                 self.add_summary(summary)
 
-    def save(self, path: str) -> None:
-        """Save to a gzip-compressed pickle."""
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Save to a gzip-compressed ``torch.save`` of ``state_dict()``: tensors, numbers, strings and lists only, so
+        that ``load`` reads it with ``torch.load(weights_only=True)`` and a history file can never run code."""
+        buffer = io.BytesIO()
+        torch.save({"format": FILE_FORMAT, "state": self.state_dict()}, buffer)
         with gzip.open(path, "wb") as file:
-            pickle.dump(self, file)
+            file.write(buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str) -> "HistoryManager":
-        """Load a history saved with ``save`` (ours or the published package's)."""
-        with gzip.open(path, "rb") as file:
-            return pickle.load(file)
+    def load(cls, path: Union[str, "os.PathLike[str]"], allow_pickle: bool = False) -> "HistoryManager":
+        """Load a history written by ``save``.
+
+        Args:
+            path: the gzip file.
+            allow_pickle: also read a gzip-compressed pickle (what the published package and earlier versions of this
+                one wrote). Unpickling runs whatever code the file names, so pass it only for a file you trust; it
+                warns. Without it such a file is refused with a ``ValueError``.
+        """
+        try:
+            with gzip.open(path, "rb") as file:
+                content = file.read()
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            raise ValueError(f"{path} is not a gzip-compressed history file: {error}") from None
+        if not content:
+            raise ValueError(f"{path} is empty")
+        if content[:2] == b"PK":  # torch.save's zip container
+            try:
+                saved = torch.load(io.BytesIO(content), weights_only=True, map_location="cpu")
+            except Exception as error:  # the unpickler refuses anything but data with pickle.UnpicklingError and kin
+                raise ValueError(f"{path} is not a readable history file: {error}") from None
+            if not isinstance(saved, dict) or saved.get("format") != FILE_FORMAT:
+                raise ValueError(f"{path} is not a history file (expected format {FILE_FORMAT!r})")
+            history = cls()
+            history.load_state_dict(saved.get("state"))
+            return history
+        if not allow_pickle:
+            raise ValueError(
+                f"{path} is a pickle (written by memoria-pytorch 1.x or an older version of this package). Unpickling "
+                "can run any code the file names: pass allow_pickle=True only for a file you trust, then save() it "
+                "again to get a data-only file"
+            )
+        warnings.warn(f"unpickling {path}: this runs whatever code the file names; save() it again to stop needing it")
+        loaded = pickle.loads(content)
+        if not isinstance(loaded, HistoryManager):
+            raise ValueError(f"{path} holds a {type(loaded).__name__}, not a HistoryManager")
+        return loaded
 
 
 def _encode_connection(edge: EngramConnection) -> tuple:

@@ -6,12 +6,28 @@ from typing import List, Optional, Tuple, Union
 import torch
 
 from . import draw, native, utils
-from .checkpoint import STATE_FORMAT, engrams_from_state
+from .checkpoint import STATE_FORMAT, check_engrams, engrams_from_state, max_live_id
 from .engram import Engrams, EngramType
+from .history_manager import HistoryManager, record_history
 from .rows import RowMemories
 from .similarity import Working
 from .store import EngramStore
-from .utils import add_at, all_finite, indices_with_mask, local_indices, super_unique
+from .utils import add_at, indices_with_mask, local_indices, super_unique
+from .validation import (
+    DATA_DTYPES,
+    INT32_MAX,
+    MAX_SEARCH_DEPTH,
+    as_float32_data,
+    as_indices,
+    as_lifespan_delta,
+    check_count,
+    check_data,
+    check_device,
+    check_index_range,
+    check_lifespan,
+    check_memory_length,
+    check_rows,
+)
 
 
 class Memoria:
@@ -55,16 +71,12 @@ class Memoria:
                 ``remind`` returns a fixed width (num_reminded_stm + num_final_ltms + 1). Each row then equals the
                 published package fed that row alone, with a generator of its own; rows run one after another.
         """
-        for name, value in (
-            ("num_reminded_stm", num_reminded_stm),
-            ("stm_capacity", stm_capacity),
-            ("ltm_search_depth", ltm_search_depth),
-            ("num_final_ltms", num_final_ltms),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        if isinstance(initial_lifespan, bool) or not isinstance(initial_lifespan, (int, float)):
-            raise ValueError(f"initial_lifespan must be a number, got {initial_lifespan!r}")
+        num_reminded_stm = check_count(num_reminded_stm, "num_reminded_stm")
+        stm_capacity = check_count(stm_capacity, "stm_capacity")
+        ltm_search_depth = check_count(ltm_search_depth, "ltm_search_depth", MAX_SEARCH_DEPTH)
+        num_final_ltms = check_count(num_final_ltms, "num_final_ltms")
+        initial_lifespan = check_lifespan(initial_lifespan, "initial_lifespan")
+        device = None if device is None else check_device(device, "device")
         if keep_history and not (track_id and track_age):
             warnings.warn("keep_history=True needs engram ids and ages: track_id and track_age are turned on")
             track_id = track_age = True
@@ -80,7 +92,7 @@ class Memoria:
         self.independent_rows = bool(independent_rows)
         # the tie-break's random source: None is the global RNG, as in the published package (rows have their own)
         self._generator: Optional[torch.Generator] = None
-        self.device: Optional[torch.device] = torch.device(device) if device is not None else None
+        self.device: Optional[torch.device] = device
         self.ext_device: Optional[torch.device] = None
         self.ext_dtype: torch.dtype = torch.float32
         self.reset_memory()
@@ -114,6 +126,7 @@ class Memoria:
     def engrams(self, engrams: Engrams) -> None:
         if not isinstance(engrams, Engrams):
             raise TypeError(f"memoria.engrams must be an Engrams, got {type(engrams).__name__}")
+        check_engrams(engrams, self.track_age, self.track_id)
         if self.independent_rows:
             if engrams.batch_size == 0:
                 self._rows = None
@@ -154,11 +167,12 @@ class Memoria:
 
     def to(self, device: Union[str, torch.device]) -> "Memoria":
         """Keep the engrams on ``device`` from now on (outputs still follow the input's device); returns self."""
-        self.device = torch.device(device)
+        device = check_device(device, "device")
         if self._store is not None:
-            self._store.to(self.device)
+            self._store.to(device)
         if self._rows is not None:
-            self._rows.to(self.device)
+            self._rows.to(device)
+        self.device = device
         self._view = None
         return self
 
@@ -166,7 +180,7 @@ class Memoria:
         """Forget everything in the chosen batch rows (a new document starts there); other rows are untouched.
 
         Args:
-            rows: bool mask [BatchSize] or a list / 1-D tensor of row indices.
+            rows: a bool mask [BatchSize] or row indices, each as a tensor, list, tuple or numpy array (or one int).
 
         The chosen rows become padding and are compacted away at the next adjust. The published algorithm couples rows
         through shared widths (memory length, short-term width, the shape of one random draw), so the other rows evolve
@@ -177,17 +191,7 @@ class Memoria:
             return
         batch_size = self._rows.batch_size if self._rows is not None else self._store.batch_size
         device = self._store.device if self._store is not None else torch.device("cpu")
-        if isinstance(rows, torch.Tensor) and rows.dtype == torch.bool:
-            if rows.shape != (batch_size,):
-                raise ValueError(f"rows mask must be shaped [{batch_size}], got {list(rows.shape)}")
-            mask = rows.to(device)
-        else:
-            index = torch.as_tensor(rows, dtype=torch.long).flatten()
-            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= batch_size):
-                raise ValueError(f"rows must lie in 0..{batch_size - 1}, got {index.tolist()}")
-            mask = torch.zeros(batch_size, dtype=torch.bool)
-            mask[index] = True
-            mask = mask.to(device)
+        mask = check_rows(rows, batch_size, device)
         if self._rows is not None:
             self._rows.reset(mask.cpu())
             self.history = self._rows.history()
@@ -244,8 +248,6 @@ class Memoria:
         engrams = engrams_from_state(state["engrams"], self.track_age, self.track_id)
         history = None
         if state["history"] is not None:
-            from .history_manager import HistoryManager
-
             if not isinstance(state["history"], list) or len(state["history"]) != engrams.batch_size:
                 raise ValueError("Memoria state dict history must hold one entry per batch row")
             history = []
@@ -256,8 +258,15 @@ class Memoria:
         counters = [state["timestep"], state["next_engram_id"]]
         if any(isinstance(value, bool) or not isinstance(value, int) or value < 0 for value in counters):
             raise ValueError(f"timestep and next_engram_id must be non-negative ints, got {counters}")
+        if counters[1] > INT32_MAX:
+            raise ValueError(f"next_engram_id must be at most {INT32_MAX} (ids are int32), got {counters[1]}")
+        if self.track_id and "rows" not in state and max_live_id(state["engrams"]) >= counters[1]:
+            raise ValueError(
+                f"next_engram_id {counters[1]} is not above the largest stored id {max_live_id(state['engrams'])}: "
+                "new engrams would repeat ids"
+            )
         ext_dtype = getattr(torch, str(state.get("ext_dtype", "float32")), None)
-        if not isinstance(ext_dtype, torch.dtype) or not ext_dtype.is_floating_point:
+        if ext_dtype not in DATA_DTYPES:
             raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
 
         rows = None
@@ -286,36 +295,44 @@ class Memoria:
         """Append new WORKING engrams to every row.
 
         Args:
-            data: [BatchSize, WorkingMemoryLength, HiddenDim] floating tensor (detached; stored as float32).
+            data: [BatchSize, WorkingMemoryLength, HiddenDim] real-valued tensor (detached; stored as float32, which
+                must hold every value as a finite number; integer dtypes are taken as floats).
         """
         self._check_data(data)
-        self.ext_device = data.device
-        self.ext_dtype = data.dtype
-        self.device = self.device or data.device
+        device = self.device or data.device
+        # the one copy that can fail for size happens before anything changes
+        stored = as_float32_data(data, device)
+        ext_dtype = data.dtype if data.is_floating_point() else torch.float32
         if self.independent_rows:
-            if self._rows is None:
-                self._rows = RowMemories(self._row_config(), data.size(0), self.device)
-            self._rows.add(data)
-            if self.track_id:
-                self.next_engram_id += data.size(1)
-            self.timestep += 1
-            return
-        new_engrams = Engrams(
-            data.to(self.device),
-            engrams_types=EngramType.WORKING,
-            lifespan=self.initial_lifespan,
-            engram_ids=self.next_engram_id,
-            track_age=self.track_age,
-            track_engram_id=self.track_id,
-        )
-        if self._store is None or self._store.memory_length == 0:
-            # like Engrams.__add__: an empty memory is replaced by the new engrams
-            self._store = EngramStore(new_engrams, spare=new_engrams.memory_length)
+            rows = self._rows
+            if rows is None:
+                rng_state = torch.get_rng_state()  # the rows' seeds come from the global RNG
+                rows = RowMemories(self._row_config(), data.size(0), device)
+            try:
+                rows.add(stored)
+            except Exception:
+                if self._rows is None:
+                    torch.set_rng_state(rng_state)
+                raise
+            self._rows = rows
         else:
-            self._store.append(new_engrams)
-        self._view = None
+            new_engrams = Engrams(
+                stored,
+                engrams_types=EngramType.WORKING,
+                lifespan=self.initial_lifespan,
+                engram_ids=self.next_engram_id,
+                track_age=self.track_age,
+                track_engram_id=self.track_id,
+            )
+            if self._store is None or self._store.memory_length == 0:
+                # like Engrams.__add__: an empty memory is replaced by the new engrams
+                self._store = EngramStore(new_engrams, spare=new_engrams.memory_length)
+            else:
+                self._store.append(new_engrams)
+            self._view = None
+        self.ext_device, self.ext_dtype, self.device = data.device, ext_dtype, device
         if self.track_id:
-            self.next_engram_id += new_engrams.memory_length
+            self.next_engram_id += data.size(1)
         self.timestep += 1
 
     @torch.no_grad()
@@ -358,13 +375,15 @@ class Memoria:
         """Give lifespan to reminded engrams, age everything, move engrams between stages, drop the dead.
 
         Args:
-            indices: [BatchSize, RemindedLength] global indices (as returned by ``remind``), -1 ignored.
-            lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position.
+            indices: [BatchSize, RemindedLength] global indices (as returned by ``remind``), -1 ignored; a tensor, list,
+                tuple or numpy array.
+            lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position (repeated
+                indices add up), or what broadcasts to it: a number, a 0-dim tensor, a [1, RemindedLength] row.
         """
-        if self._store is None and isinstance(indices, torch.Tensor) and indices.numel() == 0:
+        if self._store is None and self._rows is None and isinstance(indices, torch.Tensor) and indices.numel() == 0:
             return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
         if self._rows is not None:
-            self._check_adjust_form(indices, lifespan_delta, self._rows.batch_size)
+            indices, lifespan_delta = self._adjust_form(indices, lifespan_delta, self._rows.batch_size)
             self._rows.check_adjust(indices, lifespan_delta)
             self._rows.adjust(indices, lifespan_delta)
             self.history = self._rows.history()
@@ -550,89 +569,60 @@ class Memoria:
     # ------------------------------------------------------------------ validation
 
     def _check_data(self, data: torch.Tensor) -> None:
-        if not isinstance(data, torch.Tensor):
-            raise TypeError(
-                f"data must be a torch.Tensor shaped [BatchSize, Length, HiddenDim], got {type(data).__name__}"
-            )
-        if data.dim() != 3:
+        """Form of ``data`` and its fit to the memory (batch size, hidden size, length, ids); values are checked when
+        converted (``as_float32_data``)."""
+        check_data(data, "data")
+        batch_size = hidden = None
+        if self._rows is not None:
+            batch_size, hidden = self._rows.batch_size, self._rows.hidden_dim
+        elif self._store is not None and self._store.memory_length > 0:
+            batch_size, hidden = self._store.batch_size, self._store.data.size(2)
+        if batch_size is not None:
+            if data.size(0) != batch_size:
+                raise ValueError(
+                    f"data batch size {data.size(0)} differs from the memory's batch size {batch_size}; "
+                    "call reset_memory() before changing it"
+                )
+            if hidden and data.size(2) != hidden:
+                raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {hidden}")
+        check_memory_length(data.size(0), self.memory_length + data.size(1), "data")
+        if self.track_id and self.next_engram_id + data.size(1) - 1 > INT32_MAX:
             raise ValueError(
-                f"data must be shaped [BatchSize, Length, HiddenDim], got {data.dim()} dims {list(data.shape)}"
+                f"data holds {data.size(1)} new engrams, but engram ids stop at {INT32_MAX} "
+                f"(the next id is {self.next_engram_id}): call reset_memory() first"
             )
-        if not data.is_floating_point():
-            raise TypeError(f"data must be a floating tensor, got dtype {data.dtype}")
-        if data.device.type == "meta":
-            raise ValueError("data is on the meta device: it holds no values")
-        if data.size(0) == 0:
-            raise ValueError("data has batch size 0: there is no batch row to remember for")
-        rows = self._rows
-        if rows is not None:
-            if data.size(0) != rows.batch_size:
-                raise ValueError(
-                    f"data batch size {data.size(0)} differs from the memory's batch size {rows.batch_size}; "
-                    "call reset_memory() before changing it"
-                )
-            if data.size(2) != rows.hidden_dim:
-                raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {rows.hidden_dim}")
-        store = self._store
-        if store is not None and store.memory_length > 0:
-            if data.size(0) != store.batch_size:
-                raise ValueError(
-                    f"data batch size {data.size(0)} differs from the memory's batch size {store.batch_size}; "
-                    "call reset_memory() before changing it"
-                )
-            if data.size(2) != store.data.size(2):
-                raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {store.data.size(2)}")
-        if not all_finite(data):
-            raise ValueError("data contains NaN or infinite values")
 
-    def _check_adjust_form(self, indices: torch.Tensor, lifespan_delta: torch.Tensor, batch_size: int) -> None:
-        """Types, dtypes and shapes of an adjust's inputs, for a batch of ``batch_size`` rows."""
-        for name, value in (("indices", indices), ("lifespan_delta", lifespan_delta)):
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(
-                    f"{name} must be a torch.Tensor shaped [BatchSize, RemindedLength], got {type(value).__name__}"
-                )
-        if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
-            raise TypeError(f"indices must be an integer tensor, got dtype {indices.dtype}")
-        if lifespan_delta.dtype.is_complex or lifespan_delta.dtype == torch.bool:
-            raise TypeError(f"lifespan_delta must be a real-valued tensor, got dtype {lifespan_delta.dtype}")
+    def _adjust_form(self, indices, lifespan_delta, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """An adjust's inputs as tensors: int64 indices [BatchSize, R] and float32 deltas broadcast to their shape.
+
+        Indices may be tensors, lists, tuples or numpy arrays; a delta may also be a number, a 0-dim tensor or a
+        [1, R] row (as in the published package).
+        """
+        indices = as_indices(indices, "indices")
         if indices.dim() != 2 or indices.size(0) != batch_size:
             raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
-        if lifespan_delta.shape != indices.shape:
-            raise ValueError(
-                f"lifespan_delta must have the shape of indices {list(indices.shape)}, got {list(lifespan_delta.shape)}"
-            )
+        return indices, as_lifespan_delta(lifespan_delta, indices.shape, "lifespan_delta")
 
-    def _check_adjust_inputs(
-        self, indices: torch.Tensor, lifespan_delta: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _check_adjust_inputs(self, indices, lifespan_delta) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``_adjust_form`` plus devices and index range, for the memory's store; returns tensors on its device."""
         if self._store is None:
             raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
-        self._check_adjust_form(indices, lifespan_delta, self._store.batch_size)
-        for name, value in (("indices", indices), ("lifespan_delta", lifespan_delta)):
-            allowed = {self.device, self.ext_device, self._store.device}
-            if value.device not in allowed:
+        raw = {"indices": indices, "lifespan_delta": lifespan_delta}
+        indices, lifespan_delta = self._adjust_form(indices, lifespan_delta, self._store.batch_size)
+        allowed = {self.device, self.ext_device, self._store.device, torch.device("cpu")}
+        for name, value in raw.items():
+            if isinstance(value, torch.Tensor) and value.device not in allowed:
                 raise ValueError(
                     f"{name} is on {value.device}, expected the memory's device {self.device} "
                     f"or the input's device {self.ext_device}"
                 )
-        length = self._store.memory_length
         indices = indices.to(self._store.device)
-        lifespan_delta = lifespan_delta.to(self._store.device)
-        if indices.numel() and bool(((indices < -1) | (indices >= length)).any()):
-            raise ValueError(
-                f"indices must lie in -1..{length - 1} (the memory length is {length}), "
-                f"got values from {int(indices.min())} to {int(indices.max())}"
-            )
-        if lifespan_delta.is_floating_point() and not all_finite(lifespan_delta):
-            raise ValueError("lifespan_delta contains NaN or infinite values")
-        return indices, lifespan_delta
+        check_index_range(indices, self._store.memory_length, "indices")
+        return indices, lifespan_delta.to(self._store.device)
 
     # ------------------------------------------------------------------ history
 
     def _record_history(self) -> None:
-        from .history_manager import HistoryManager, record_history
-
         if self.history is None:
             self.history = [HistoryManager() for _ in range(self._store.batch_size)]
         record_history(self.history, self.engrams)

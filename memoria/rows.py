@@ -154,13 +154,21 @@ class RowMemories:
         restored = cls.__new__(cls)
         restored.config = config
         restored.memories = []
-        restored.hidden_dim = int(state.get("hidden_dim", 0))
+        hidden_dim = state.get("hidden_dim", 0)
+        if isinstance(hidden_dim, bool) or not isinstance(hidden_dim, int) or hidden_dim < 0:
+            raise ValueError(f"an independent-rows state's hidden_dim must be a non-negative int, got {hidden_dim!r}")
+        restored.hidden_dim = hidden_dim
         saved_devices = state.get("generator_devices", [None] * len(generators))
         if not isinstance(saved_devices, list) or len(saved_devices) != len(generators):
             raise ValueError("'generator_devices' must name one device type per row generator")
         for row_state, generator_state, saved_device in zip(rows, generators, saved_devices):
             memory = Memoria(**config, device=device)
             memory.load_state_dict(row_state)
+            if memory.memory_length and (memory._store.batch_size, memory._store.data.size(2)) != (1, hidden_dim):
+                raise ValueError(
+                    f"every row state must hold one batch row of hidden size {hidden_dim}, got "
+                    f"{memory._store.batch_size} rows of hidden size {memory._store.data.size(2)}"
+                )
             if not isinstance(generator_state, torch.Tensor) or generator_state.dtype != torch.uint8:
                 raise ValueError("every row generator state must be a uint8 tensor (Generator.get_state())")
             # the generator draws where the row's engrams live (a map_location moved them)

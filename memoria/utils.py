@@ -5,6 +5,10 @@ from typing import Optional, Union
 import torch
 
 from . import native
+from .validation import IndexRangeError
+
+#: Most entries ``super_unique``'s occupancy mask may have (int32, 8 GiB): value ranges beyond it are refused.
+MAX_OCCUPANCY = 2**31
 
 
 def on_cpu(where: Union[torch.Tensor, torch.device]) -> bool:
@@ -27,12 +31,23 @@ def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
         ``min(t)..max(t)``. That order is observable (the published package and its tutorial print it), so it is kept
         on purpose instead of sorting.
     """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be an integer torch.Tensor, got {type(t).__name__}")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"t must hold integers, got dtype {t.dtype}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -max(t.dim(), 1) <= dim < max(t.dim(), 1):
+        raise IndexRangeError(f"dim must be an int in {-max(t.dim(), 1)}..{max(t.dim(), 1) - 1}, got {dim!r}")
     if t.numel() == 0:
         return t
     dim = dim % t.dim()
     low, high = (int(v) for v in torch.stack(torch.aminmax(t)).tolist())
     shape = list(t.shape)
     shape[dim] = high - low + 1
+    if t.numel() // t.size(dim) * shape[dim] > MAX_OCCUPANCY:
+        raise ValueError(
+            f"t's values span {low}..{high}: the occupancy mask of {t.numel() // t.size(dim)} slices by that range "
+            f"exceeds {MAX_OCCUPANCY} entries"
+        )
     # [..., ValueRange, ...]: 1 where the (shifted) value occurs in the slice
     occupancy = torch.zeros(shape, dtype=torch.int32, device=t.device)
     occupancy.scatter_(dim, (t - low).long(), 1)

@@ -6,6 +6,9 @@ each in memory-slot order), coloured by type and shaded by remaining lifespan (p
 Needs matplotlib (``pip install memoria-pytorch[visualize]``); ``memoria`` itself does not.
 
     python -m memoria.visualize HISTORY_FILE --out DIR       # HISTORY_FILE written by HistoryManager.save
+
+A pickled history (what memoria-pytorch 1.x saved) is refused unless ``--allow-pickle`` is given: unpickling a file
+runs whatever code it names.
 """
 
 import argparse
@@ -189,8 +192,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="Render a saved Memoria history (HistoryManager.save) as pictures.")
     parser.add_argument("history_file", help="file written by HistoryManager.save")
     parser.add_argument("--out", required=True, help="folder for timeline.png, timeline.gif and analysis.png")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also read a pickled history (memoria-pytorch 1.x): unpickling runs code, so only for a file you trust",
+    )
     args = parser.parse_args(argv)
-    history = HistoryManager.load(args.history_file)
+    try:
+        history = HistoryManager.load(args.history_file, allow_pickle=args.allow_pickle)
+    except (OSError, ValueError) as error:
+        parser.error(str(error).replace("allow_pickle=True", "--allow-pickle"))
     for path in render_all(history, args.out):
         print(path)
 

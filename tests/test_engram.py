@@ -172,3 +172,124 @@ def test_to_and_clone_are_copies():
     c.lifespan += 1
     assert e.lifespan.tolist() == [[1.0, 1.0]]
     assert e.to("cpu") is e
+
+
+# ---------------------------------------------------------------------- drop-in: inputs the published package accepts
+
+
+def pair(types=((0, 1, 2, 3, 3, 2), (1, 3, 3, 2, 0, 1))):
+    """The same engrams in ours and in the published 1.1.0 package."""
+    from benchmarks.reference import load_reference
+
+    counts = torch.randint(0, 5, (2, 6, 6), generator=torch.Generator().manual_seed(3), dtype=torch.int32)
+    ours = make([list(row) for row in types], counts=counts.tolist())
+    published = load_reference("1.1.0").Engrams(
+        ours.data.clone(),
+        ours.induce_counts.clone(),
+        ours.engrams_types.clone(),
+        ours.lifespan.clone(),
+        ours.age.clone(),
+        ours.engram_ids.clone(),
+        track_age=True,
+        track_engram_id=True,
+    )
+    return ours, published
+
+
+def fields(engrams):
+    return [
+        engrams.data,
+        engrams.induce_counts,
+        engrams.engrams_types,
+        engrams.lifespan,
+        engrams.age,
+        engrams.engram_ids,
+    ]
+
+
+def assert_same_fields(ours, published):
+    for mine, theirs in zip(fields(ours), fields(published)):
+        assert torch.equal(mine, theirs)
+
+
+def as_kinds(value):
+    """The value as a tensor, a list, a tuple of tuples and a numpy array."""
+    import numpy as np
+
+    return {
+        "tensor": torch.tensor(value),
+        "list": value,
+        "tuple": tuple(tuple(row) for row in value) if isinstance(value[0], list) else tuple(value),
+        "numpy": np.array(value),
+    }
+
+
+@pytest.mark.parametrize("kind", ["tensor", "list", "tuple", "numpy"])
+def test_index_methods_take_lists_tuples_and_numpy_like_the_published_package(kind):
+    ours, published = pair()
+    mask = ours.longterm_memory_mask
+    # the published suite's call, with a Python list
+    indices = as_kinds([[0, 4, 5, -1], [1, 2, -1, -1]])[kind]
+    assert torch.equal(
+        ours.get_local_indices_from_global_indices(mask, indices),
+        published.get_local_indices_from_global_indices(mask, torch.tensor([[0, 4, 5, -1], [1, 2, -1, -1]])),
+    )
+    fired = as_kinds([[0, 3, -1], [5, 1, 1]])[kind]
+    assert torch.equal(
+        ours.get_mask_with_indices(fired), published.get_mask_with_indices(torch.tensor([[0, 3, -1], [5, 1, 1]]))
+    )
+    ours.fire_together_wire_together(fired)
+    published.fire_together_wire_together(torch.tensor([[0, 3, -1], [5, 1, 1]]))
+    assert_same_fields(ours, published)
+    assert_same_fields(ours.select(as_kinds([4, 0, 2])[kind]), published.select(torch.tensor([4, 0, 2])))
+    ours.delete(as_kinds([[1, -1], [0, 4]])[kind])
+    published.delete(torch.tensor([[1, -1], [0, 4]]))
+    assert_same_fields(ours, published)
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [2.5, 3, torch.tensor(1.5), torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[1.0], [4.0]]), [[1, 2, 3], [4, 5, 6]]],
+    ids=["float", "int", "0-dim", "[1, K] row", "[B, 1] column", "list"],
+)
+def test_extend_lifespan_broadcasts_deltas_like_the_published_package(delta):
+    ours, published = pair()
+    indices = torch.tensor([[0, 2, -1], [5, 1, 3]])  # distinct per row: with repeats the two differ (see README)
+    ours.extend_lifespan(indices, delta)
+    published.extend_lifespan(indices.clone(), torch.as_tensor(delta, dtype=torch.float32))
+    assert torch.equal(ours.lifespan, published.lifespan)
+
+
+def test_extend_lifespan_adds_every_delta_of_a_repeated_index():
+    ours, published = pair()
+    ours.extend_lifespan([[2, 2, -1], [0, 0, 0]], torch.tensor([[1.0, 2.0, 9.0], [1.0, 1.0, 1.0]]))
+    published.extend_lifespan(torch.tensor([[2, 2, -1], [0, 0, 0]]), torch.tensor([[1.0, 2.0, 9.0], [1.0, 1.0, 1.0]]))
+    before = make([[0, 1, 2, 3, 3, 2], [1, 3, 3, 2, 0, 1]]).lifespan
+    assert ours.lifespan[0, 2] == before[0, 2] + 3.0 and ours.lifespan[1, 0] == before[1, 0] + 3.0
+    # the published package keeps one delta per position (which one is up to the indexing kernel)
+    assert published.lifespan[0, 2] - before[0, 2] in (1.0, 2.0) and published.lifespan[1, 0] == before[1, 0] + 1.0
+
+
+def test_records_are_importable_where_the_published_package_defined_them():
+    import memoria
+    from memoria.engram import EngramConnection, EngramInfo, EngramsInfo
+    from memoria.memoria import HistoryManager
+
+    assert (EngramInfo, EngramsInfo, EngramConnection) == (
+        memoria.types.EngramInfo,
+        memoria.types.EngramsInfo,
+        memoria.types.EngramConnection,
+    )
+    assert HistoryManager is memoria.history_manager.HistoryManager is memoria.HistoryManager
+    assert memoria.abstractor.Abstractor is memoria.Abstractor
+    assert memoria.sparse_tensor.SparseTensor is memoria.SparseTensor
+
+
+def test_submodules_are_reachable_after_a_plain_import():
+    import subprocess
+    import sys
+
+    names = "abstractor history_manager types sparse_tensor utils engram"
+    script = f"import memoria; print([getattr(memoria, n).__name__ for n in {names.split()!r}])"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == str([f"memoria.{n}" for n in names.split()])

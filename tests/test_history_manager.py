@@ -206,3 +206,122 @@ def test_memoria_keep_history_matches_eager_summaries():
         assert list(recorded.summaries) == list(fed.summaries)
         assert recorded.engram_firings == fed.engram_firings
         assert [t for t, r in enumerate(recorded._records) if r.keyframe is not None] == [0]
+
+
+# ---------------------------------------------------------------------- a step without engrams, files that run code
+
+
+def test_a_step_without_engrams_then_one_with_engrams_matches_the_published_history():
+    """The step after an empty one has nothing to compare with: every engram is new, nothing fired."""
+    import warnings
+
+    from memoria import Memoria
+
+    histories = []
+    for make in (Memoria, load_reference("1.1.0").Memoria):
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            memoria = make(2, 2, 1, initial_lifespan=1, num_final_ltms=1, keep_history=True)
+        memoria.add_working_memory(torch.rand(1, 2, 3))
+        memoria.remind()
+        memoria.adjust_lifespan_and_memories(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0))
+        memoria.add_working_memory(torch.rand(1, 2, 3))
+        memoria.remind()
+        memoria.adjust_lifespan_and_memories(torch.tensor([[0, 1]]), torch.ones(1, 2))
+        histories.append(memoria.history[0])
+    ours, published = histories
+    assert ours.alive_engram_ids == [2, 3] and len(ours[0].engrams) == 0
+    assert_same_history(ours, published)
+
+
+class _RunsCode:
+    """Unpickling this calls os.mkdir(marker): what a crafted history file can do to a pickle loader."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+def _crafted_pickle(tmp_path):
+    import gzip
+    import pickle
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "crafted.gz"
+    with gzip.open(path, "wb") as file:
+        pickle.dump(_RunsCode(marker), file)
+    return path, marker
+
+
+def test_a_crafted_pickle_cannot_run_code_on_load(tmp_path):
+    path, marker = _crafted_pickle(tmp_path)
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        HistoryManager.load(str(path))
+    assert not marker.exists()
+    # the explicit opt-in does unpickle (and says so): the refusal above is what kept the code from running
+    with pytest.warns(UserWarning, match="unpickling"), pytest.raises(ValueError, match="not a HistoryManager"):
+        HistoryManager.load(str(path), allow_pickle=True)
+    assert marker.exists()
+
+
+def test_a_crafted_data_file_cannot_run_code_either(tmp_path):
+    """A torch.save file naming a callable is refused by the data-only unpickler."""
+    import gzip
+
+    marker = tmp_path / "code-ran"
+    buffer = io.BytesIO()
+    torch.save({"format": "memoria-history-1", "state": _RunsCode(marker)}, buffer)
+    path = tmp_path / "crafted.gz"
+    with gzip.open(path, "wb") as file:
+        file.write(buffer.getvalue())
+    with pytest.raises(ValueError, match="not a readable history file"):
+        HistoryManager.load(str(path))
+    assert not marker.exists()
+
+
+def test_a_legacy_pickle_loads_only_by_opt_in(tmp_path):
+    import gzip
+    import pickle
+
+    history = recorded_history()
+    path = tmp_path / "legacy.gz"
+    with gzip.open(path, "wb") as file:
+        pickle.dump(history, file)  # what save() wrote before, and the published package still writes
+    with pytest.raises(ValueError, match="is a pickle"):
+        HistoryManager.load(path)
+    with pytest.warns(UserWarning, match="unpickling"):
+        loaded = HistoryManager.load(path, allow_pickle=True)
+    assert_same_history(loaded, history)
+
+
+def test_saved_file_is_data_only(tmp_path):
+    import gzip
+
+    path = tmp_path / "history.gz"
+    recorded_history().save(path)
+    with gzip.open(path, "rb") as file:
+        saved = torch.load(io.BytesIO(file.read()), weights_only=True)
+    assert saved["format"] == "memoria-history-1" and saved["state"]["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [(b"not gzip at all", "not a gzip"), (None, "not a readable history file"), (b"", "is empty")],
+    ids=["not gzip", "broken zip", "empty"],
+)
+def test_bad_history_files_are_value_errors(tmp_path, content, words):
+    import gzip
+
+    path = tmp_path / "bad.gz"
+    if content == b"not gzip at all":
+        path.write_bytes(content)
+    else:
+        with gzip.open(path, "wb") as file:
+            file.write(b"PK\x03\x04 truncated" if content is None else content)
+    with pytest.raises(ValueError, match=words):
+        HistoryManager.load(path)

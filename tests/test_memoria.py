@@ -171,7 +171,7 @@ def live():
         (torch.rand(2, 4), ValueError, "BatchSize, Length, HiddenDim"),
         (torch.rand(3, 3, 4), ValueError, "batch size"),
         (torch.rand(2, 3, 5), ValueError, "hidden size"),
-        (torch.ones(2, 3, 4, dtype=torch.long), TypeError, "floating"),
+        (torch.ones(2, 3, 4, dtype=torch.bool), TypeError, "real numbers"),
         (torch.full((2, 3, 4), float("nan")), ValueError, "NaN"),
         (torch.full((2, 3, 4), float("inf")), ValueError, "infinite"),
         (torch.rand(0, 3, 4), ValueError, "batch size 0"),
@@ -189,7 +189,8 @@ def bad_adjust_inputs(m: Memoria):
     length = m.engrams.memory_length
     ok = torch.zeros(2, 3, dtype=torch.long)
     return [
-        ("not a tensor", [[0]], ok.float(), TypeError, "indices"),
+        ("not indices", "0, 1", ok.float(), TypeError, "indices"),
+        ("string delta", ok, "1", TypeError, "lifespan_delta"),
         ("float indices", ok.float(), ok.float(), TypeError, "integer"),
         ("wrong rank", ok[0], ok[0].float(), ValueError, "indices must be shaped"),
         (
@@ -199,12 +200,12 @@ def bad_adjust_inputs(m: Memoria):
             ValueError,
             "indices must be shaped",
         ),
-        ("delta shape", ok, torch.zeros(2, 4), ValueError, "lifespan_delta must have the shape"),
+        ("delta shape", ok, torch.zeros(2, 4), ValueError, "lifespan_delta must be a number or broadcast"),
         ("index too large", torch.full((2, 3), length), ok.float(), ValueError, "must lie in"),
         ("index below -1", torch.full((2, 3), -2), ok.float(), ValueError, "must lie in"),
         ("nan delta", ok, torch.full((2, 3), float("nan")), ValueError, "NaN"),
         ("bool delta", ok, ok.bool(), TypeError, "real-valued"),
-        ("meta device", ok.to("meta"), ok.float(), ValueError, "is on meta"),
+        ("meta device", ok.to("meta"), ok.float(), ValueError, "meta device"),
     ]
 
 
@@ -408,11 +409,81 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
             _, indices = m.remind()
             m.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
     # widths: working / short-term / long-term lists (3), super_unique range + width (3 x 2), the walk's start list,
-    # the survivors, the new engrams' positions; checks: index range, finite data and deltas. A Python scalar written
+    # the survivors, the new engrams' positions; checks: index range, finite data, finite deltas. A Python scalar written
     # through an index (lift_fresh) would be a host-to-device copy: none.
     assert reads == {
         "indices_with_mask": 6,
         "super_unique": 6,
-        "_check_adjust_inputs": 1,
-        "all_finite": 2,
+        "check_index_range": 1,
+        "all_finite": 1,
+        "as_lifespan_delta": 1,
     }, dict(reads)
+
+
+# ---------------------------------------------------------------------- drop-in: inputs the published package accepts
+
+
+def test_numpy_scalars_configure_the_memory_as_python_numbers(tmp_path):
+    import numpy as np
+
+    m = Memoria(
+        num_reminded_stm=np.int64(2),
+        stm_capacity=np.int32(4),
+        ltm_search_depth=np.uint8(2),
+        initial_lifespan=np.float32(3),
+        num_final_ltms=np.int16(4),
+    )
+    config = m.config()
+    assert [type(config[k]) for k in ("num_reminded_stm", "stm_capacity", "ltm_search_depth", "num_final_ltms")] == [
+        int
+    ] * 4
+    assert type(config["initial_lifespan"]) is float and config["initial_lifespan"] == 3.0
+    m.add_working_memory(torch.rand(2, 3, 4))
+    _, indices = m.remind()
+    m.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    torch.save(m.state_dict(), tmp_path / "state.pt")
+    restored = memory(initial_lifespan=3.0, num_final_ltms=4)
+    restored.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert restored.engrams == m.engrams
+
+
+def run_adjusts(make_inputs, data_dtype=torch.float32, as_float=False):
+    """Ten steps of one stream; ``make_inputs(indices)`` gives the adjust's arguments; data in ``data_dtype``, or
+    converted to it and back to float32 with ``as_float``."""
+    torch.manual_seed(4)
+    m = memory(track_id=True, track_age=True)
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(10):
+        data = torch.randint(-3, 4, (2, 3, 4), generator=generator)
+        data = data.to(data_dtype)
+        m.add_working_memory(data.float() if as_float else data)
+        _, indices = m.remind()
+        m.adjust_lifespan_and_memories(*make_inputs(indices))
+    return m
+
+
+@pytest.mark.parametrize(
+    "make_inputs",
+    [
+        lambda indices: (indices.numpy(), torch.full(indices.shape, 2.5)),
+        lambda indices: (indices.tolist(), torch.full(indices.shape, 2.5)),
+        lambda indices: (indices, 2.5),
+        lambda indices: (indices, torch.tensor(2.5)),
+        lambda indices: (indices, torch.full((1, indices.size(1)), 2.5)),
+        lambda indices: (indices, torch.full(indices.shape, 2.5, dtype=torch.float64).numpy()),
+    ],
+    ids=["numpy indices", "list indices", "float delta", "0-dim delta", "[1, K] delta", "numpy delta"],
+)
+def test_adjust_takes_what_the_published_package_takes(make_inputs):
+    expected = run_adjusts(lambda indices: (indices, torch.full(indices.shape, 2.5)))
+    assert run_adjusts(make_inputs).engrams == expected.engrams
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.int8])
+def test_integer_data_is_remembered_as_float32(dtype):
+    ints = run_adjusts(lambda indices: (indices, torch.ones(indices.shape)), data_dtype=dtype)
+    floats = run_adjusts(lambda indices: (indices, torch.ones(indices.shape)), data_dtype=dtype, as_float=True)
+    assert ints.engrams == floats.engrams and ints.engrams.data.dtype == torch.float32
+    ints.add_working_memory(torch.ones(2, 1, 4, dtype=dtype))
+    memories, _ = ints.remind()
+    assert memories.dtype == torch.float32  # what the published package returns for any input

@@ -1,6 +1,8 @@
-"""A sweep of generated bad calls at a live memory: each gets a clear error or a documented result.
+"""Bad calls at a live memory and at every other public entry point: each gets a clean error or a documented result.
 
-After every rejected call the memory is bit-identical to before (engrams, counters, history, global RNG state).
+First a generated sweep; then grouped by kind: the state after an error, a hang, silent wrong results, inputs that
+used to be accepted and broke things later, and the kind of error raised. After every refused call the memory is
+bit-identical to before (its whole state dict, devices, dtype and the global RNG state).
 """
 
 import itertools
@@ -27,21 +29,39 @@ def live_memory(independent_rows: bool = False) -> Memoria:
 
 
 def fingerprint(memoria: Memoria):
+    """Everything a call could change: the whole state dict (engrams, counters, history, row states and generators),
+    devices and dtype, and the global RNG state."""
     return (
-        memoria.engrams.clone(),
-        memoria.timestep,
-        memoria.next_engram_id,
-        [len(h) for h in memoria.history],
+        memoria.state_dict(),
         torch.get_rng_state(),
+        (memoria.device, memoria.ext_device, memoria.ext_dtype),
     )
 
 
+def same(a, b) -> bool:
+    """Bit-for-bit equality of nested state (tensors by dtype, shape and every bit)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and torch.equal(
+                a.view(torch.uint8) if a.numel() and a.dim() else a, b.view(torch.uint8) if b.numel() and b.dim() else b
+            )
+        )
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
 def assert_same(memoria: Memoria, before) -> None:
-    engrams, timestep, next_id, history, rng = before
-    assert memoria.engrams == engrams
-    assert (memoria.timestep, memoria.next_engram_id) == (timestep, next_id)
-    assert [len(h) for h in memoria.history] == history
+    state, rng, devices = before
+    assert same(memoria.state_dict(), state)
     assert torch.equal(torch.get_rng_state(), rng)
+    assert (memoria.device, memoria.ext_device, memoria.ext_dtype) == devices
 
 
 def bad_working_memories():
@@ -56,8 +76,13 @@ def bad_working_memories():
         yield f"batch {batch}", torch.rand(batch, 4, HIDDEN), ValueError
     for hidden in [1, 5, 7, 12]:
         yield f"hidden {hidden}", torch.rand(BATCH, 4, hidden), ValueError
-    for dtype in [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64]:
+    for dtype in [torch.bool, torch.complex64, torch.float8_e4m3fn, torch.float8_e5m2]:
         yield f"dtype {dtype}", torch.ones(BATCH, 4, HIDDEN).to(dtype), TypeError
+    yield "sparse", good.to_sparse(), TypeError
+    yield "string", "data", TypeError
+    yield "beyond float32", torch.full((BATCH, 4, HIDDEN), 1e300, dtype=torch.float64), ValueError
+    # a scan of every value would never end here: the length is refused first
+    yield "10**10 long", torch.zeros(()).expand(BATCH, 10**10, HIDDEN), ValueError
     for value, position in itertools.product([float("nan"), float("inf"), float("-inf")], range(20)):
         bad = good.clone()
         bad.view(-1)[position * 3] = value
@@ -73,9 +98,10 @@ def bad_working_memories():
 def bad_adjustments(length: int, reminded: int):
     ok_indices = torch.zeros(BATCH, reminded, dtype=torch.long)
     ok_delta = torch.ones(BATCH, reminded)
-    yield "indices list", ok_indices.tolist(), ok_delta, TypeError
-    yield "delta list", ok_indices, ok_delta.tolist(), TypeError
-    yield "indices numpy", ok_indices.numpy(), ok_delta, TypeError
+    yield "indices string", "0", ok_delta, TypeError
+    yield "indices none", None, ok_delta, TypeError
+    yield "indices ragged list", [[0], [0, 1], []], ok_delta, TypeError
+    yield "delta string", ok_indices, "1", TypeError
     yield "delta none", ok_indices, None, TypeError
     for dtype in [torch.float32, torch.float64, torch.bool, torch.complex64]:
         yield f"indices {dtype}", ok_indices.to(dtype), ok_delta, TypeError
@@ -86,7 +112,7 @@ def bad_adjustments(length: int, reminded: int):
     for batch in [1, 2, 4, 6]:
         yield f"batch {batch}", torch.zeros(batch, reminded, dtype=torch.long), torch.ones(batch, reminded), ValueError
     for width in [reminded + 1, reminded + 3, max(reminded - 1, 0)]:
-        if width != reminded:
+        if width not in (reminded, 1):  # a [BatchSize, 1] column broadcasts, as in the published package
             yield f"delta width {width}", ok_indices, torch.ones(BATCH, width), ValueError
     for value, row, column in itertools.product([length, length + 5, 10**6, -2, -7, -(10**6)], range(BATCH), range(4)):
         bad = torch.full((BATCH, max(reminded, 4)), -1, dtype=torch.long)
@@ -96,6 +122,11 @@ def bad_adjustments(length: int, reminded: int):
         delta = torch.ones(BATCH, max(reminded, 3))
         delta[row, column] = value
         yield f"delta {value} row {row}", torch.zeros(delta.shape, dtype=torch.long), delta, ValueError
+    yield "delta 1e39 beyond float32", ok_indices, torch.full(ok_delta.shape, 1e39, dtype=torch.float64), ValueError
+    yield "delta -1e300 beyond float32", ok_indices, torch.tensor(-1e300, dtype=torch.float64), ValueError
+    yield "delta 10**400", ok_indices, 10**400, ValueError
+    yield "index beyond int64", [[2**70] * reminded] * BATCH, ok_delta, ValueError
+    yield "sparse indices", ok_indices.to_sparse(), ok_delta, TypeError
     meta = torch.zeros(BATCH, reminded, dtype=torch.long, device="meta")
     yield "indices on meta", meta, ok_delta, ValueError
     yield "delta on meta", ok_indices, torch.ones(BATCH, reminded, device="meta"), ValueError
@@ -172,3 +203,427 @@ def test_numpy_is_not_silently_accepted():
     memoria = Memoria(2, 4, 2, 3, 2)
     with pytest.raises(TypeError, match="torch.Tensor"):
         memoria.add_working_memory(np.zeros((2, 3, 4), dtype=np.float32))
+
+
+# ---------------------------------------------------------------------- by kind: the state after an error
+
+
+class _AllocatorFails(RuntimeError):
+    pass
+
+
+def _failing(*args, **kwargs):
+    raise _AllocatorFails("can't allocate memory")  # what the allocator raises for a [B, M, M] beyond memory
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["live", "fresh"])
+def test_an_input_failing_in_the_allocator_changes_nothing(monkeypatch, fresh):
+    """dtype, devices, counters and the global RNG are set only once the new engrams exist."""
+    import memoria.memoria as memoria_module
+
+    memoria = Memoria(2, 4, 2, 3, 2, track_id=True) if fresh else live_memory()
+    data = torch.rand(BATCH, 4, HIDDEN, dtype=torch.float64)
+    before = fingerprint(memoria)
+    monkeypatch.setattr(memoria_module.EngramStore, "append", _failing)
+    monkeypatch.setattr(memoria_module, "EngramStore", _failing)
+    with pytest.raises(_AllocatorFails):
+        memoria.add_working_memory(data)
+    assert_same(memoria, before)
+
+
+def test_independent_rows_draw_their_seeds_only_for_a_good_input(monkeypatch):
+    import memoria.rows as rows_module
+
+    memoria = Memoria(2, 4, 2, 3, 2, independent_rows=True)
+    good = torch.rand(BATCH, 4, HIDDEN)
+    bad_inputs = [good.to_sparse(), torch.full((BATCH, 4, HIDDEN), 1e300, dtype=torch.float64)]
+    before = fingerprint(memoria)
+    for bad in bad_inputs:
+        with pytest.raises((TypeError, ValueError)):
+            memoria.add_working_memory(bad)
+        assert_same(memoria, before)
+        assert memoria._rows is None
+    monkeypatch.setattr(rows_module.RowMemories, "add", _failing)
+    with pytest.raises(_AllocatorFails):
+        memoria.add_working_memory(good)
+    assert_same(memoria, before)
+    assert memoria._rows is None
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "meta", "bogus", 5, None, torch.device("meta")])
+def test_to_a_device_this_machine_lacks_is_refused_and_the_memory_keeps_working(device):
+    if device == "cuda" and torch.cuda.is_available() or device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has that device")
+    memoria = live_memory()
+    before = fingerprint(memoria)
+    with pytest.raises(TypeError if device in (5, None) else ValueError, match="device"):
+        memoria.to(device)
+    assert_same(memoria, before)
+    assert memoria.state_dict()["engrams"]["data"].device.type == "cpu"
+    memoria.add_working_memory(torch.rand(BATCH, 4, HIDDEN))
+    memoria.remind()
+
+
+@pytest.mark.parametrize("device", ["bogus", 5, "meta", "cuda:99"])
+def test_the_constructor_refuses_devices_it_cannot_use(device):
+    with pytest.raises(TypeError if device == 5 else ValueError, match="device"):
+        Memoria(2, 4, 2, 3, 2, device=device)
+
+
+# ---------------------------------------------------------------------- by kind: a hang
+
+
+def test_a_huge_expanded_input_is_refused_at_once():
+    """[2, 10**10, 4] of one stored zero: its values are never scanned, its length is refused."""
+    import time
+
+    memoria = Memoria(2, 4, 2, 3, 2)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="cannot be held"):
+        memoria.add_working_memory(torch.zeros(()).expand(2, 10**10, 4))
+    assert time.perf_counter() - start < 1.0 and memoria._store is None
+
+
+# ---------------------------------------------------------------------- by kind: silent wrong results
+
+
+@pytest.mark.parametrize("as_", [list, np.array, tuple], ids=["list", "numpy", "tuple"])
+def test_a_bool_mask_as_a_list_or_array_resets_the_rows_it_marks(as_):
+    memoria = live_memory()
+    before = memoria.engrams.clone()
+    memoria.reset_memory_rows(as_([True, False, False]))
+    after = memoria.engrams
+    assert (after.engrams_types[0] == 0).all()
+    assert torch.equal(after.data[1:], before.data[1:]) and torch.equal(
+        after.engrams_types[1:], before.engrams_types[1:]
+    )
+
+
+def test_row_indices_as_numpy_and_scalars_reset_those_rows():
+    for rows, reset in [(np.array([2]), [2]), (np.int64(1), [1]), (0, [0]), ([], [])]:
+        memoria = live_memory()
+        memoria.reset_memory_rows(rows)
+        empty = (memoria.engrams.engrams_types == 0).all(dim=1).tolist()
+        assert [row for row in range(BATCH) if empty[row]] == reset
+
+
+# ---------------------------------------------------------------------- by kind: accepted, then broken
+
+
+@pytest.mark.parametrize(
+    "overrides, error",
+    [
+        ({"initial_lifespan": float("nan")}, ValueError),
+        ({"initial_lifespan": float("inf")}, ValueError),
+        ({"initial_lifespan": 1e300}, ValueError),
+        ({"initial_lifespan": "3"}, TypeError),
+        ({"initial_lifespan": None}, TypeError),
+        ({"ltm_search_depth": 10**12}, ValueError),
+        ({"stm_capacity": 10**30}, ValueError),
+        ({"num_reminded_stm": -1}, ValueError),
+        ({"num_final_ltms": 2.0}, TypeError),
+        ({"num_reminded_stm": True}, TypeError),
+        ({"num_reminded_stm": np.float64(2)}, TypeError),
+    ],
+    ids=lambda value: repr(value) if isinstance(value, dict) else "",
+)
+def test_constructor_values_that_would_break_later_are_refused(overrides, error):
+    config = dict(num_reminded_stm=2, stm_capacity=4, ltm_search_depth=2, initial_lifespan=3, num_final_ltms=2)
+    config.update(overrides)
+    name = next(iter(overrides))
+    with pytest.raises(error, match=name):
+        Memoria(**config)
+
+
+def test_a_first_input_of_hidden_size_zero_is_refused():
+    memoria = Memoria(2, 4, 2, 3, 2)
+    with pytest.raises(ValueError, match="hidden size 0"):
+        memoria.add_working_memory(torch.rand(2, 3, 0))
+    assert memoria._store is None and memoria.ext_device is None
+
+
+def test_float64_beyond_float32_is_refused_so_the_checkpoint_stays_loadable():
+    memoria = live_memory()
+    before = fingerprint(memoria)
+    with pytest.raises(ValueError, match="float32"):
+        memoria.add_working_memory(torch.full((BATCH, 2, HIDDEN), 3.5e38, dtype=torch.float64))
+    _, indices = memoria.remind()
+    before = fingerprint(memoria)
+    with pytest.raises(ValueError, match="float32"):
+        memoria.adjust_lifespan_and_memories(indices, torch.full(indices.shape, 1e39, dtype=torch.float64))
+    assert_same(memoria, before)
+    Memoria(4, 6, 3, 3, 4, keep_history=True).load_state_dict(memoria.state_dict())
+
+
+def tampered_states(good: dict):
+    """(what was changed, state) for states whose values no memory reaches."""
+    import copy
+
+    def edit(change):
+        state = copy.deepcopy(good)
+        change(state)
+        return state
+
+    live = good["engrams"]["engrams_types"] != 0
+    first = tuple(live.nonzero()[0].tolist())  # (row, slot) of a live engram
+    second = tuple(live.nonzero()[1].tolist())
+    yield "next_engram_id 2**40", edit(lambda s: s.update(next_engram_id=2**40))
+    yield "next_engram_id below the stored ids", edit(lambda s: s.update(next_engram_id=1))
+    yield "negative id", edit(lambda s: s["engrams"]["engram_ids"].__setitem__(first, -5))
+    yield "duplicate ids", edit(
+        lambda s: s["engrams"]["engram_ids"].__setitem__(second, int(s["engrams"]["engram_ids"][first]))
+    )
+    yield "count near int32's maximum", edit(
+        lambda s: s["engrams"]["induce_counts"].__setitem__(first + (first[1],), 2**31 - 2)
+    )
+    yield "negative count", edit(lambda s: s["engrams"]["induce_counts"].__setitem__(first + (first[1],), -3))
+    yield "negative age", edit(lambda s: s["engrams"]["age"].__setitem__(first, -2))
+
+
+def test_tampered_states_are_refused_and_the_memory_untouched():
+    memoria = live_memory()
+    good = memoria.state_dict()
+    count = 0
+    for name, state in tampered_states(good):
+        before = fingerprint(memoria)
+        with pytest.raises(ValueError):
+            memoria.load_state_dict(state)
+        assert_same(memoria, before), name
+        count += 1
+    assert count == 7
+    memoria.load_state_dict(good)  # the untouched state still loads
+
+
+def test_tampered_row_states_are_refused():
+    import copy
+
+    memoria = live_memory(independent_rows=True)
+    good = memoria.state_dict()
+    wider = copy.deepcopy(good)
+    row = wider["rows"]["rows"][1]["engrams"]
+    row["data"] = torch.cat([row["data"], row["data"]], dim=2)  # hidden size 12 in a memory of 6
+    batched = copy.deepcopy(good)
+    row = batched["rows"]["rows"][0]["engrams"]
+    for name in list(row):
+        row[name] = torch.cat([row[name], row[name]])  # two batch rows in one row's state
+    for state, words in [(wider, "hidden size"), (batched, "batch row")]:
+        before = fingerprint(memoria)
+        with pytest.raises(ValueError, match=words):
+            memoria.load_state_dict(state)
+        assert_same(memoria, before)
+
+
+def test_engrams_that_do_not_track_what_the_memory_tracks_are_refused():
+    from memoria import Engrams
+
+    memoria = live_memory()
+    candidates = [Engrams(torch.rand(BATCH, 2, HIDDEN)), Engrams(torch.rand(BATCH, 2, HIDDEN), track_age=True)]
+    before = fingerprint(memoria)
+    for engrams in candidates:
+        with pytest.raises(ValueError, match="track"):
+            memoria.engrams = engrams
+        assert_same(memoria, before)
+    with pytest.raises(TypeError, match="Engrams"):
+        memoria.engrams = {"data": torch.rand(BATCH, 2, HIDDEN)}
+
+
+# ---------------------------------------------------------------------- by kind: the kind of error
+
+
+def engrams_with_types():
+    from memoria import Engrams
+
+    types = torch.tensor([[0, 1, 2, 3], [1, 1, 3, 2]], dtype=torch.uint8)
+    return Engrams(torch.rand(2, 4, 3), engrams_types=types, lifespan=torch.rand(2, 4) + 1, track_engram_id=True)
+
+
+def bad_engrams_calls(engrams):
+    mask = engrams.longterm_memory_mask
+    ok = torch.tensor([[0, -1], [1, 2]])
+    calls = [
+        ("select", (None,), TypeError),
+        ("select", ("0",), TypeError),
+        ("select", (torch.tensor([4]),), IndexError),
+        ("select", (torch.tensor([-5]),), IndexError),
+        ("select", (torch.tensor([[0, 4], [0, 0]]),), IndexError),
+        ("select", (torch.zeros(2, 2, 2, dtype=torch.long),), ValueError),
+        ("select", (torch.tensor([0.0]),), TypeError),
+        ("get_mask_with_indices", (torch.tensor([[9], [0]]),), IndexError),
+        ("get_mask_with_indices", ([[0], [2**70]],), ValueError),
+        ("get_mask_with_indices", (torch.zeros(3, 1, dtype=torch.long),), ValueError),
+        ("get_indices_with_mask", (mask.long(),), TypeError),
+        ("get_indices_with_mask", (mask[:, :2],), ValueError),
+        ("get_local_indices_from_global_indices", (mask, [[0, 4], [0, 1]]), IndexError),
+        ("get_local_indices_from_global_indices", (None, ok), TypeError),
+        ("fire_together_wire_together", (torch.tensor([[0, 7], [0, 0]]),), IndexError),
+        ("fire_together_wire_together", (ok.to("meta"),), ValueError),
+        ("fire_together_wire_together", (ok.float(),), TypeError),
+        ("delete", (torch.tensor([[4], [0]]),), IndexError),
+        ("delete", ("all",), TypeError),
+        ("extend_lifespan", (ok, torch.ones(2, 3)), ValueError),
+        ("extend_lifespan", (ok, float("nan")), ValueError),
+        ("extend_lifespan", (ok, torch.ones(2, 2, dtype=torch.complex64)), TypeError),
+        ("extend_lifespan", (torch.tensor([[5, 0], [0, 0]]), 1.0), IndexError),
+        ("extend_lifespan", (ok, None), TypeError),
+        ("mask_select", (mask.float(),), TypeError),
+    ]
+    yield from calls
+
+
+def test_engrams_methods_raise_clean_errors_and_change_nothing():
+    from memoria.validation import IndexRangeError
+
+    count = 0
+    for method, args, error in bad_engrams_calls(engrams_with_types()):
+        engrams = engrams_with_types()
+        before = engrams.clone()
+        with pytest.raises(error) as raised:
+            getattr(engrams, method)(*args)
+        assert isinstance(raised.value, (TypeError, ValueError)), (method, args)
+        if error is IndexError:
+            # what the published package raises there, and a ValueError like every other bad value
+            assert isinstance(raised.value, IndexRangeError) and isinstance(raised.value, ValueError)
+        assert engrams == before, method
+        count += 1
+    assert count == 25
+
+
+@pytest.mark.parametrize(
+    "arguments, error",
+    [
+        ({"data": None}, TypeError),
+        ({"data": torch.rand(2, 3)}, ValueError),
+        ({"data": torch.rand(2, 3, 4), "induce_counts": [[0]]}, TypeError),
+        ({"data": torch.rand(2, 3, 4), "lifespan": "long"}, TypeError),
+        ({"data": torch.rand(2, 3, 4), "lifespan": torch.rand(2, 4)}, ValueError),
+    ],
+)
+def test_engrams_constructor_errors(arguments, error):
+    from memoria import Engrams
+
+    with pytest.raises(error):
+        Engrams(**arguments)
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda u: u.super_unique([[1, 2]]), TypeError),
+        (lambda u: u.super_unique(torch.rand(2, 3)), TypeError),
+        (lambda u: u.super_unique(torch.tensor([[1, 2]]), dim=2), IndexError),
+        (lambda u: u.super_unique(torch.tensor([[0, 10**12]])), ValueError),
+    ],
+    ids=["list", "float", "dim", "value range"],
+)
+def test_utils_raise_clean_errors(call, error):
+    from memoria import utils
+
+    with pytest.raises(error) as raised:
+        call(utils)
+    assert isinstance(raised.value, (TypeError, ValueError))
+
+
+def test_remind_and_reset_on_bad_memory_calls():
+    memoria = live_memory()
+    before = fingerprint(memoria)
+    for rows, error in [(None, TypeError), ("0", TypeError), ([0.5], TypeError), ([[True, False, True]], ValueError)]:
+        with pytest.raises(error):
+            memoria.reset_memory_rows(rows)
+        assert_same(memoria, before)
+
+
+def test_history_manager_and_abstractor_raise_clean_errors():
+    from memoria import Abstractor
+    from memoria.history_manager import HistoryManager
+    from memoria.types import EngramInfo, EngramsInfo
+
+    history = live_memory().history[0]
+    before = history.state_dict()
+    bad_summaries = [
+        (None, TypeError),
+        ({"engrams": {}}, TypeError),
+        (EngramsInfo({0: EngramInfo(0, "NULL", 1.0, 0, 0, (), ())}, {}, (), (), ()), ValueError),
+        (EngramsInfo({0: "not a record"}, {}, (), (), ()), ValueError),
+    ]
+    for summary, error in bad_summaries:
+        with pytest.raises(error, match="summary"):
+            history.add_summary(summary)
+    after = history.state_dict()
+    assert len(after["records"]) == len(before["records"])
+    assert all(torch.equal(a["ids"], b["ids"]) for a, b in zip(after["records"], before["records"]))
+    for state in [None, [], {"version": 1}, {"version": 1, "records": [{"ids": "x"}], "model": None}]:
+        with pytest.raises(ValueError, match="HistoryManager state"):
+            HistoryManager().load_state_dict(state)
+    for arguments, error in [((-1, 4, 8), ValueError), ((2, 4.0, 8), TypeError), ((2, 4, None), TypeError)]:
+        with pytest.raises(error):
+            Abstractor(*arguments)
+    with pytest.raises(TypeError, match="hidden_states"):
+        Abstractor(2, 4, 8)(None)
+
+
+def test_a_state_of_meta_or_sparse_tensors_is_refused():
+    import copy
+
+    memoria = live_memory()
+    good = memoria.state_dict()
+    for change in [lambda t: t.to("meta"), lambda t: t.to_sparse()]:
+        state = copy.deepcopy(good)
+        state["engrams"]["data"] = change(state["engrams"]["data"])
+        before = fingerprint(memoria)
+        with pytest.raises(ValueError, match="dense tensor"):
+            memoria.load_state_dict(state)
+        assert_same(memoria, before)
+    state = copy.deepcopy(good)
+    state["ext_dtype"] = "float8_e4m3fn"
+    with pytest.raises(ValueError, match="ext_dtype"):
+        memoria.load_state_dict(state)
+
+
+def test_more_engrams_calls_raise_clean_errors():
+    from memoria import Engrams
+
+    engrams = engrams_with_types()
+    for device, error in [("bogus", ValueError), (5, TypeError), ("meta", ValueError), (None, TypeError)]:
+        with pytest.raises(error, match="device"):
+            engrams.to(device)
+    with pytest.raises(TypeError):
+        engrams + torch.rand(2, 4, 3)
+    with pytest.raises(ValueError, match="cannot be held"):
+        Engrams(torch.zeros(()).expand(3, 10**9, 6))
+
+
+@pytest.mark.parametrize("independent_rows", [False, True], ids=["batched", "independent-rows"])
+def test_empty_indices_of_the_wrong_kind_are_refused(independent_rows):
+    memoria = live_memory(independent_rows)
+    before = fingerprint(memoria)
+    with pytest.raises(TypeError, match="indices"):
+        memoria.adjust_lifespan_and_memories(torch.zeros(0), torch.zeros(0))
+    assert_same(memoria, before)
+
+
+def test_sparse_tensor_raises_clean_errors():
+    from memoria import SparseTensor
+    from memoria.validation import IndexRangeError
+
+    sparse = SparseTensor.from_tensor(torch.eye(3, dtype=torch.int32))
+    before = (sparse.indices.clone(), sparse.values.clone())
+    for key, error in [
+        ((0, 0, 0), IndexRangeError),
+        (5, IndexRangeError),
+        ("a", TypeError),
+        (torch.tensor([0.5]), TypeError),
+    ]:
+        with pytest.raises(error):
+            sparse[key]
+        with pytest.raises(error):
+            sparse[key] = 1
+        assert torch.equal(sparse.indices, before[0]) and torch.equal(sparse.values, before[1])
+    for bad in [None, "1", torch.ones(1)]:
+        with pytest.raises(TypeError):
+            sparse + bad
+    with pytest.raises(ValueError, match="shapes differ"):
+        sparse + SparseTensor.from_tensor(torch.eye(2, dtype=torch.int32))
+    with pytest.raises(TypeError):
+        SparseTensor([[0, 0]], torch.ones(1))
+    with pytest.raises(ValueError):
+        SparseTensor(torch.zeros(2, 2, dtype=torch.long), torch.ones(3))

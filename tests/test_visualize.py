@@ -51,3 +51,33 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an environment without it looks like to import
     with pytest.raises(ImportError, match="pip install matplotlib"):
         visualize.plot_timeline(small_history(), "unused.png")
+
+
+def test_cli_refuses_a_pickle_unless_asked(tmp_path, capsys):
+    import gzip
+    import pickle
+
+    from tests.test_history_manager import _RunsCode
+
+    marker = tmp_path / "code-ran"
+    crafted = tmp_path / "crafted.gz"
+    with gzip.open(crafted, "wb") as file:
+        pickle.dump(_RunsCode(marker), file)
+    with pytest.raises(SystemExit) as exit_info:
+        visualize.main([str(crafted), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "pass --allow-pickle only for a file you trust" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+    legacy = tmp_path / "legacy.gz"
+    with gzip.open(legacy, "wb") as file:
+        pickle.dump(small_history(), file)
+    with pytest.raises(SystemExit):
+        visualize.main([str(legacy), "--out", str(tmp_path / "out")])
+    with pytest.warns(UserWarning, match="unpickling"):
+        visualize.main([str(legacy), "--out", str(tmp_path / "out"), "--allow-pickle"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["analysis.png", "timeline.gif", "timeline.png"]
+
+
+def test_cli_refuses_a_missing_file(tmp_path):
+    with pytest.raises(SystemExit):
+        visualize.main([str(tmp_path / "absent.gz"), "--out", str(tmp_path / "out")])

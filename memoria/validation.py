@@ -1,0 +1,205 @@
+"""Input checks for the public entry points: every bad argument gets a TypeError or ValueError naming it.
+
+Each check runs before the caller changes anything, so a refused call leaves the memory as it was. Inputs the published
+package accepts (Python lists, tuples and numpy arrays as indices, numpy scalars as sizes, broadcastable lifespan
+deltas) are converted here into the tensors the algorithm expects.
+"""
+
+import math
+import numbers
+from typing import Any, Optional, Union
+
+import torch
+
+#: Largest engram id, count and memory length: they are stored as int32.
+INT32_MAX = 2**31 - 1
+#: Largest finite float32, the dtype of stored data and lifespans.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+#: Deepest long-term search: every depth is one pass over the walks, and a walk ends after visiting every engram.
+MAX_SEARCH_DEPTH = 2**20
+#: Floating dtypes the memory takes data in (float8 types cannot be summed or compared by torch).
+DATA_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+class IndexRangeError(IndexError, ValueError):
+    """An index outside the memory. Both an ``IndexError`` (what the published package raises) and a ``ValueError``."""
+
+
+def check_count(value: Any, name: str, maximum: int = INT32_MAX) -> int:
+    """A non-negative integer (numpy integers too) up to ``maximum``, as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{name} must lie in 0..{maximum}, got {value}")
+    return value
+
+
+def check_lifespan(value: Any, name: str = "initial_lifespan") -> Union[int, float]:
+    """A real number (numpy scalars too) that float32 holds as a finite value, as a Python int or float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = int(value) if isinstance(value, numbers.Integral) else float(value)
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{name} must be finite and within float32's range, got {value!r}")
+    return value
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """A ``str`` or ``torch.device`` naming a device this machine has (not ``meta``, which holds no values)."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name} must be a str or torch.device, got {type(device).__name__} {device!r}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"{name} {device!r} is not a device: {_first_line(error)}") from None
+    if device.type == "meta":
+        raise ValueError(f"{name} must not be 'meta': a meta tensor holds no values")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, AttributeError) as error:
+        raise ValueError(f"{name} {str(device)!r} is not available on this machine: {_first_line(error)}") from None
+    return device
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
+
+
+def _tensor_of(value: Any, name: str, what: str) -> torch.Tensor:
+    """``value`` as a tensor: tensors as they are, lists, tuples and numpy arrays converted."""
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    elif isinstance(value, (list, tuple)) or hasattr(value, "__array__"):
+        try:
+            tensor = torch.as_tensor(value)
+        except (OverflowError, RuntimeError) as error:  # an int beyond int64
+            raise ValueError(f"{name} holds a value no tensor can: {_first_line(error)}") from None
+        except (TypeError, ValueError) as error:  # ragged lists, strings, objects, and (from torch) some overflows
+            if "overflow" in str(error).lower():
+                raise ValueError(f"{name} holds a value no tensor can: {_first_line(error)}") from None
+            raise TypeError(f"{name} must be {what}: {_first_line(error)}") from None
+        if tensor.numel() == 0 and tensor.dtype.is_floating_point:
+            tensor = tensor.long()  # an empty list has no dtype of its own
+    else:
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    if tensor.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense tensor, got layout {tensor.layout}")
+    if tensor.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device: it holds no values")
+    return tensor
+
+
+def as_indices(value: Any, name: str = "indices") -> torch.Tensor:
+    """Integer indices from a tensor, list, tuple or numpy array, as an int64 tensor on their own device."""
+    tensor = _tensor_of(value, name, "integer indices (a tensor, list, tuple or numpy array)")
+    if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integers, got dtype {tensor.dtype}")
+    return tensor.long()
+
+
+def check_index_range(indices: torch.Tensor, length: int, name: str = "indices", lowest: int = -1) -> None:
+    """Every entry within ``lowest..length-1``; otherwise an ``IndexRangeError`` saying which values were given."""
+    if indices.numel() == 0:
+        return
+    low, high = (int(v) for v in torch.stack(torch.aminmax(indices)).tolist())
+    if low < lowest or high >= length:
+        raise IndexRangeError(
+            f"{name} must lie in {lowest}..{length - 1} (the memory length is {length}), got values from {low} to {high}"
+        )
+
+
+def as_lifespan_delta(value: Any, shape: torch.Size, name: str = "lifespan_delta") -> torch.Tensor:
+    """Lifespan deltas broadcast to ``shape`` [BatchSize, K]: a number, a 0-dim tensor, a [1, K] row or [BatchSize, K].
+
+    Returns a float32 tensor; values that float32 cannot hold as finite numbers (NaN, infinity, beyond its range) are
+    refused, since a stored infinity makes the memory's own checkpoint unloadable.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or a real tensor, got bool")
+    if isinstance(value, numbers.Real):
+        try:
+            tensor = torch.tensor(float(value))
+        except OverflowError:
+            raise ValueError(f"{name} {value!r} is beyond float32's range") from None
+    else:
+        tensor = _tensor_of(value, name, "a number or a real tensor (or list, tuple, numpy array)")
+    if tensor.dtype.is_complex or tensor.dtype == torch.bool:
+        raise TypeError(f"{name} must be real-valued, got dtype {tensor.dtype}")
+    if tensor.dtype.is_floating_point and tensor.dtype not in DATA_DTYPES:
+        raise TypeError(f"{name} dtype {tensor.dtype} is not supported (use float16, bfloat16, float32 or float64)")
+    try:
+        broadcast = torch.broadcast_shapes(tensor.shape, shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != torch.Size(shape):
+        raise ValueError(
+            f"{name} must be a number or broadcast to the shape of indices {list(shape)}, got {list(tensor.shape)}"
+        )
+    delta = tensor.to(torch.float32)
+    if delta.numel() and not bool(torch.isfinite(delta).all()):
+        raise ValueError(f"{name} must hold finite values within float32's range (NaN, infinity or overflow found)")
+    return delta.expand(shape)
+
+
+def check_data(data: Any, name: str = "data") -> None:
+    """A dense [BatchSize, Length, HiddenDim] tensor of real numbers (integers are taken as floats)."""
+    if not isinstance(data, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor shaped [BatchSize, Length, HiddenDim], got {type(data).__name__}"
+        )
+    if data.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense tensor, got layout {data.layout}")
+    if data.dtype == torch.bool or data.dtype.is_complex:
+        raise TypeError(f"{name} must hold real numbers, got dtype {data.dtype}")
+    if data.is_floating_point() and data.dtype not in DATA_DTYPES:
+        raise TypeError(f"{name} dtype {data.dtype} is not supported (use float16, bfloat16, float32 or float64)")
+    if data.dim() != 3:
+        raise ValueError(
+            f"{name} must be shaped [BatchSize, Length, HiddenDim], got {data.dim()} dims {list(data.shape)}"
+        )
+    if data.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device: it holds no values")
+    if data.size(0) == 0:
+        raise ValueError(f"{name} has batch size 0: there is no batch row to remember for")
+    if data.size(2) == 0:
+        raise ValueError(f"{name} has hidden size 0: an engram needs at least one value")
+
+
+def check_memory_length(batch_size: int, length: int, name: str = "data") -> None:
+    """A memory of ``length`` engrams per row must fit int32 positions and a [BatchSize, M, M] count matrix."""
+    # int32 counts: 4 * B * M * M bytes must be a size torch can compute
+    if length > INT32_MAX or batch_size * length * length >= 2**61:
+        raise ValueError(
+            f"{name} would make the memory {length} engrams long per row ({batch_size} rows): its [Batch, M, M] "
+            "co-firing counts cannot be held"
+        )
+
+
+def as_float32_data(data: torch.Tensor, device: torch.device, name: str = "data") -> torch.Tensor:
+    """``data`` detached, as float32 on ``device``; refused when float32 cannot hold every value as a finite number."""
+    from .utils import all_finite
+
+    stored = data.detach().to(device=device, dtype=torch.float32)
+    if stored.numel() and not all_finite(stored):
+        raise ValueError(f"{name} contains NaN or infinite values (or values beyond float32's range)")
+    return stored
+
+
+def check_rows(rows: Any, batch_size: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """``reset_memory_rows``' argument as a bool mask [BatchSize]: a bool mask (tensor, list or numpy array) or row
+    indices (tensor, list, tuple or numpy array)."""
+    if isinstance(rows, bool) or isinstance(rows, numbers.Integral):
+        rows = [rows]
+    tensor = _tensor_of(rows, "rows", "a bool mask or row indices (a tensor, list, tuple or numpy array)")
+    if tensor.dtype == torch.bool:
+        if tuple(tensor.shape) != (batch_size,):
+            raise ValueError(f"rows mask must be shaped [{batch_size}], got {list(tensor.shape)}")
+        return tensor.to(device or "cpu")
+    if tensor.dtype.is_floating_point or tensor.dtype.is_complex:
+        raise TypeError(f"rows must be a bool mask or integer row indices, got dtype {tensor.dtype}")
+    index = tensor.long().flatten().cpu()
+    check_index_range(index, batch_size, "rows", lowest=0)
+    mask = torch.zeros(batch_size, dtype=torch.bool)
+    mask[index] = True
+    return mask.to(device or "cpu")
