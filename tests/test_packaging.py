@@ -57,3 +57,11 @@ def test_sdist_leaves_out_what_needs_the_repository():
     assert {
         f"include memoria/{name}" for name in ("_mt19937.c", "_walk.c", "_counts.c", "_index.c", "_threads.h")
     } <= set(manifest)
+
+
+def test_readme_opens_with_the_tutorial_command_then_the_test_command():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    assert commands[0] == "pip install torch==2.13.0 && pip install . && python examples/tutorial.py"
+    assert commands[1].startswith("pip install torch==2.13.0 && pip install -e") and commands[1].endswith("pytest")
+    assert (ROOT / "examples" / "tutorial.py").exists()
