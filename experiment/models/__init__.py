@@ -85,5 +85,6 @@ register_model(GPT2Config, GPT2LMHeadModel, state_argument=None, auto_class=None
 register_model(MemoriaTransformerConfig, MemoriaTransformerLMHeadModel, state_argument="memory_hidden_states")
 register_model(TransformerXLConfig, TransformerXLLMHeadModel, state_argument="mems")
 from . import compressive_transformer  # noqa: E402,F401  (registers itself)
+from . import infinity_former  # noqa: E402,F401  (registers itself)
 from . import memoria_bert  # noqa: E402,F401  (registers itself)
 from . import memoria_roberta  # noqa: E402,F401  (registers itself)
