@@ -24,10 +24,10 @@ _SQRT_HALF = math.sqrt(0.5)
 
 def normal_interval_mass(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """``Phi(upper) - Phi(lower)`` for standardised bounds, computed on the tail that keeps its precision."""
-    # Phi(x) = erfc(-x / sqrt 2) / 2. For bounds far right both Phi values round to 1: use the mirrored tail.
-    right = 0.5 * (torch.erfc(lower * _SQRT_HALF) - torch.erfc(upper * _SQRT_HALF))
-    left = 0.5 * (torch.erfc(-upper * _SQRT_HALF) - torch.erfc(-lower * _SQRT_HALF))
-    return torch.where(lower > 0, right, left)
+    # Phi(x) = erfc(-x / sqrt 2) / 2. For bounds right of 0 both Phi values round towards 1, so the mirrored
+    # tails are subtracted instead: Phi(u) - Phi(l) = Phi(-l) - Phi(-u).
+    sign = torch.where(lower > 0, 1.0, -1.0)
+    return 0.5 * sign * (torch.erfc(sign * lower * _SQRT_HALF) - torch.erfc(sign * upper * _SQRT_HALF))
 
 
 class GaussianBasis(nn.Module):

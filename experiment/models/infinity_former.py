@@ -145,7 +145,7 @@ class LongTermAttention(nn.Module):
         self.sticky_bins = config.sticky_bins
         self.basis = basis
         self.query = nn.Linear(dim, dim)
-        self.key_value = nn.Linear(dim, 2 * dim)
+        self.key_value = nn.Linear(dim, 2 * dim, bias=False)  # V = B W_V: the context integrates the signal
         # Per head, the maps from a query's N key scores to the density's location and (pre-softplus) variance.
         self.location_weight = nn.Parameter(torch.zeros(config.n_head, config.num_basis, 2))
         self.location_bias = nn.Parameter(torch.zeros(config.n_head, 2))
