@@ -54,6 +54,7 @@ class GaussianBasis(nn.Module):
         stds = torch.tensor(widths, dtype=torch.float32).repeat_interleave(per_width)
         self.register_buffer("centers", centers, persistent=False)  # (N,)
         self.register_buffer("widths", stds, persistent=False)  # (N,)
+        self.single_width = len(set(widths)) == 1
 
     @property
     def num_basis(self) -> int:
@@ -104,26 +105,33 @@ def expected_basis(basis: GaussianBasis, mean: torch.Tensor, variance: torch.Ten
 
     mean, variance: [...] -> [..., N]. With ``v = variance + w_j^2``, the product of the density and the basis
     function is ``(w_j / sqrt v) exp(-(mean - c_j)^2 / 2v)`` times a Gaussian of mean
-    ``(mean w_j^2 + c_j variance) / v`` and variance ``variance w_j^2 / v``, whose mass on [0, 1] is a CDF
-    difference; dividing by the truncated density's own mass on [0, 1] normalises it.
+    ``(mean w_j^2 + c_j variance) / v`` and standard deviation ``s = sqrt(variance w_j^2 / v)``, whose mass on
+    [0, 1] is a CDF difference; dividing by the truncated density's own mass on [0, 1] normalises it.
     """
+    # Everything that depends on the query only (and on the width, when the basis has one) is computed at
+    # [..., 1]: the [..., N] work is what the integral needs per basis function and nothing more.
+    widths = basis.widths[:1] if basis.single_width else basis.widths
     mean, variance = mean[..., None], variance[..., None]
-    centers, width_sq = basis.centers, basis.widths**2
-    total = variance + width_sq  # (..., N)
-    scale = torch.sqrt(width_sq / total) * torch.exp(-0.5 * (mean - centers) ** 2 / total)
-    product_mean = (mean * width_sq + centers * variance) / total
-    product_std = torch.sqrt(variance * width_sq / total)
-    inside = normal_interval_mass(-product_mean / product_std, (1 - product_mean) / product_std)
-    return scale * inside / truncated_normalizer(mean, variance)
+    width_sq = widths**2
+    total = variance + width_sq  # (..., 1 or N)
+    offset = mean - basis.centers  # (..., N)
+    overlap = torch.exp(offset * offset * (-0.5 / total))
+    # product mean m = mean - offset * variance / total; bounds (0 - m) / s and (1 - m) / s, scaled by 1/sqrt 2.
+    inverse_std = _SQRT_HALF * torch.sqrt(total / (variance * width_sq))
+    lower = (offset * (variance / total) - mean) * inverse_std  # (..., N)
+    upper = lower + inverse_std
+    sign = torch.where(lower > 0, 1.0, -1.0)
+    inside = torch.erfc(sign * lower) - torch.erfc(sign * upper)  # 2 * the mass on [0, 1], times sign
+    scale = torch.sqrt(width_sq / total) * 0.5 / truncated_normalizer(mean, variance)
+    return overlap * inside * (sign * scale)
 
 
 def bin_masses(mean: torch.Tensor, variance: torch.Tensor, num_bins: int) -> torch.Tensor:
     """Mass of the truncated density in each of ``num_bins`` equal bins of [0, 1]: [...] -> [..., num_bins]."""
     edges = torch.linspace(0.0, 1.0, num_bins + 1, device=mean.device, dtype=mean.dtype)
-    std = variance.sqrt()[..., None]
-    standardised = (edges - mean[..., None]) / std  # (..., num_bins + 1)
-    masses = normal_interval_mass(standardised[..., :-1], standardised[..., 1:])
-    return masses / truncated_normalizer(mean, variance)[..., None]
+    scaled = (edges - mean[..., None]) * (_SQRT_HALF / variance.sqrt()[..., None])  # (..., num_bins + 1)
+    cdf = 0.5 * torch.erfc(-scaled)  # a histogram has no use for the far tails' precision
+    return cdf.diff(dim=-1) / truncated_normalizer(mean, variance)[..., None]
 
 
 def sample_positions(weights: torch.Tensor, count: int, random: bool) -> torch.Tensor:
@@ -134,7 +142,8 @@ def sample_positions(weights: torch.Tensor, count: int, random: bool) -> torch.T
     """
     batch, num_bins = weights.shape
     weights = weights.float().clamp(min=0) + 1e-12  # a row with no mass anywhere becomes uniform
-    cdf = (weights / weights.sum(dim=1, keepdim=True)).cumsum(dim=1)  # (B, Bins)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    cdf = weights.cumsum(dim=1)  # (B, Bins)
     if random:
         quantiles = torch.rand(batch, count, device=weights.device).sort(dim=1).values
     else:
