@@ -50,20 +50,29 @@ class GaussianBasis(nn.Module):
         per_width = num_basis // len(widths)
         if per_width < 2:
             raise ValueError(f"num_basis ({num_basis}) gives fewer than 2 centres per width ({len(widths)} widths)")
-        centers = torch.linspace(0.0, 1.0, per_width).repeat(len(widths))
-        stds = torch.tensor(widths, dtype=torch.float32).repeat_interleave(per_width)
-        self.register_buffer("centers", centers, persistent=False)  # (N,)
-        self.register_buffer("widths", stds, persistent=False)  # (N,)
+        self.per_width = per_width
+        self.width_values = widths
         self.single_width = len(set(widths)) == 1
 
     @property
     def num_basis(self) -> int:
-        return self.centers.numel()
+        return self.per_width * len(self.width_values)
+
+    def grid(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(centres [N], widths [N]) on ``like``'s device and dtype.
+
+        Built per call from plain numbers rather than kept as buffers: ``from_pretrained`` materialises a model
+        from the meta device and would leave non-persistent buffers uninitialised.
+        """
+        centers = torch.linspace(0.0, 1.0, self.per_width, device=like.device, dtype=like.dtype)
+        widths = torch.tensor(self.width_values, device=like.device, dtype=like.dtype)
+        return centers.repeat(len(self.width_values)), widths.repeat_interleave(self.per_width)
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         """positions [..., P] -> design matrix ``F`` [..., P, N]."""
-        offset = positions[..., None] - self.centers
-        return torch.exp(-0.5 * (offset / self.widths) ** 2)
+        centers, widths = self.grid(positions)
+        offset = positions[..., None] - centers
+        return torch.exp(-0.5 * (offset / widths) ** 2)
 
 
 def fit_signal(basis: GaussianBasis, positions: torch.Tensor, values: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -110,11 +119,12 @@ def expected_basis(basis: GaussianBasis, mean: torch.Tensor, variance: torch.Ten
     """
     # Everything that depends on the query only (and on the width, when the basis has one) is computed at
     # [..., 1]: the [..., N] work is what the integral needs per basis function and nothing more.
-    widths = basis.widths[:1] if basis.single_width else basis.widths
+    centers, widths = basis.grid(mean)
+    widths = widths[:1] if basis.single_width else widths
     mean, variance = mean[..., None], variance[..., None]
     width_sq = widths**2
     total = variance + width_sq  # (..., 1 or N)
-    offset = mean - basis.centers  # (..., N)
+    offset = mean - centers  # (..., N)
     overlap = torch.exp(offset * offset * (-0.5 / total))
     # product mean m = mean - offset * variance / total; bounds (0 - m) / s and (1 - m) / s, scaled by 1/sqrt 2.
     inverse_std = _SQRT_HALF * torch.sqrt(total / (variance * width_sq))

@@ -51,8 +51,9 @@ def test_the_fit_reconstructs_a_smooth_signal_it_was_fitted_on(num_basis, bound,
 def test_basis_widths_split_the_basis_and_bad_widths_are_refused():
     basis = GaussianBasis(8, widths=[0.01, 0.1])
     assert basis.num_basis == 8
-    assert torch.equal(basis.widths, torch.tensor([0.01] * 4 + [0.1] * 4))
-    assert torch.allclose(basis.centers[:4], torch.tensor([0.0, 1 / 3, 2 / 3, 1.0]))
+    centers, widths = basis.grid(torch.zeros(()))
+    assert torch.equal(widths, torch.tensor([0.01] * 4 + [0.1] * 4))
+    assert torch.allclose(centers, torch.tensor([0.0, 1 / 3, 2 / 3, 1.0]).repeat(2))
     for bad in ([0.1, 0.2, 0.3], [0.0], []):  # 3 does not divide 8; a width must be positive; none given
         with pytest.raises(ValueError, match="widths"):
             GaussianBasis(8, widths=bad)
@@ -68,7 +69,7 @@ def test_the_attention_density_integrates_to_one_over_the_memory():
 
 
 def test_closed_form_expectations_of_the_basis_match_quadrature():
-    basis = GaussianBasis(12, widths=[0.02, 0.2]).double()
+    basis = GaussianBasis(12, widths=[0.02, 0.2])  # evaluated in float64, the dtype of GRID
     density = truncated_gaussian_pdf(GRID, MEANS, VARIANCES)  # (5, grid)
     quadrature = torch.trapezoid(density[..., None] * basis(GRID), GRID, dim=-2)  # (5, N)
     torch.testing.assert_close(expected_basis(basis, MEANS, VARIANCES), quadrature, atol=1e-6, rtol=1e-5)

@@ -11,7 +11,14 @@ import pytest
 from experiment.models import MODEL_REGISTRY, build_model
 
 REPO_ROOT = Path(__file__).parents[2]
-MODEL_TYPES = ["memoria_transformer", "transformer_xl", "compressive_transformer", "memoria_bert", "memoria_roberta"]
+MODEL_TYPES = [
+    "memoria_transformer",
+    "transformer_xl",
+    "compressive_transformer",
+    "infinity_former",
+    "memoria_bert",
+    "memoria_roberta",
+]
 
 
 def test_importing_the_package_alone_registers_every_model_with_the_auto_classes():

@@ -15,7 +15,9 @@ CONFIGS = sorted(Path("experiment/configs/sorting").glob("*.json"))
 
 def test_every_model_has_paper_tiny_and_cpu_configs():
     names = {path.stem for path in CONFIGS}
-    assert names == {f"{m}{s}" for m in ("memoria", "transformer_xl", "gpt2") for s in ("", "_tiny", "_cpu")}
+    assert names == {
+        f"{m}{s}" for m in ("memoria", "transformer_xl", "infinity_former", "gpt2") for s in ("", "_tiny", "_cpu")
+    }
     paper = load_config("experiment/configs/sorting/memoria.json")
     assert paper["data"]["sequence_length"] == 32768 and paper["segment_length"] == 1024
     assert paper["model"]["num_working_memories"] == 128 and paper["model"]["num_final_ltms"] == 640
