@@ -105,6 +105,9 @@ from .compressive_transformer import CompressiveTransformerConfig, CompressiveTr
 register_model(
     CompressiveTransformerConfig, CompressiveTransformerLMHeadModel, state_argument="compressive_mems", save_code=True
 )
+from .infinity_former import InfinityFormerConfig, InfinityFormerLMHeadModel  # noqa: E402
+
+register_model(InfinityFormerConfig, InfinityFormerLMHeadModel, state_argument="long_term_memory", save_code=True)
 from .memoria_bert import MemoriaBertConfig, MemoriaBertForSequenceClassification  # noqa: E402
 from .memoria_roberta import MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification  # noqa: E402
 

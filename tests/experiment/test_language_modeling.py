@@ -16,7 +16,7 @@ from experiment.tasks.language_modeling import LanguageModelingDataModule, build
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lm"
 CONFIGS = Path(__file__).parents[2] / "experiment" / "configs" / "language_modeling"
-TINY_MODELS = ["memoria", "transformer_xl", "compressive", "gpt2"]
+TINY_MODELS = ["memoria", "transformer_xl", "compressive", "infinity_former", "gpt2"]
 SHRINK = tiny_lm_overrides()
 
 
@@ -76,6 +76,7 @@ RESET_OVERRIDES = {
     "memoria": [],
     "transformer_xl": ["model.mem_len=24"],
     "compressive": ["model.mem_len=16", "model.compressed_mem_len=8"],
+    "infinity_former": ["model.num_basis=8", "model.num_samples=16"],
 }
 
 
@@ -113,7 +114,7 @@ def test_a_new_stream_in_one_row_resets_that_row_only(model, tmp_path):
         task.forward_segment(layout.segment(4))  # the next segment runs on the partly reset memory
 
 
-@pytest.mark.parametrize("model", ["transformer_xl", "compressive"])
+@pytest.mark.parametrize("model", ["transformer_xl", "compressive", "infinity_former"])
 def test_after_a_row_reset_that_row_no_longer_depends_on_its_past(model, tmp_path):
     torch.manual_seed(0)
     task, _ = build(tiny_config(model, tmp_path, *RESET_OVERRIDES[model]))

@@ -13,7 +13,14 @@ import torch
 from experiment.models import MODEL_REGISTRY, build_model
 
 REPO_ROOT = Path(__file__).parents[2]
-MODEL_TYPES = ["memoria_transformer", "transformer_xl", "compressive_transformer", "memoria_bert", "memoria_roberta"]
+MODEL_TYPES = [
+    "memoria_transformer",
+    "transformer_xl",
+    "compressive_transformer",
+    "infinity_former",
+    "memoria_bert",
+    "memoria_roberta",
+]
 
 
 def test_importing_the_package_alone_registers_every_model_with_the_auto_classes():
@@ -64,6 +71,7 @@ def test_every_memory_model_saved_with_its_code_loads_without_the_experiment_pac
         "memoria_transformer": {**tiny_lm, **tiny_memory},
         "transformer_xl": {**tiny_lm, "mem_len": 8},
         "compressive_transformer": {**tiny_lm, "mem_len": 8, "compressed_mem_len": 4},
+        "infinity_former": {**tiny_lm, "num_basis": 8, "num_samples": 8},
         "memoria_bert": {**tiny_bert, "max_position_embeddings": 16, "memory_layer_index": 0},
         "memoria_roberta": {**tiny_bert, "max_position_embeddings": 18, "memory_layer_index": 0},
     }
