@@ -36,7 +36,9 @@ def part_names(distance: int) -> list[str]:
 
 
 @torch.no_grad()
-def read_documents(model, tokens: torch.Tensor, labels: torch.Tensor, segment_length: int, reset: bool) -> float:
+def read_documents(
+    model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, segment_length: int, reset: bool
+) -> tuple[float, list[torch.Tensor]]:
     """Feed documents [Docs, Batch, Length] segment by segment; ``reset``: forget between documents (as trained),
     else each batch row reads its documents as one stream. Returns the label accuracy and, with ``reset``, per
     document the lifespan gained at ``[SEP]`` [Batch, Steps] by the engrams of each creation step."""
