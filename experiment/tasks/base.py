@@ -95,6 +95,19 @@ def run_segments(
     return SegmentStatistics(loss, correct, num_targets, (wrong_per_example == 0).sum())
 
 
+def segmented_task(config: dict[str, Any], model_config: dict[str, Any], learning_rate: float) -> "SegmentedTask":
+    """The :class:`SegmentedTask` a config describes: its ``segment_length`` and optimizer section (``learning_rate``
+    is the default when the section names none)."""
+    optimizer = optimizer_options(config)
+    return SegmentedTask(
+        model_config,
+        segment_length=config["segment_length"],
+        learning_rate=optimizer.get("learning_rate", learning_rate),
+        warmup_rate=optimizer.get("warmup_rate", 0.06),
+        weight_decay=optimizer.get("weight_decay", 0.0),
+    )
+
+
 class SegmentedTask(L.LightningModule):
     """Train and evaluate a registered model on labelled tokens of long examples walked in segments.
 

@@ -18,7 +18,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from experiment.data.far_recall import FarRecallConfig, FarRecallDataset
-from experiment.tasks.base import SegmentedTask
+from experiment.tasks.base import SegmentedTask, segmented_task
 
 SPLITS = ("train", "dev", "test")
 
@@ -60,14 +60,7 @@ def build(config: dict[str, Any]) -> tuple[SegmentedTask, FarRecallDataModule]:
     vocab_size = config["data"].get("vocab_size", FarRecallConfig.vocab_size)
     if model_config.setdefault("vocab_size", vocab_size) < vocab_size:
         raise ValueError(f"model.vocab_size must be at least data.vocab_size ({vocab_size})")
-    optimizer = config.get("optimizer", {})
-    task = SegmentedTask(
-        model_config,
-        segment_length=config["segment_length"],
-        learning_rate=optimizer.get("learning_rate", 1e-3),
-        warmup_rate=optimizer.get("warmup_rate", 0.06),
-        weight_decay=optimizer.get("weight_decay", 0.0),
-    )
+    task = segmented_task(config, model_config, learning_rate=1e-3)
     batch_size = config["batch_size"]
     data = FarRecallDataModule(
         config["data"], config["segment_length"], batch_size, config.get("eval_batch_size", batch_size)

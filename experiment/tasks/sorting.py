@@ -17,7 +17,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from experiment.data.sorting import SPLITS, VOCAB_SIZE, SortingDataset, write_sorting_file
-from experiment.tasks.base import SegmentedTask, optimizer_options
+from experiment.tasks.base import SegmentedTask, segmented_task
 
 
 class SortingDataModule(L.LightningDataModule):
@@ -78,14 +78,7 @@ def build(config: dict[str, Any]) -> tuple[SegmentedTask, SortingDataModule]:
     model_config = dict(config["model"])
     if model_config.setdefault("vocab_size", VOCAB_SIZE) < VOCAB_SIZE:
         raise ValueError(f"model.vocab_size must be at least {VOCAB_SIZE} (20 symbols and the separator)")
-    optimizer = optimizer_options(config)
-    task = SegmentedTask(
-        model_config,
-        segment_length=config["segment_length"],
-        learning_rate=optimizer.get("learning_rate", 2e-4),
-        warmup_rate=optimizer.get("warmup_rate", 0.06),
-        weight_decay=optimizer.get("weight_decay", 0.0),
-    )
+    task = segmented_task(config, model_config, learning_rate=2e-4)
     batch_size = config["batch_size"]
     data = SortingDataModule(config["data"], batch_size, config.get("eval_batch_size", batch_size))
     return task, data
