@@ -1,5 +1,6 @@
 """Index utilities shared by the engram container and the memory stages."""
 
+import os
 from typing import Optional, Union
 
 import torch
@@ -11,12 +12,15 @@ from .validation import IndexRangeError
 MAX_OCCUPANCY = 2**31
 
 
-def on_cpu(where: Union[torch.Tensor, torch.device]) -> bool:
-    """Whether a tensor (or device) is the CPU's, where host reads are free and per-row loops beat big index tensors.
+def gpu_forms_forced() -> bool:
+    """Whether ``MEMORIA_FORCE_GPU_BRANCHES=1`` is set: CPU tensors then take the GPU forms (for tests and counting)."""
+    return os.environ.get("MEMORIA_FORCE_GPU_BRANCHES", "0") == "1"
 
-    Every CPU/GPU branch asks this, so a test can run the GPU branches on CPU tensors by patching it.
-    """
-    return (where.device if isinstance(where, torch.Tensor) else where).type == "cpu"
+
+def on_cpu(where: Union[torch.Tensor, torch.device]) -> bool:
+    """Whether a tensor (or device) takes the CPU forms: host reads are free there and per-row loops beat big index
+    tensors. False on a GPU, and for CPU tensors too under ``MEMORIA_FORCE_GPU_BRANCHES=1``."""
+    return (where.device if isinstance(where, torch.Tensor) else where).type == "cpu" and not gpu_forms_forced()
 
 
 def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
