@@ -1,8 +1,13 @@
 """The checkpoint format of ``Memoria.state_dict``: plain tensors, numbers and lists, checked on the way in."""
 
+from typing import Any, List, NamedTuple, Optional
+
 import torch
 
 from .engram import Engrams, EngramType
+from .history_manager import HistoryManager
+from .rows import RowwiseMemoria
+from .validation import DATA_DTYPES, INT32_MAX
 
 STATE_FORMAT = "memoria-state-1"
 #: Largest co-firing count a state may hold: it leaves 2**30 steps before the int32 counts could wrap.
@@ -99,3 +104,102 @@ def check_engrams(engrams: Engrams, track_age: bool, track_id: bool) -> None:
                 "build them with the memory's flags"
             )
     engrams_from_state(engrams._fields(), track_age, track_id)
+
+
+ENGRAM_FIELDS = ("data", "induce_counts", "engrams_types", "lifespan", "age", "engram_ids")
+
+
+def memoria_state(
+    config: dict,
+    engrams: Engrams,
+    timestep: int,
+    next_engram_id: int,
+    ext_dtype: torch.dtype,
+    history: Optional[List[HistoryManager]],
+    rows: Optional[RowwiseMemoria],
+) -> dict:
+    """A memory's state dict: its engrams (copies), counters, flags and history; with independent rows also every
+    row's own state and generator (``rows``), ``engrams`` then being the stacked view, for reading only."""
+    state = {
+        "format": STATE_FORMAT,
+        "config": config,
+        "timestep": timestep,
+        "next_engram_id": next_engram_id,
+        "ext_dtype": str(ext_dtype).replace("torch.", ""),
+        "engrams": {
+            name: getattr(engrams, name).clone() for name in ENGRAM_FIELDS if getattr(engrams, name) is not None
+        },
+        # with independent rows every row's own state holds its history
+        "history": None if history is None or rows else [entry.state_dict() for entry in history],
+    }
+    if rows:
+        state["rows"] = rows.state_dict()
+    return state
+
+
+class LoadedState(NamedTuple):
+    """A checked state dict, ready to be taken over by a memory."""
+
+    engrams: Engrams
+    timestep: int
+    next_engram_id: int
+    ext_dtype: torch.dtype
+    history: Optional[List[HistoryManager]]
+    rows: Optional[List[Any]]  # the row memories, with independent rows
+    hidden_dim: int
+
+
+def read_memoria_state(
+    state: Any, config: dict, rowwise: Optional[RowwiseMemoria], device: Optional[torch.device]
+) -> LoadedState:
+    """Check ``state`` against a memory with ``config`` (and ``rowwise`` with independent rows): every field, before
+    anything changes. Raises ``ValueError`` naming what is wrong."""
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"not a Memoria state dict (expected a dict with format {STATE_FORMAT!r})")
+    missing = {"config", "timestep", "next_engram_id", "engrams", "history"} - set(state)
+    if missing:
+        raise ValueError(f"Memoria state dict is missing {sorted(missing)}")
+    if not isinstance(state["config"], dict):
+        raise ValueError(f"Memoria state dict config must be a dict, got {type(state['config']).__name__}")
+    saved_config = {"independent_rows": False, **state["config"]}  # states saved before the flag existed
+    if saved_config != config:
+        differences = {
+            key: (saved_config.get(key), value) for key, value in config.items() if saved_config.get(key) != value
+        }
+        raise ValueError(f"state was saved by a differently configured memory (saved, this): {differences}")
+    track_age, track_id = config["track_age"], config["track_id"]
+    engrams = engrams_from_state(state["engrams"], track_age, track_id)
+    history = None
+    if state["history"] is not None:
+        if not isinstance(state["history"], list) or len(state["history"]) != engrams.batch_size:
+            raise ValueError("Memoria state dict history must hold one entry per batch row")
+        history = []
+        for entry in state["history"]:
+            manager = HistoryManager()
+            manager.load_state_dict(entry)
+            history.append(manager)
+    counters = [state["timestep"], state["next_engram_id"]]
+    if any(isinstance(value, bool) or not isinstance(value, int) or value < 0 for value in counters):
+        raise ValueError(f"timestep and next_engram_id must be non-negative ints, got {counters}")
+    if counters[1] > INT32_MAX:
+        raise ValueError(f"next_engram_id must be at most {INT32_MAX} (ids are int32), got {counters[1]}")
+    if track_id and "rows" not in state and max_live_id(state["engrams"]) >= counters[1]:
+        raise ValueError(
+            f"next_engram_id {counters[1]} is not above the largest stored id {max_live_id(state['engrams'])}: "
+            "new engrams would repeat ids"
+        )
+    ext_dtype = getattr(torch, str(state.get("ext_dtype", "float32")), None)
+    if ext_dtype not in DATA_DTYPES:
+        raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
+
+    rows, hidden_dim = None, 0
+    if rowwise is not None and "rows" in state:
+        if not isinstance(state["rows"], dict):
+            raise ValueError("Memoria state dict rows must be a dict (RowwiseMemoria.state_dict())")
+        rows = rowwise.restored(state["rows"], device)
+        hidden_dim = state["rows"].get("hidden_dim", 0)
+        if len(rows) != engrams.batch_size:
+            raise ValueError(f"state holds {len(rows)} row states for a batch of {engrams.batch_size}")
+    if device is not None:
+        engrams = engrams.to(device)
+    return LoadedState(engrams, counters[0], counters[1], ext_dtype, history, rows, hidden_dim)

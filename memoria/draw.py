@@ -16,12 +16,14 @@ back. It too is checked once per process against torch's draw (values and state)
 hold the generator's lock while it runs: a draw from the same generator in another thread meanwhile would be lost.
 """
 
+import math
 from contextlib import contextmanager
 from typing import Iterator, Optional, Tuple
 
 import torch
 
-from . import native, utils
+from . import native
+from .forms import plain
 
 # elements of the integer draw per chunk: small enough to stay in cache between drawing and reading it
 CHUNK_ELEMENTS = 1 << 19
@@ -86,8 +88,8 @@ def _native_self_check() -> bool:
     candidate_of_entry = torch.randint(0, 3, (2, 700), generator=source)
     mine = torch.Generator()
     mine.set_state(source.get_state())
-    expected = _first_max_by_torch(1001, columns, candidates, candidate_of_entry, source)
-    got = _first_max_native(1001, columns, candidates, candidate_of_entry, mine)
+    expected = plain.first_max_at_columns(1001, columns, candidates, candidate_of_entry, source)
+    got = first_max_native(1001, columns, candidates, candidate_of_entry, mine)
     torch.rand((5, 333), dtype=torch.float16, generator=source)
     with _generator_state(mine) as state:
         native.mt19937.skip(state.data_ptr(), 5 * 333)
@@ -105,59 +107,30 @@ def halves_from_words(words: torch.Tensor) -> torch.Tensor:
     return halves.masked_fill_(halves == 1, 0)
 
 
-def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
-    """Spend the RNG (``generator``, default the global one) as ``torch.rand(shape, dtype=float16)`` does, unkept."""
-    numel = 1
-    for size in shape:
-        numel *= size
-    if numel == 0:
-        return
-    if not utils.on_cpu(device) or not integer_draw_matches():
-        torch.rand(shape, dtype=torch.float16, device=device, generator=generator)
-        return
-    if native_draw_matches():
-        with _generator_state(generator) as state:
-            native.mt19937.skip(state.data_ptr(), numel)
-        return
+def advance_by_words(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
+    """``plain.advance`` on a CPU by the integer draw, in chunks (no [shape] float16 tensor is made)."""
+    numel = math.prod(shape)
     buffer = torch.empty(min(numel, CHUNK_ELEMENTS), dtype=torch.int32)
-    for start in range(0, numel, buffer.numel()):
+    for start in range(0, numel, max(buffer.numel(), 1)):
         buffer[: min(buffer.numel(), numel - start)].random_(generator=generator)
 
 
-def first_max_at_columns(
-    length: int,
-    columns: torch.Tensor,
-    candidates: torch.Tensor,
-    candidate_of_entry: torch.Tensor,
-    generator: Optional[torch.Generator] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``rand([BatchSize, Entries, length], float16)`` and, per entry, take the first maximum over its candidates.
-
-    Args:
-        length: the draw's last dimension (the memory length).
-        columns: [BatchSize, Columns] ascending positions in ``0..length-1`` where the draw is read; -1 padding.
-        candidates: bool [BatchSize, Rows, Columns], the columns each candidate row may pick (never a -1 column).
-        candidate_of_entry: [BatchSize, Entries] which candidate row each entry uses.
-        generator: where the draw comes from (default: the global RNG of ``columns``' device).
-    Returns:
-        position: [BatchSize, Entries] index into ``columns`` of the first column holding the entry's largest draw
-            among its candidates.
-        drew: bool [BatchSize, Entries], false where every candidate drew 0 (the published argmax then takes column
-            0 of the whole row).
-    """
-    if utils.on_cpu(columns) and native_draw_matches():
-        return _first_max_native(length, columns, candidates, candidate_of_entry, generator)
-    return _first_max_by_torch(length, columns, candidates, candidate_of_entry, generator)
+def advance_native(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
+    """``plain.advance`` on a CPU by the C extension: the generator skips the words without making them."""
+    numel = math.prod(shape)
+    if numel:
+        with _generator_state(generator) as state:
+            native.mt19937.skip(state.data_ptr(), numel)
 
 
-def _first_max_native(
+def first_max_native(
     length: int,
     columns: torch.Tensor,
     candidates: torch.Tensor,
     candidate_of_entry: torch.Tensor,
     generator: Optional[torch.Generator],
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``first_max_at_columns`` by the C extension, on a copy of the generator's state (CPU only)."""
+    """``plain.first_max_at_columns`` by the C extension, on a copy of the generator's state (CPU only)."""
     batch_size, num_entries = candidate_of_entry.shape
     columns = columns.to(torch.long).contiguous()
     candidates = candidates.to(torch.bool).contiguous()
@@ -182,28 +155,21 @@ def _first_max_native(
     return position, drew
 
 
-def _first_max_by_torch(
+def first_max_by_words(
     length: int,
     columns: torch.Tensor,
     candidates: torch.Tensor,
     candidate_of_entry: torch.Tensor,
-    generator: Optional[torch.Generator],
+    generator: Optional[torch.Generator] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``first_max_at_columns`` by torch ops: the plain ``float16`` draw, or the integer draw in chunks on a CPU."""
+    """``plain.first_max_at_columns`` on a CPU by the integer draw, a chunk at a time (CPU only)."""
     batch_size, num_entries = candidate_of_entry.shape
     num_rows = candidates.size(1)
-    device = columns.device
     # flat candidate row of every entry, entries in the draw's (batch, entry) order
-    batch = torch.arange(batch_size, device=device).unsqueeze(1)
+    batch = torch.arange(batch_size).unsqueeze(1)
     flat_candidate = (candidate_of_entry + batch * num_rows).flatten()
     flat_candidates = candidates.flatten(0, 1)
     safe_columns = columns.clamp(min=0)
-    if not utils.on_cpu(columns) or not integer_draw_matches():
-        noise = torch.rand((batch_size, num_entries, length), dtype=torch.float16, device=device, generator=generator)
-        read = noise.gather(2, safe_columns.unsqueeze(1).expand(-1, num_entries, -1))
-        position, drew = _first_max(read.flatten(0, 1), flat_candidates.index_select(0, flat_candidate))
-        return position.view(batch_size, num_entries), drew.view(batch_size, num_entries)
-
     # Each chunk (entries of one batch row) is drawn, read at its columns and dropped. The long-term engrams of a row
     # are usually one run of positions (they are the oldest), and then the read is a slice instead of a gather.
     per_chunk = max(1, CHUNK_ELEMENTS // max(length, 1))
@@ -234,7 +200,7 @@ def _first_max_by_torch(
 
 
 def _first_max_of_words(words: torch.Tensor, allowed: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``_first_max`` of ``halves_from_words(words)``, computed on the integers.
+    """The first maximum of ``halves_from_words(words)`` where ``allowed``, and whether it is above 0, on the integers.
 
     A word's low 24 bits ``v`` give the half ``round(v / 2^24)``, which is 0 from ``_WRAP`` up (the values that round to
     1). ``(v - _WRAP) mod 2^24`` keeps the order of the halves (the wrapped values go to the bottom, below
@@ -274,15 +240,3 @@ def _lowest_word(words: torch.Tensor) -> torch.Tensor:
     for _ in range(2):
         lowest = torch.where(halves_from_words(lowest) == half, lowest, lowest + 1)
     return lowest
-
-
-def _first_max(read: torch.Tensor, allowed: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """First maximum of the non-negative ``float16`` ``read`` [N, C] where ``allowed`` [N, C], and whether it is > 0.
-
-    Non-negative halves order like their ``int16`` bit patterns, so the argmax runs on integers (much faster than on
-    ``float16`` on a CPU) and finds the same first maximum.
-    """
-    masked = read.view(torch.int16) * allowed
-    position = masked.argmax(dim=1)
-    drew = masked.gather(1, position.unsqueeze(1)).squeeze(1) > 0
-    return position, drew

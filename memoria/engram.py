@@ -3,13 +3,15 @@
 import numbers
 import warnings
 from enum import Enum
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 
+from .ops import fire_together, gather_slots, indices_with_mask, pair_gather
+
 # the records are re-exported here, where the published package defined them
 from .types import EngramConnection, EngramInfo, EngramsInfo  # noqa: F401
-from .utils import add_at, gather_slots, indices_with_mask, local_indices, mask_with_indices
+from .utils import add_at, local_indices, mask_with_indices
 from .validation import as_indices, as_lifespan_delta, check_device, check_index_range, check_memory_length
 
 
@@ -346,30 +348,16 @@ class Engrams:
 
     def _select_rows(self, indices: torch.Tensor) -> "Engrams":
         """``select`` of checked int64 [BatchSize, K] indices on our device."""
-        return self._replace(
-            data=gather_slots(self.data, indices, 0.0),
-            induce_counts=pair_gather(self.induce_counts, indices),
-            engrams_types=gather_slots(self.engrams_types, indices, EngramType.NULL.value),
-            lifespan=gather_slots(self.lifespan, indices, -1.0),
-            age=None if self.age is None else gather_slots(self.age, indices, -1),
-            engram_ids=None if self.engram_ids is None else gather_slots(self.engram_ids, indices, -1),
-        )
+        return self._replace(induce_counts=pair_gather(self.induce_counts, indices), **gather_fields(self, indices))
 
     @torch.no_grad()
     def mask_select(self, mask: torch.Tensor) -> "Engrams":
         """Keep the slots where ``mask`` [BatchSize, MemoryLength] is true, compacted with left padding."""
         mask = self._mask(mask)
         indices = indices_with_mask(mask)
-        width = indices.size(1)
-        if width == self.memory_length and bool(mask.all()):
+        if indices.size(1) == self.memory_length and bool(mask.all()):
             return self._replace(**self._fields())
-        fields = {k: None for k in self._fields()}
-        fills = {"data": 0.0, "engrams_types": EngramType.NULL.value, "lifespan": -1.0, "age": -1, "engram_ids": -1}
-        for name, fill in fills.items():
-            value = getattr(self, name)
-            fields[name] = None if value is None else gather_slots(value, indices, fill)
-        fields["induce_counts"] = pair_gather(self.induce_counts, indices)
-        return self._replace(**fields)
+        return self._select_rows(indices)
 
     @torch.no_grad()
     def delete(self, indices: torch.Tensor) -> None:
@@ -387,19 +375,7 @@ class Engrams:
         Args:
             indices: global indices shaped [BatchSize, K]; -1 is ignored and repeated indices count once.
         """
-        fired = indices_with_mask(self.get_mask_with_indices(indices))  # checked there
-        if fired.numel() == 0:
-            return
-        valid = fired >= 0
-        safe = fired.clamp(min=0)
-        batch = torch.arange(fired.size(0), device=fired.device).view(-1, 1, 1)
-        # [BatchSize, F, F]: 1 for each pair of fired engrams, 0 for pairs touching the padding of `fired`
-        pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(torch.int32)
-        self.induce_counts.index_put_(
-            (batch, safe.unsqueeze(2), safe.unsqueeze(1)),
-            pair_valid,
-            accumulate=True,
-        )
+        fire_together(self.induce_counts, self._row_indices(indices))
 
     @torch.no_grad()
     def extend_lifespan(self, indices: torch.Tensor, lifespan_delta: torch.Tensor) -> None:
@@ -436,20 +412,15 @@ class Engrams:
         return status_summary(self)
 
 
-def pair_gather(
-    induce_counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None
-) -> torch.Tensor:
-    """``induce_counts[b, rows[b, i], columns[b, j]]`` with -1 wherever a row or column index is -1.
+#: What a padding (NULL) position holds in each per-engram field.
+PADDING = {"data": 0.0, "engrams_types": EngramType.NULL.value, "lifespan": -1.0, "age": -1, "engram_ids": -1}
 
-    Args:
-        induce_counts: [BatchSize, MemoryLength, MemoryLength].
-        rows: [BatchSize, R] indices, -1 for null.
-        columns: [BatchSize, C] indices, -1 for null (defaults to ``rows``).
-    Returns:
-        [BatchSize, R, C].
-    """
-    columns = rows if columns is None else columns
-    # whole rows are contiguous, so take them first; the column pick then runs over R rows instead of MemoryLength
-    picked = gather_slots(induce_counts, rows, fill_value=-1)
-    picked = picked.gather(2, columns.clamp(min=0).unsqueeze(1).expand(-1, rows.size(1), -1))
-    return picked.masked_fill_((columns < 0).unsqueeze(1), -1)
+
+def gather_fields(engrams, indices: torch.Tensor, names: Iterable[str] = tuple(PADDING)) -> dict:
+    """The per-engram fields ``names`` of ``engrams`` (an ``Engrams`` or the store) at ``indices`` [BatchSize, K],
+    padding at -1; an untracked field (``None``) stays ``None``."""
+    fields = {}
+    for name in names:
+        value = getattr(engrams, name)
+        fields[name] = None if value is None else gather_slots(value, indices, PADDING[name])
+    return fields

@@ -52,22 +52,6 @@ class Working(NamedTuple):
         return torch.logsumexp(squared.clamp_(min=0).neg_(), dim=1)
 
 
-def similarity_scores(working: torch.Tensor, keys: torch.Tensor, overwrite_keys: bool = False) -> torch.Tensor:
-    """How strongly the working memories as a whole point at each key (see ``Working.scores``).
-
-    Args:
-        working: [BatchSize, WorkingLength, HiddenDim].
-        keys: [BatchSize, KeyLength, HiddenDim].
-        overwrite_keys: ``keys`` is a scratch copy that may be changed (saves a copy of the largest operand).
-    Returns:
-        [BatchSize, KeyLength].
-    """
-    if keys.size(1) == 0 or working.size(1) == 0:
-        return working.new_zeros(keys.shape[:2])
-    prepared = Working.of(working)
-    return prepared.scores(keys.sub_(prepared.center) if overwrite_keys else keys - prepared.center)
-
-
 def squared_norms(vectors: torch.Tensor) -> torch.Tensor:
     """``||v||^2`` over the last axis: [..., HiddenDim] -> [...] (one fused pass, unlike ``pow(2).sum()``)."""
     return torch.linalg.vector_norm(vectors, dim=-1).square_()

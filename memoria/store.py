@@ -12,9 +12,8 @@ from typing import Optional
 
 import torch
 
-from . import native, utils
-from .engram import Engrams, EngramType, pair_gather
-from .utils import gather_slots, indices_with_mask, mask_with_indices
+from . import ops
+from .engram import Engrams, EngramType, gather_fields
 
 
 class EngramStore:
@@ -57,34 +56,22 @@ class EngramStore:
         return self.counts.size(1)
 
     @property
+    def hidden_dim(self) -> int:
+        return self.data.size(2)
+
+    @property
     def device(self) -> torch.device:
         return self.slots.device
 
     # ------------------------------------------------------------------ reading by logical index
 
+    def indices_of(self, engram_type: int) -> torch.Tensor:
+        """Logical positions of the engrams of one type (an ``EngramType`` value) [BatchSize, K], left-padded."""
+        return ops.indices_with_mask(self.engrams_types == engram_type)
+
     def physical(self, indices: torch.Tensor) -> torch.Tensor:
         """Physical slots of logical ``indices`` [BatchSize, K]; -1 stays -1."""
-        if self.memory_length == 0:
-            return torch.full_like(indices, -1)
-        if (
-            utils.on_cpu(indices)
-            and native.active(native.index)
-            and indices.dtype == self.slots.dtype == torch.long
-            and indices.dim() == 2
-            and indices.size(0) == self.batch_size
-        ):
-            indices, slots = indices.contiguous(), self.slots.contiguous()
-            out = torch.empty(indices.shape, dtype=torch.long)
-            native.index.physical(
-                slots.data_ptr(),
-                self.batch_size,
-                self.memory_length,
-                indices.data_ptr(),
-                indices.size(1),
-                out.data_ptr(),
-            )
-            return out
-        return torch.where(indices < 0, -1, self.slots.gather(1, indices.clamp(min=0)))
+        return ops.physical(self.slots, indices)
 
     def data_at(self, indices: torch.Tensor) -> torch.Tensor:
         """Vectors at logical ``indices`` [BatchSize, K] -> [BatchSize, K, HiddenDim], zeros at -1."""
@@ -103,27 +90,19 @@ class EngramStore:
             [BatchSize, R, C], -1 wherever a row or column index is -1.
         """
         physical_columns = self.slots if columns is None else self.physical(columns)
-        return self._pair_gather(self.physical(rows), physical_columns)
+        return ops.pair_gather(self.counts, self.physical(rows), physical_columns)
 
-    def _pair_gather(self, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-        """``pair_gather`` on the physical counts: [BatchSize, R] and [BatchSize, C] slots -> [BatchSize, R, C]."""
-        counts = self.counts
-        if not (utils.on_cpu(counts) and native.active(native.counts) and counts.is_contiguous()):
-            return pair_gather(counts, rows, columns)
-        # in C the counts are read where they lie; the torch form copies whole count rows before picking columns
-        rows, columns = rows.to(torch.long).contiguous(), columns.to(torch.long).contiguous()
-        out = torch.empty(self.batch_size, rows.size(1), columns.size(1), dtype=torch.int32)
-        native.counts.pair_gather(
-            counts.data_ptr(), self.batch_size, self.capacity, rows.data_ptr(), rows.size(1), columns.data_ptr(),
-            columns.size(1), out.data_ptr(), *native.threads(),
-        )  # fmt: skip
-        return out
+    def longterm_graph(self, ltm_indices: torch.Tensor) -> ops.LongtermGraph:
+        """The co-firing graph among the long-term engrams at logical ``ltm_indices`` [BatchSize, NumLTM] (-1 padding),
+        read in place from the counts."""
+        # padding reads slot 0: the walk treats it as visited from the start, so its counts never matter
+        return ops.LongtermGraph(self.counts, self.physical(ltm_indices).clamp(min=0), ltm_indices < 0)
 
     def to_engrams(self) -> Engrams:
         """The logical view: a new ``Engrams`` holding copies."""
         return Engrams(
-            data=gather_slots(self.data, self.slots),
-            induce_counts=self._pair_gather(self.slots, self.slots),
+            data=ops.gather_slots(self.data, self.slots),
+            induce_counts=ops.pair_gather(self.counts, self.slots),
             engrams_types=self.engrams_types.clone(),
             lifespan=self.lifespan.clone(),
             age=None if self.age is None else self.age.clone(),
@@ -136,47 +115,7 @@ class EngramStore:
 
     def fire_together(self, indices: torch.Tensor) -> None:
         """``Engrams.fire_together_wire_together`` on logical ``indices`` [BatchSize, K]."""
-        if utils.on_cpu(indices):
-            distinct = indices_with_mask(mask_with_indices(indices, self.memory_length))
-        else:
-            # each engram once, without asking the host how many there are: repeats after sorting become -1
-            distinct = indices.sort(dim=1).values
-            distinct[:, 1:].masked_fill_(distinct[:, 1:] == distinct[:, :-1], -1)
-        fired = self.physical(distinct)
-        if fired.numel() == 0:
-            return
-        batch = torch.arange(fired.size(0), device=fired.device).unsqueeze(1)
-        if utils.on_cpu(fired):
-            # ascending slots make the accumulation walk each count row in memory order (fewer cache misses)
-            fired = fired.sort(dim=1).values
-            if native.active(native.counts) and self.counts.is_contiguous():
-                native.counts.fire_together(
-                    self.counts.data_ptr(),
-                    fired.size(0),
-                    self.counts.size(1),
-                    fired.data_ptr(),
-                    fired.size(1),
-                    *native.threads(),
-                )
-                return
-            valid = fired >= 0
-            safe = fired.clamp(min=0)
-            pairs = (batch.unsqueeze(2), safe.unsqueeze(2), safe.unsqueeze(1))
-            pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(torch.int32)
-            self.counts.index_put_(pairs, pair_valid, accumulate=True)
-            return
-        # A GPU adds up repeated targets one after another, so element pairs (the -1 entries all on slot 0) cost 200 ms
-        # a step at the enwik8 settings. Instead each fired row gains a whole [Capacity] row of 1s at the fired
-        # columns: K targets per batch row, and the -1 entries, sent to their own position, add a row of 0s there.
-        capacity = self.counts.size(2)
-        valid = fired >= 0
-        position = torch.arange(fired.size(1), device=fired.device) % capacity
-        safe = torch.where(valid, fired, position)
-        ones = valid.to(self.counts.dtype)
-        # [BatchSize, Capacity] 1 at every fired column (fired slots are distinct, the 0s may land anywhere)
-        columns = torch.zeros(fired.size(0), capacity, dtype=self.counts.dtype, device=fired.device)
-        columns.scatter_add_(1, safe, ones)
-        self.counts.index_put_((batch, safe), ones.unsqueeze(2) * columns.unsqueeze(1), accumulate=True)
+        ops.fire_together(self.counts, self.physical(indices))
 
     def append(self, new: Engrams) -> None:
         """Add ``new``'s engrams after the current ones in every row, as ``Engrams.__add__`` does."""
@@ -188,28 +127,13 @@ class EngramStore:
         # every row has the same number of free slots (capacity - memory length)
         taken = self._free_slots(width)
         batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1)
-        if utils.on_cpu(self.data):
-            # whole vectors into their slots: index_copy_ of rows is a plain copy per row, unlike an indexed assignment
-            rows = (taken + batch * self.data.size(1)).flatten()
-            self.data.view(-1, self.data.size(2)).index_copy_(0, rows, new.data.reshape(-1, self.data.size(2)))
-        else:
-            self.data[batch, taken] = new.data
+        # whole vectors into their slots: index_copy_ of rows is a plain copy per row, unlike an indexed assignment
+        rows = (taken + batch * self.data.size(1)).flatten()
+        self.data.view(-1, self.data.size(2)).index_copy_(0, rows, new.data.reshape(-1, self.data.size(2)))
         # new engrams start with 0 against everything mapped (padding too) and among themselves, like a concatenation
-        if utils.on_cpu(self.counts):
-            if not self._fill_natively(taken, 0):
-                # per row, index_fill_ writes each count row's few new columns in place, a run of them per cache line
-                for row, columns in zip(self.counts, taken):
-                    row.index_fill_(0, columns, 0).index_fill_(1, columns, 0)
-        else:
-            # a zero on the device: a Python 0 would be copied over from the host, and the host would wait for it
-            self.counts.index_put_((batch, taken), self.counts.new_zeros(()))
-            # columns by scatter along the last axis, the new slots innermost: neighbouring threads write neighbouring
-            # slots (index_put_ on the transposed view wrote one element per row, far apart; with the same change in
-            # _clear_slots, sort's adjust on an H200 went from 12.0 to 7.4 ms)
-            self.counts.scatter_(2, taken.unsqueeze(1).expand(-1, self.counts.size(1), -1), 0)
-        # the new slots' rows and columns are 0 now, so counts among new engrams need writing only where they are not
-        # (new working memories have none; asking costs a GPU a host round trip, so a GPU writes them anyway)
-        if not utils.on_cpu(self.counts) or bool(new.induce_counts.any()):
+        ops.fill_slots(self.counts, taken, 0)
+        # counts among the new engrams need writing only where they are not 0 (new working memories have none)
+        if ops.may_hold_any(new.induce_counts != 0):
             self.counts[batch.unsqueeze(2), taken.unsqueeze(2), taken.unsqueeze(1)] = new.induce_counts
         self.slots = torch.cat([self.slots, taken], dim=1)
         self.engrams_types = torch.cat([self.engrams_types, new.engrams_types], dim=1)
@@ -229,13 +153,12 @@ class EngramStore:
 
     def keep(self, mask: torch.Tensor) -> None:
         """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true."""
-        survivors = indices_with_mask(mask)
+        survivors = ops.indices_with_mask(mask)
         if survivors.size(1) == self.memory_length and bool(mask.all()):
             return
         padding = survivors < 0
         new_slots = self.physical(survivors)
-        # (a GPU goes on without asking whether there is any padding: the answer would cost a host round trip)
-        if not utils.on_cpu(padding) or bool(padding.any()):
+        if ops.may_hold_any(padding):
             # Left padding needs fresh NULL slots: the first slots of each row that no survivor uses, cleared. Padding
             # positions come first in a row, so the j-th of them takes the j-th free slot.
             used = torch.zeros(self.batch_size, self.capacity + 1, dtype=torch.bool, device=self.device)
@@ -245,12 +168,9 @@ class EngramStore:
             new_slots = torch.where(padding, free_first, new_slots)
             self._clear_slots(torch.where(padding, new_slots, -1))
         self.slots = new_slots
-        self.engrams_types = gather_slots(self.engrams_types, survivors, EngramType.NULL.value)
-        self.lifespan = gather_slots(self.lifespan, survivors, -1.0)
-        if self.age is not None:
-            self.age = gather_slots(self.age, survivors, -1)
-        if self.engram_ids is not None:
-            self.engram_ids = gather_slots(self.engram_ids, survivors, -1)
+        # the small per-engram fields are logical: they move with the survivors
+        for name, value in gather_fields(self, survivors, ("engrams_types", "lifespan", "age", "engram_ids")).items():
+            setattr(self, name, value)
 
     def clear_rows(self, rows: torch.Tensor) -> None:
         """Turn every position of the chosen rows (bool [BatchSize]) into fresh NULL padding; other rows untouched."""
@@ -272,45 +192,12 @@ class EngramStore:
 
     def _clear_slots(self, slots: torch.Tensor) -> None:
         """Make physical ``slots`` [BatchSize, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
-        if slots.size(1) == 0:
-            return
-        valid = slots >= 0
-        batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1).expand_as(slots)
-        if utils.on_cpu(slots):
-            rows, columns = batch[valid], slots[valid]
-            self.data[rows, columns] = 0
-            if not self._fill_natively(slots, -1):
-                self.counts[rows, columns] = -1
-                self.counts.transpose(1, 2)[rows, columns] = -1
-            return
-        # Without picking the valid entries out (a host round trip on a GPU): a skipped entry of a row that clears
-        # some slot clears that slot once more; in a row that clears none, every entry rewrites slot 0 as it is.
-        first = slots.max(dim=1, keepdim=True).values
-        target = torch.where(valid, slots, first.clamp(min=0))
-        # a row clears all its entries' targets, or (no valid slot) rewrites slot 0 as it is
-        clear = (first >= 0).view(-1, 1, 1)
-        self.data[batch, target] = torch.where(clear, 0.0, self.data[batch, target])
-        self.counts[batch, target] = torch.where(clear, -1, self.counts[batch, target])
-        # columns along the last axis with the targets innermost, so that neighbouring threads touch neighbouring slots
-        columns = target.unsqueeze(1).expand(-1, self.counts.size(1), -1)
-        self.counts.scatter_(2, columns, torch.where(clear, -1, self.counts.gather(2, columns)))
-
-    def _fill_natively(self, slots: torch.Tensor, value: int) -> bool:
-        """Set the count rows and columns of physical ``slots`` [BatchSize, K] (-1 skipped) to ``value`` in C.
-
-        Returns False, having done nothing, where the C extension cannot (not built, turned off, not a CPU tensor).
-        Column writes miss the cache once per count row; the C code splits the batch rows over torch's threads and
-        writes each count row's slots as runs, one visit per row (index_fill_ per batch row: append 2.1 -> 1.6 ms at
-        gpt2 settings with stm_capacity 200, caches cold).
-        """
-        if not (utils.on_cpu(slots) and native.active(native.counts) and self.counts.is_contiguous()):
-            return False
-        slots = slots.to(torch.long).contiguous()
-        native.counts.fill_slots(
-            self.counts.data_ptr(), self.batch_size, self.capacity, slots.data_ptr(), slots.size(1), value,
-            *native.threads(),
-        )  # fmt: skip
-        return True
+        # -1 entries write the zero slot at the end of their row, which stays zero
+        zero_slot = self.data.size(1) - 1
+        batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1)
+        rows = (torch.where(slots < 0, zero_slot, slots) + batch * self.data.size(1)).flatten()
+        self.data.view(-1, self.data.size(2)).index_fill_(0, rows, 0)
+        ops.fill_slots(self.counts, slots, -1)
 
     def _free_slots(self, width: int) -> torch.Tensor:
         """[BatchSize, width] unmapped physical slots of every row, ascending.
@@ -328,7 +215,7 @@ class EngramStore:
         # [BatchSize, NumGroups * Group] every slot, freest group first
         candidates = (order.unsqueeze(2) * _SLOT_GROUP + torch.arange(_SLOT_GROUP, device=self.device)).flatten(1)
         # every row has the same number of free slots (capacity - memory length), so no row is padded
-        chosen = indices_with_mask(free.gather(1, candidates))[:, :width]
+        chosen = ops.indices_with_mask(free.gather(1, candidates))[:, :width]
         return candidates.gather(1, chosen).sort(dim=1).values
 
     def _grow(self, capacity: int) -> None:

@@ -178,8 +178,6 @@ def check_memory_length(batch_size: int, length: int, name: str = "data") -> Non
 
 def as_float32_data(data: torch.Tensor, device: torch.device, name: str = "data") -> torch.Tensor:
     """``data`` detached, as float32 on ``device``; refused when float32 cannot hold every value as a finite number."""
-    from .utils import all_finite
-
     stored = data.detach().to(device=device, dtype=torch.float32)
     if stored.numel() and not all_finite(stored):
         raise ValueError(f"{name} contains NaN or infinite values (or values beyond float32's range)")
@@ -203,3 +201,65 @@ def check_rows(rows: Any, batch_size: int, device: Optional[torch.device] = None
     mask = torch.zeros(batch_size, dtype=torch.bool)
     mask[index] = True
     return mask.to(device or "cpu")
+
+
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether every element of the floating tensor ``values`` is finite.
+
+    NaN and infinity reach the sum, so a finite sum settles it in one reduction; only a sum that is not finite (a
+    NaN or infinity, or an overflow of large finite values) needs the element-wise check.
+    """
+    return bool(torch.isfinite(values.sum())) or bool(torch.isfinite(values).all())
+
+
+def check_data_fits(
+    data: torch.Tensor,
+    batch_size: Optional[int],
+    hidden_dim: Optional[int],
+    memory_length: int,
+    next_engram_id: Optional[int],
+) -> None:
+    """``add_working_memory``'s ``data`` (already ``check_data``'d) against the memory it goes into: the batch size and
+    hidden size the memory holds (None: not fixed yet), the length it reaches, and the ids it needs (None: untracked).
+    """
+    if batch_size is not None:
+        if data.size(0) != batch_size:
+            raise ValueError(
+                f"data batch size {data.size(0)} differs from the memory's batch size {batch_size}; "
+                "call reset_memory() before changing it"
+            )
+        if hidden_dim and data.size(2) != hidden_dim:
+            raise ValueError(f"data hidden size {data.size(2)} differs from the memory's {hidden_dim}")
+    check_memory_length(data.size(0), memory_length + data.size(1), "data")
+    if next_engram_id is not None and next_engram_id + data.size(1) - 1 > INT32_MAX:
+        raise ValueError(
+            f"data holds {data.size(1)} new engrams, but engram ids stop at {INT32_MAX} "
+            f"(the next id is {next_engram_id}): call reset_memory() first"
+        )
+
+
+def adjust_inputs(
+    indices: Any, lifespan_delta: Any, batch_size: int, devices: set
+) -> "tuple[torch.Tensor, torch.Tensor]":
+    """``adjust_lifespan_and_memories``' inputs as int64 indices [BatchSize, R] and float32 deltas of their shape.
+
+    Indices may be tensors, lists, tuples or numpy arrays; a delta may also be a number, a 0-dim tensor or a [1, R] row
+    (as in the published package). Tensors must lie on one of ``devices`` (the memory's, the input's, the CPU).
+    """
+    raw = {"indices": indices, "lifespan_delta": lifespan_delta}
+    indices = as_indices(indices, "indices")
+    if indices.dim() != 2 or indices.size(0) != batch_size:
+        raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
+    lifespan_delta = as_lifespan_delta(lifespan_delta, indices.shape, "lifespan_delta")
+    for name, value in raw.items():
+        if isinstance(value, torch.Tensor) and value.device not in devices:
+            named = sorted(str(device) for device in devices if device is not None)
+            raise ValueError(f"{name} is on {value.device}, expected one of the memory's devices {named}")
+    return indices, lifespan_delta
+
+
+def check_generator(generator: Any, name: str = "generator") -> Optional[torch.Generator]:
+    """None or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator

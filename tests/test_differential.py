@@ -6,6 +6,7 @@ near-tie: two candidates at a top-k boundary of the reference's own scores, reco
 relative. Such steps are counted, printed, and the reference's state is copied into ours so the stream goes on.
 """
 
+import collections
 import copy
 from dataclasses import dataclass, field
 
@@ -219,18 +220,31 @@ def test_matches_reference_without_the_c_extensions(ref, name, monkeypatch):
 def test_gpu_branches_match_reference_on_cpu(ref, name, monkeypatch, capsys):
     """The branches a GPU takes (float16 draw, batched walk reads and count writes, masked fills) run here on CPU
     tensors: no GPU was lent to this project's CI, so this is what keeps them checked."""
-    monkeypatch.setattr(memoria.utils, "on_cpu", lambda where: False)
+    monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "1")
 
     def cpu_only(*args, **kwargs):
         raise AssertionError("a CPU-only branch ran")
 
-    # the CPU branches draw int32 words and clear count columns with index_fill_
+    # the CPU forms of the draw spend int32 words
     monkeypatch.setattr(torch.Tensor, "random_", cpu_only)
-    monkeypatch.setattr(torch.Tensor, "index_fill_", cpu_only)
+    chosen = collections.Counter()
+    choose = memoria.ops.form_for
+
+    def recorded(op, where):
+        form = choose(op, where)
+        chosen[op, form] += 1
+        return form
+
+    monkeypatch.setattr(memoria.ops, "form_for", recorded)
     total = run_seeds(ref, CONFIGS[name], 30)
     with capsys.disabled():
         print(f"\n[differential, GPU branches] {name}: {total.steps} steps, {total.near_ties} near-ties")
     assert total.steps == 30 * len(SEEDS) and total.unexplained == []
+    assert {form for _, form in chosen} <= {"gpu", "plain"}, chosen
+    # every operation with a GPU form took it
+    assert {op for op, form in chosen if form == "gpu"} == {
+        op for op, _ in chosen if memoria.ops.FORMS[op].gpu is not None
+    }
 
 
 @pytest.mark.cuda

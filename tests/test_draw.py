@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from memoria import draw, native
+from memoria import draw, native, ops
+from memoria.forms import plain
 
 needs_extension = pytest.mark.skipif(
     native.mt19937 is None, reason="the optional C extension memoria._mt19937 was not built (no C compiler at install)"
@@ -56,7 +57,7 @@ def test_advance_spends_the_rng_like_rand(monkeypatch, kind, shape):
     torch.rand(shape, dtype=torch.float16)
     expected = torch.get_rng_state()
     torch.manual_seed(11)
-    draw.advance(shape, torch.device("cpu"))
+    ops.advance(shape, torch.device("cpu"))
     assert torch.equal(torch.get_rng_state(), expected)
 
 
@@ -96,7 +97,7 @@ def test_first_max_at_columns_matches_the_published_argmax(monkeypatch, kind, se
     candidate_of_entry = torch.randint(0, num_rows, (batch_size, num_entries), generator=generator)
 
     torch.manual_seed(seed)
-    position, drew = draw.first_max_at_columns(length, columns, candidates, candidate_of_entry)
+    position, drew = ops.first_max_at_columns(length, columns, candidates, candidate_of_entry)
     ours_state = torch.get_rng_state()
     torch.manual_seed(seed)
     expected_column, expected_drew = _published_first_max(length, columns, candidates, candidate_of_entry)
@@ -127,7 +128,8 @@ def test_first_max_on_integers_equals_first_max_on_halves(kind):
     for _ in range(50):
         words = _tie_heavy_words(kind, generator)
         allowed = torch.rand(words.shape, generator=generator) < 0.6
-        position, drew = draw._first_max(draw.halves_from_words(words), allowed)
+        halves = draw.halves_from_words(words).float() * allowed
+        position, drew = halves.argmax(dim=1), halves.max(dim=1).values > 0
         int_position, int_drew = draw._first_max_of_words(words, allowed)
         assert torch.equal(int_drew, drew)
         assert torch.equal(int_position[drew], position[drew])
@@ -182,9 +184,9 @@ def test_the_extension_refuses_a_bad_slot_and_leaves_the_generator_alone(monkeyp
     columns = torch.tensor([[0, 1, 2]]).expand(3, -1)
     candidates = torch.ones(3, 2, 3, dtype=torch.bool)
     with pytest.raises(ValueError, match="out of range"):
-        draw._first_max_native(5, columns, candidates, torch.tensor([[0, 1], [1, 0], [0, 2]]), generator)
+        draw.first_max_native(5, columns, candidates, torch.tensor([[0, 1], [1, 0], [0, 2]]), generator)
     with pytest.raises(ValueError, match="out of range"):
-        draw._first_max_native(2, columns, candidates, torch.tensor([[0, 1], [1, 0], [0, 1]]), generator)
+        draw.first_max_native(2, columns, candidates, torch.tensor([[0, 1], [1, 0], [0, 1]]), generator)
     assert torch.equal(generator.get_state(), before)
 
 
@@ -195,9 +197,9 @@ def test_the_extension_draws_from_the_global_generator_by_default(monkeypatch):
     candidates = torch.ones(2, 1, 4, dtype=torch.bool) & (columns >= 0).unsqueeze(1)
     slots = torch.zeros(2, 50, dtype=torch.long)
     torch.manual_seed(5)
-    position, drew = draw.first_max_at_columns(10, columns, candidates, slots)
+    position, drew = ops.first_max_at_columns(10, columns, candidates, slots)
     after = torch.get_rng_state()
-    expected = draw._first_max_by_torch(10, columns, candidates, slots, torch.Generator().manual_seed(5))
+    expected = plain.first_max_at_columns(10, columns, candidates, slots, torch.Generator().manual_seed(5))
     assert torch.equal(drew, expected[1]) and torch.equal(position[drew], expected[0][drew])
     torch.manual_seed(5)
     torch.rand(2, 50, 10, dtype=torch.float16)

@@ -371,7 +371,7 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
     import memoria.utils
     from benchmarks.syncs import memoria_caller as caller
 
-    monkeypatch.setattr(memoria.utils, "on_cpu", lambda where: False)
+    monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "1")
     reads = collections.Counter()
 
     class CountHostReads(TorchDispatchMode):

@@ -232,7 +232,7 @@ def test_an_input_failing_in_the_allocator_changes_nothing(monkeypatch, fresh):
 
 
 def test_independent_rows_draw_their_seeds_only_for_a_good_input(monkeypatch):
-    import memoria.rows as rows_module
+    import memoria.memoria as memoria_module
 
     memoria = Memoria(2, 4, 2, 3, 2, independent_rows=True)
     good = torch.rand(BATCH, 4, HIDDEN)
@@ -242,12 +242,13 @@ def test_independent_rows_draw_their_seeds_only_for_a_good_input(monkeypatch):
         with pytest.raises((TypeError, ValueError)):
             memoria.add_working_memory(bad)
         assert_same(memoria, before)
-        assert memoria._rows is None
-    monkeypatch.setattr(rows_module.RowMemories, "add", _failing)
+        assert not memoria._rowwise.memories
+    # the first row's store fails to allocate, after the rows' seeds were drawn: the draw is undone
+    monkeypatch.setattr(memoria_module, "EngramStore", _failing)
     with pytest.raises(_AllocatorFails):
         memoria.add_working_memory(good)
     assert_same(memoria, before)
-    assert memoria._rows is None
+    assert not memoria._rowwise.memories
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:7", "meta", "bogus", 5, None, torch.device("meta")])

@@ -51,7 +51,7 @@ def test_gpu_branches_follow_engrams_operations(seed, monkeypatch):
     """The store's GPU branches (no host round trips) on CPU tensors: no GPU was lent to this project's CI."""
     import memoria.utils
 
-    monkeypatch.setattr(memoria.utils, "on_cpu", lambda where: False)
+    monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "1")
     g = torch.Generator().manual_seed(seed)
     kinds = ["append", "keep", "fire"]
     ops = [(kinds[int(torch.randint(0, 3, (), generator=g))], seed * 100 + step) for step in range(10)]

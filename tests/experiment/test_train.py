@@ -69,7 +69,7 @@ def test_tiny_memoria_run_writes_logs_checkpoints_model_and_metrics(tiny_memoria
     checkpoint = torch.load(output_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == 2
     memory = checkpoint["memory_state"]
-    assert memory["format"] in ("memoria.state_dict", "engram_fields")
+    assert memory["format"] == "memoria.state_dict"
     model = AutoModelForCausalLM.from_pretrained(output_dir / "model")
     assert type(model).__name__ == "MemoriaTransformerLMHeadModel"
     for name, tensor in model.state_dict().items():

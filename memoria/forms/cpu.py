@@ -1,0 +1,146 @@
+"""CPU forms: torch ops that may read values on the host (free on a CPU) to do less work."""
+
+from typing import Callable, Optional
+
+import torch
+
+from . import plain
+from .plain import LongtermGraph
+
+
+def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
+    """``plain.gather_slots`` writing only the -1 entries: a full fill pass costs as much as the gather on wide rows."""
+    shape = (*indices.shape, *values.shape[2:])
+    if values.size(1) == 0:
+        return values.new_full(shape, fill_value)
+    batch_offset = torch.arange(indices.size(0)).unsqueeze(1) * values.size(1)
+    picked = values.flatten(0, 1).index_select(0, (indices.clamp(min=0) + batch_offset).flatten()).view(shape)
+    null = indices < 0
+    if bool(null.any()):
+        picked[null] = fill_value
+    return picked
+
+
+def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
+    """``plain.fire_together`` on the distinct indices in ascending order: the accumulation then walks each count row
+    in memory order."""
+    plain_fire_distinct(counts, distinct_ascending(indices, counts.size(1)))
+
+
+def distinct_ascending(indices: torch.Tensor, length: int) -> torch.Tensor:
+    """The distinct non-negative values of each row of ``indices``, ascending, left-padded with -1."""
+    return plain.indices_with_mask(plain.mask_with_indices(indices, length))
+
+
+def plain_fire_distinct(counts: torch.Tensor, fired: torch.Tensor) -> None:
+    """Add 1 for every pair of the distinct ``fired`` [BatchSize, F] (-1 padding), in place."""
+    if fired.numel() == 0:
+        return
+    valid = fired >= 0
+    safe = fired.clamp(min=0)
+    batch = torch.arange(fired.size(0)).view(-1, 1, 1)
+    pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(counts.dtype)
+    counts.index_put_((batch, safe.unsqueeze(2), safe.unsqueeze(1)), pair_valid, accumulate=True)
+
+
+def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
+    """``plain.fill_slots`` row by row: ``index_fill_`` writes each count row's few columns in place."""
+    for row, chosen in zip(counts, slots):
+        chosen = chosen[chosen >= 0]
+        if chosen.numel():
+            row.index_fill_(0, chosen, value).index_fill_(1, chosen, value)
+
+
+def strongest_longterm(
+    store,
+    rows: torch.Tensor,
+    ltm_mask: torch.Tensor,
+    ltm_indices: torch.Tensor,
+    generator: Optional[torch.Generator],
+    first_max_at_columns: Callable,
+    advance: Callable,
+) -> torch.Tensor:
+    """``plain.strongest_longterm`` reading each distinct row's counts once, at the long-term columns only.
+
+    Entries that read the same row share a table row, and the draw is read only at the long-term columns
+    (``first_max_at_columns``), so neither the [BatchSize, K, MemoryLength] counts nor the draw is ever held.
+    """
+    batch_size, num_entries = rows.shape
+    length = store.memory_length
+    if ltm_indices.size(1) == 0 or num_entries == 0:
+        advance((batch_size, num_entries, length), rows.device, generator)
+        return torch.full_like(rows, -1)
+    # every entry below the last row reads a row of its own; those at the last row (all -1 entries, R1) share one
+    own = rows < length - 1
+    table = plain.indices_with_mask(own)
+    table_rows = torch.where(table >= 0, rows.gather(1, table.clamp(min=0)), length - 1)
+    table_rows = torch.cat([table_rows, torch.full((batch_size, 1), length - 1, dtype=torch.long)], dim=1)
+    # [BatchSize, Distinct, NumLTM]; padding columns read -1
+    counts = store.counts_at(table_rows, ltm_indices)
+    top = counts.max(dim=2, keepdim=True).values
+    has_ltm = (ltm_indices >= 0).any(dim=1).view(-1, 1, 1)
+    if bool((has_ltm & (top < 0)).any()):
+        # a row whose best count is -1 picks among every column: the plain form decides
+        return plain.strongest_longterm(store, rows, ltm_mask, ltm_indices, generator)
+    # the plain form scores non-LTM columns -1, so with a non-negative best only LTM columns can tie for it
+    best = (counts == top) & (ltm_indices >= 0).unsqueeze(1)
+    rank = own.cumsum(dim=1) - 1 + (table.size(1) - own.sum(dim=1, keepdim=True))
+    slot = torch.where(own, rank, table.size(1))
+    position, drew = first_max_at_columns(length, ltm_indices, best, slot, generator)
+    # LTM columns ascend, so the first maximum among them is the first in the whole row; an entry whose candidates
+    # all drew 0 takes column 0, as the plain argmax over an all-zero row does
+    choice = torch.where(drew, ltm_indices.gather(1, position), 0)
+    return choice.masked_fill((choice < 0) | ~ltm_mask.gather(1, choice.clamp(min=0)), -1)
+
+
+# above this many [Distinct, NumLTM] elements a walk step reads its rows one batch row at a time
+WALK_SPLIT_ELEMENTS = 1 << 18
+
+
+def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
+    """``plain.walk`` reading each distinct node's row once per depth (all dead-end walkers share the last node),
+    straight from the counts instead of a [BatchSize, NumLTM, NumLTM] copy."""
+    batch_size, num_ltm = graph.nodes.shape
+    last = num_ltm - 1
+    # nodes are numbered flat, batch row * NumLTM + local position, so one index reaches any row's engram
+    offset = torch.arange(batch_size).unsqueeze(1) * num_ltm
+    visited = graph.padding.flatten().clone()
+    node = (torch.where(start < 0, last, start) + offset).flatten()
+    visited.scatter_(0, node, True)
+    found = []
+    for _ in range(depth):
+        unique_nodes, which = torch.unique(node, return_inverse=True)
+        row_start = unique_nodes - unique_nodes % num_ltm
+        step = strongest_unvisited(graph, unique_nodes, row_start // num_ltm, visited) + row_start
+        dead_end = visited[step]
+        current = (step - row_start).masked_fill_(dead_end, -1)[which]
+        node = torch.where(dead_end, row_start + last, step)[which]
+        visited.scatter_(0, node, True)
+        found.append(current.view(batch_size, -1))
+    return torch.cat(found, dim=1) if found else start.new_zeros(batch_size, 0)
+
+
+def strongest_unvisited(
+    graph: LongtermGraph, nodes: torch.Tensor, rows_batch: torch.Tensor, visited: torch.Tensor
+) -> torch.Tensor:
+    """For each flat node [Unique] (ascending), the first local position with the largest count among the unvisited
+    ones of its batch row ``rows_batch`` [Unique] (all visited: 0); ``visited`` is bool [BatchSize * NumLTM]."""
+    counts, ltm_slots = graph.counts, graph.nodes
+    batch_size, capacity = counts.shape[:2]
+    num_ltm = ltm_slots.size(1)
+    visited = visited.view(batch_size, num_ltm)
+    if nodes.numel() * num_ltm <= WALK_SPLIT_ELEMENTS:
+        # whole count rows are contiguous: copy them first, then pick the long-term columns from the copies
+        physical_rows = ltm_slots.flatten().index_select(0, nodes) + rows_batch * capacity
+        rows = counts.view(-1, capacity).index_select(0, physical_rows).gather(1, ltm_slots.index_select(0, rows_batch))
+        return rows.masked_fill_(visited.index_select(0, rows_batch), -1).argmax(dim=1)
+    # Large steps (the first one reads a row per start) go one batch row at a time, where the column index broadcasts
+    # instead of being a [Unique, NumLTM] int64 tensor that costs more than the counts it picks.
+    steps = []
+    sizes = torch.bincount(rows_batch, minlength=batch_size).tolist()
+    for batch, batch_nodes in enumerate(nodes.split(sizes)):
+        if batch_nodes.numel():
+            rows = counts[batch].index_select(0, ltm_slots.flatten().index_select(0, batch_nodes))
+            rows = rows.gather(1, ltm_slots[batch].expand(batch_nodes.numel(), -1))
+            steps.append(rows.masked_fill_(visited[batch], -1).argmax(dim=1))
+    return torch.cat(steps)

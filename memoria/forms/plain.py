@@ -1,0 +1,219 @@
+"""The plain torch form of every operation: the executable spec, on any device.
+
+Counts are indexed ``counts[b, i, j]``; an index of -1 means "none" everywhere (it reads as padding and is never
+written). Every fast form in this package is tested equal to the form here (``tests/test_forms.py``).
+"""
+
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+
+
+class LongtermGraph(NamedTuple):
+    """The co-firing graph among the long-term engrams of every row, read in place from the counts.
+
+    Attributes:
+        counts: [BatchSize, N, N] co-firing counts (the store's physical slots, or an ``Engrams``' positions).
+        nodes: [BatchSize, NumLTM] where each long-term position's counts lie in ``counts`` (padding: any valid one).
+        padding: bool [BatchSize, NumLTM], true where a row has fewer long-term engrams than the widest row.
+    """
+
+    counts: torch.Tensor
+    nodes: torch.Tensor
+    padding: torch.Tensor
+
+
+def mask_with_indices(indices: torch.Tensor, length: int) -> torch.Tensor:
+    """Bool mask shaped [BatchSize, length] that is true at ``indices`` [BatchSize, K]; negative entries ignored."""
+    mask = torch.zeros(indices.size(0), length + 1, dtype=torch.bool, device=indices.device)
+    mask.scatter_(1, torch.where(indices < 0, length, indices).long(), True)
+    return mask[:, :length]
+
+
+def indices_with_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of the true entries of every row, ascending, left-padded with ``-1``.
+
+    Args:
+        mask: bool [BatchSize, MemoryLength].
+    Returns:
+        int64 [BatchSize, K], K being the largest true count over rows.
+    """
+    batch_size, length = mask.shape
+    counts = mask.sum(dim=1)
+    width = int(counts.max()) if counts.numel() else 0
+    # a true entry of rank r in a row with n trues lands in column width - n + r; false entries go to a spare column
+    column = mask.cumsum(dim=1) - 1 + (width - counts).unsqueeze(1)
+    column = torch.where(mask, column, width)
+    positions = torch.arange(length, device=mask.device).expand(batch_size, length)
+    out = torch.full((batch_size, width + 1), -1, dtype=torch.long, device=mask.device)
+    out.scatter_(1, column, positions)
+    return out[:, :width].contiguous()
+
+
+def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
+    """Per-row gather along axis 1 with -1 meaning "none".
+
+    Args:
+        values: [BatchSize, MemoryLength, *Rest].
+        indices: [BatchSize, K] entries in -1..MemoryLength-1.
+        fill_value: value of the -1 entries.
+    Returns:
+        [BatchSize, K, *Rest].
+    """
+    shape = (*indices.shape, *values.shape[2:])
+    if values.size(1) == 0:
+        return values.new_full(shape, fill_value)
+    batch_offset = torch.arange(indices.size(0), device=indices.device).unsqueeze(1) * values.size(1)
+    picked = values.flatten(0, 1).index_select(0, (indices.clamp(min=0) + batch_offset).flatten()).view(shape)
+    null = (indices < 0).view(*indices.shape, *([1] * (values.dim() - 2)))
+    return picked.masked_fill_(null, fill_value)
+
+
+def physical(slots: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``slots[b, indices[b, k]]`` [BatchSize, K], -1 staying -1."""
+    if slots.size(1) == 0:
+        return torch.full_like(indices, -1)
+    return torch.where(indices < 0, -1, slots.gather(1, indices.clamp(min=0)))
+
+
+def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``counts[b, rows[b, i], columns[b, j]]`` [BatchSize, R, C], -1 wherever a row or column index is -1.
+
+    Args:
+        counts: [BatchSize, N, N].
+        rows: [BatchSize, R]; columns: [BatchSize, C] (defaults to ``rows``).
+    """
+    columns = rows if columns is None else columns
+    # whole rows are contiguous, so take them first; the column pick then runs over R rows instead of N
+    picked = gather_slots(counts, rows, fill_value=-1)
+    picked = picked.gather(2, columns.clamp(min=0).unsqueeze(1).expand(-1, rows.size(1), -1))
+    return picked.masked_fill_((columns < 0).unsqueeze(1), -1)
+
+
+def distinct(indices: torch.Tensor) -> torch.Tensor:
+    """Every value of each row of ``indices`` [BatchSize, K] once, ascending; repeats become -1 (shape kept)."""
+    ordered = indices.sort(dim=1).values
+    ordered[:, 1:].masked_fill_(ordered[:, 1:] == ordered[:, :-1], -1)
+    return ordered
+
+
+def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
+    """Add 1 to ``counts[b, i, j]`` for every pair i, j of the distinct non-negative ``indices[b]``, in place.
+
+    Args:
+        counts: [BatchSize, N, N].
+        indices: [BatchSize, K] in -1..N-1, repeats allowed (each engram fires once).
+    """
+    fired = distinct(indices)
+    valid = fired >= 0
+    safe = fired.clamp(min=0)
+    batch = torch.arange(fired.size(0), device=fired.device).view(-1, 1, 1)
+    # [BatchSize, K, K]: 1 for each pair of fired engrams, 0 for pairs with a -1 (they all land on index 0)
+    pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(counts.dtype)
+    counts.index_put_((batch, safe.unsqueeze(2), safe.unsqueeze(1)), pair_valid, accumulate=True)
+
+
+def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
+    """Set the rows and columns of ``slots`` [BatchSize, K] (-1 skipped) in ``counts`` [BatchSize, N, N] to ``value``."""
+    chosen = mask_with_indices(slots, counts.size(1))
+    counts.masked_fill_(chosen.unsqueeze(2) | chosen.unsqueeze(1), value)
+
+
+def strongest_longterm(
+    store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
+) -> torch.Tensor:
+    """For each entry, the long-term engram its row co-fired with most, ties broken by one random draw.
+
+    Args:
+        store: what holds the counts (``counts_at(rows, columns=None)``, ``memory_length``).
+        rows: [BatchSize, K] the engram whose counts each entry reads (0..MemoryLength-1).
+        ltm_mask: bool [BatchSize, MemoryLength]; ltm_indices: its ``indices_with_mask``.
+        generator: the draw's source (None: the global RNG of the rows' device).
+    Returns:
+        [BatchSize, K] global indices, -1 where the pick is not long-term.
+    """
+    batch_size, num_entries = rows.shape
+    # one float16 draw of this shape per step, used or not: the RNG stream it advances is observable
+    noise = torch.rand(
+        (batch_size, num_entries, store.memory_length), dtype=torch.float16, device=rows.device, generator=generator
+    )
+    if ltm_indices.size(1) == 0 or num_entries == 0:
+        return torch.full_like(rows, -1)
+    counts = store.counts_at(rows).masked_fill_(~ltm_mask.unsqueeze(1), -1)
+    best = counts == counts.max(dim=2, keepdim=True).values
+    choice = noise.masked_fill_(~best, 0).argmax(dim=2)
+    return choice.masked_fill(~ltm_mask.gather(1, choice), -1)
+
+
+def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
+    """The long-term graph walk: from each start, ``depth`` steps to the strongest unvisited neighbour.
+
+    All walkers of a row share one visited set and step together. A walker at a dead end (every neighbour visited)
+    reports -1 and stands on the last long-term position from then on, as does a start of -1 (quirk R3).
+
+    Args:
+        graph: the long-term co-firing graph.
+        start: [BatchSize, K] local long-term positions, -1 for none.
+    Returns:
+        [BatchSize, depth * K] the local position each walker reached at each depth (depth-major), -1 at dead ends.
+    """
+    batch_size, num_ltm = graph.nodes.shape
+    last = num_ltm - 1
+    # [BatchSize, NumLTM, NumLTM] counts among the long-term engrams
+    dense = pair_gather(graph.counts, graph.nodes)
+    visited = graph.padding.clone()
+    node = torch.where(start < 0, last, start)
+    visited.scatter_(1, node, True)
+    found = []
+    for _ in range(depth):
+        neighbours = dense.gather(1, node.unsqueeze(2).expand(-1, -1, num_ltm))
+        step = neighbours.masked_fill_(visited.unsqueeze(1), -1).argmax(dim=2)
+        dead_end = visited.gather(1, step)
+        found.append(step.masked_fill(dead_end, -1))
+        node = torch.where(dead_end, last, step)
+        visited.scatter_(1, node, True)
+    return torch.cat(found, dim=1) if found else start.new_zeros(batch_size, 0)
+
+
+def first_max_at_columns(
+    length: int,
+    columns: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_of_entry: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``rand([BatchSize, Entries, length], float16)`` and, per entry, take the first maximum over its candidates.
+
+    Args:
+        length: the draw's last dimension (the memory length).
+        columns: [BatchSize, Columns] ascending positions in 0..length-1 where the draw is read; -1 padding.
+        candidates: bool [BatchSize, Rows, Columns], the columns each candidate row may pick (never a -1 column).
+        candidate_of_entry: [BatchSize, Entries] which candidate row each entry uses.
+        generator: the draw's source (None: the global RNG of ``columns``' device).
+    Returns:
+        position: [BatchSize, Entries] index into ``columns`` of the first column holding the entry's largest draw
+            among its candidates.
+        drew: bool [BatchSize, Entries], false where every candidate drew 0 (the published argmax then takes column 0
+            of the whole row).
+    """
+    batch_size, num_entries = candidate_of_entry.shape
+    noise = torch.rand(
+        (batch_size, num_entries, length), dtype=torch.float16, device=columns.device, generator=generator
+    )
+    read = noise.gather(2, columns.clamp(min=0).unsqueeze(1).expand(-1, num_entries, -1))
+    allowed = candidates.gather(1, candidate_of_entry.unsqueeze(2).expand(-1, -1, columns.size(1)))
+    # non-negative halves order like their int16 bit patterns: the argmax runs on integers, with the same first max
+    masked = read.view(torch.int16) * allowed
+    position = masked.argmax(dim=2)
+    drew = masked.gather(2, position.unsqueeze(2)).squeeze(2) > 0
+    return position, drew
+
+
+def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
+    """Spend the RNG as ``torch.rand(shape, dtype=float16)`` does, the values unkept."""
+    torch.rand(shape, dtype=torch.float16, device=device, generator=generator)
+
+
+def may_hold_any(mask: torch.Tensor) -> bool:
+    """Whether ``mask`` has a true entry (callers skip work that would change nothing)."""
+    return bool(mask.any())

@@ -1,0 +1,164 @@
+"""The one boundary between what Memoria computes and how each operation runs.
+
+``memoria.py`` and ``store.py`` call the operations below. Each has a plain torch form (``memoria/forms/plain.py``),
+the executable spec, and may have fast forms that give the same results: ``cpu`` (torch ops that read values on the
+host), ``gpu`` (torch ops that never make the host wait), ``c`` (an optional C extension). ``FORMS`` is the table and
+``form_for`` the one switch:
+
+- a tensor off the CPU takes the ``gpu`` form (or the plain one where there is none); so does a CPU tensor under
+  ``MEMORIA_FORCE_GPU_BRANCHES=1``, which lets tests and op counts run the GPU forms on a CPU machine;
+- a CPU tensor takes the ``c`` form where its extension is built and allowed (``MEMORIA_NATIVE``, see
+  ``memoria/native.py``) and the form's own check passes, else the ``cpu`` form, else the plain one;
+- ``MEMORIA_FORMS=plain`` makes every operation take its plain form.
+
+``tests/test_forms.py`` checks every fast form against the plain form.
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple, Union
+
+import torch
+
+from . import draw, native
+from .forms import c, cpu, gpu, plain
+from .forms.plain import LongtermGraph  # noqa: F401  (the walk's input, built by the store)
+
+FORM_NAMES = ("plain", "cpu", "gpu", "c")
+
+
+@dataclass(frozen=True)
+class Forms:
+    """The forms of one operation; ``usable`` says, per form, whether it may run in this process."""
+
+    plain: Callable
+    cpu: Optional[Callable] = None
+    gpu: Optional[Callable] = None
+    c: Optional[Callable] = None
+    usable: Dict[str, Callable[[], bool]] = field(default_factory=dict)
+
+    def can(self, form: str) -> bool:
+        return getattr(self, form) is not None and self.usable.get(form, lambda: True)()
+
+
+def gpu_forms_forced() -> bool:
+    """Whether ``MEMORIA_FORCE_GPU_BRANCHES=1`` is set: CPU tensors then take the GPU forms."""
+    return os.environ.get("MEMORIA_FORCE_GPU_BRANCHES", "0") == "1"
+
+
+def on_cpu(where: Union[torch.Tensor, torch.device]) -> bool:
+    """Whether a tensor (or device) takes the CPU forms: a CPU one, unless ``MEMORIA_FORCE_GPU_BRANCHES=1``."""
+    return (where.device if isinstance(where, torch.Tensor) else where).type == "cpu" and not gpu_forms_forced()
+
+
+def form_for(name: str, where: Union[torch.Tensor, torch.device]) -> str:
+    """The form operation ``name`` takes for tensors on ``where``'s device (see the module docstring)."""
+    forms = FORMS[name]
+    if os.environ.get("MEMORIA_FORMS") == "plain":
+        return "plain"
+    if not on_cpu(where):
+        return "gpu" if forms.gpu is not None else "plain"
+    for form in ("c", "cpu"):
+        if forms.can(form):
+            return form
+    return "plain"
+
+
+def run(name: str, where: Union[torch.Tensor, torch.device], form: Optional[str] = None) -> Callable:
+    """The function of operation ``name`` in ``form`` (default: ``form_for(name, where)``)."""
+    return getattr(FORMS[name], form or form_for(name, where))
+
+
+# ------------------------------------------------------------------ the operations
+
+
+def indices_with_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of the true entries of every row of ``mask`` [BatchSize, M], ascending, left-padded with -1."""
+    return run("indices_with_mask", mask)(mask)
+
+
+def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
+    """``values[b, indices[b, k]]`` [BatchSize, K, *Rest], ``fill_value`` at -1."""
+    return run("gather_slots", values)(values, indices, fill_value)
+
+
+def physical(slots: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``slots[b, indices[b, k]]`` [BatchSize, K], -1 staying -1."""
+    return run("physical", indices)(slots, indices)
+
+
+def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``counts[b, rows[b, i], columns[b, j]]`` [BatchSize, R, C], -1 wherever an index is -1."""
+    return run("pair_gather", counts)(counts, rows, columns)
+
+
+def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
+    """Add 1 to ``counts[b, i, j]`` for every pair of the distinct non-negative ``indices[b]`` [BatchSize, K]."""
+    run("fire_together", counts)(counts, indices)
+
+
+def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
+    """Set the rows and columns of ``slots`` [BatchSize, K] (-1 skipped) in ``counts`` to ``value``."""
+    run("fill_slots", counts)(counts, slots, value)
+
+
+def strongest_longterm(
+    store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
+) -> torch.Tensor:
+    """For each entry [BatchSize, K], the long-term engram its row co-fired with most (ties: one random draw)."""
+    return run("strongest_longterm", rows)(store, rows, ltm_mask, ltm_indices, generator)
+
+
+def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
+    """The long-term graph walk from ``start`` [BatchSize, K]: [BatchSize, depth * K] local positions, depth-major."""
+    return run("walk", start)(graph, start, depth)
+
+
+def first_max_at_columns(
+    length: int,
+    columns: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_of_entry: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The tie-break: per entry, the first maximum of one ``float16`` draw over its candidate columns."""
+    return run("first_max_at_columns", columns)(length, columns, candidates, candidate_of_entry, generator)
+
+
+def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
+    """Spend the RNG as ``torch.rand(shape, dtype=float16)`` does."""
+    run("advance", device)(shape, device, generator)
+
+
+def may_hold_any(mask: torch.Tensor) -> bool:
+    """False only where ``mask`` surely has no true entry; a GPU does not ask (that would make the host wait)."""
+    return run("may_hold_any", mask)(mask)
+
+
+def _cpu_strongest_longterm(store, rows, ltm_mask, ltm_indices, generator):
+    return cpu.strongest_longterm(store, rows, ltm_mask, ltm_indices, generator, first_max_at_columns, advance)
+
+
+def _extension(name: str) -> Callable[[], bool]:
+    return lambda: native.active(getattr(native, name))
+
+
+_DRAW_CHECKS = {"cpu": draw.integer_draw_matches, "c": draw.native_draw_matches}
+
+FORMS: Dict[str, Forms] = {
+    "indices_with_mask": Forms(plain.indices_with_mask, c=c.indices_with_mask, usable={"c": _extension("index")}),
+    "gather_slots": Forms(plain.gather_slots, cpu=cpu.gather_slots),
+    "physical": Forms(plain.physical, c=c.physical, usable={"c": _extension("index")}),
+    "pair_gather": Forms(plain.pair_gather, c=c.pair_gather, usable={"c": _extension("counts")}),
+    "fire_together": Forms(
+        plain.fire_together, cpu.fire_together, gpu.fire_together, c.fire_together, {"c": _extension("counts")}
+    ),
+    "fill_slots": Forms(plain.fill_slots, cpu.fill_slots, gpu.fill_slots, c.fill_slots, {"c": _extension("counts")}),
+    "strongest_longterm": Forms(plain.strongest_longterm, cpu=_cpu_strongest_longterm),
+    "walk": Forms(plain.walk, cpu.walk, gpu.walk, c.walk, {"c": _extension("walk")}),
+    "first_max_at_columns": Forms(
+        plain.first_max_at_columns, draw.first_max_by_words, c=draw.first_max_native, usable=_DRAW_CHECKS
+    ),
+    "advance": Forms(plain.advance, draw.advance_by_words, c=draw.advance_native, usable=_DRAW_CHECKS),
+    "may_hold_any": Forms(plain.may_hold_any, gpu=gpu.may_hold_any),
+}

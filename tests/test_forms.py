@@ -1,0 +1,222 @@
+"""Every fast form of every operation in ``memoria.ops.FORMS`` gives what the plain form gives.
+
+The GPU forms are torch ops and run here on CPU tensors; the C forms run where their extension was built. Each case
+feeds every form copies of the same inputs (the same generator state for the draws) and compares the outputs, the
+tensors the operation writes in place, and the generator state after it.
+"""
+
+import copy
+from typing import Callable, Dict, List, Tuple
+
+import pytest
+import torch
+
+from memoria import Engrams, EngramType, native, ops
+from memoria.forms import plain
+from memoria.store import EngramStore
+
+
+def random_store(seed: int, batch: int = 3, length: int = 14, hidden: int = 4, ltm_share: float = 0.5) -> EngramStore:
+    """A store whose slots are out of logical order, with padding, every engram type and repeated counts."""
+    generator = torch.Generator().manual_seed(seed)
+    types = torch.randint(1, 3, (batch, length), generator=generator, dtype=torch.uint8)
+    types[torch.rand(batch, length, generator=generator) < ltm_share] = EngramType.LONGTERM.value
+    counts = torch.randint(0, 4, (batch, length, length), generator=generator, dtype=torch.int32)
+    counts = torch.maximum(counts, counts.transpose(1, 2))
+    data = torch.randn(batch, length, hidden, generator=generator)
+    store = EngramStore(Engrams(data, counts, types, torch.full((batch, length), 3.0)), spare=5)
+    store.keep(torch.rand(batch, length, generator=generator) < 0.8)  # padding, freed slots reused out of order
+    store.append(Engrams(torch.randn(batch, 3, hidden, generator=generator), lifespan=2.0))
+    return store
+
+
+def indices(generator: torch.Generator, batch: int, width: int, length: int) -> torch.Tensor:
+    return torch.randint(-1, length, (batch, width), generator=generator)
+
+
+# each case: (name, seed) -> (arguments builder, what to compare after calling: output + in-place arguments)
+def case_indices_with_mask(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.rand(4, 9 + seed, generator=generator) < 0.4
+    mask[1] = False  # an empty row
+    return (mask,), []
+
+
+def case_gather_slots(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn(3, 7, 5, generator=generator) if seed % 2 else torch.randint(0, 9, (3, 7), generator=generator)
+    return (values, indices(generator, 3, 6, 7), -3), []
+
+
+def case_physical(seed: int):
+    store = random_store(seed)
+    generator = torch.Generator().manual_seed(seed)
+    return (store.slots, indices(generator, store.batch_size, 9, store.memory_length)), []
+
+
+def case_pair_gather(seed: int):
+    store = random_store(seed)
+    generator = torch.Generator().manual_seed(seed)
+    rows = indices(generator, store.batch_size, 5, store.capacity)
+    columns = None if seed % 3 == 0 else indices(generator, store.batch_size, 8, store.capacity)
+    return (store.counts, rows, columns), []
+
+
+def case_fire_together(seed: int):
+    store = random_store(seed)
+    generator = torch.Generator().manual_seed(seed)
+    fired = indices(generator, store.batch_size, 12, store.capacity)  # repeats and -1 included
+    fired[0] = -1  # a row where nothing fires
+    return (store.counts, fired), [0]
+
+
+def case_fill_slots(seed: int):
+    store = random_store(seed)
+    generator = torch.Generator().manual_seed(seed)
+    slots = indices(generator, store.batch_size, 6, store.capacity)
+    slots[1] = -1  # a row that fills nothing
+    return (store.counts, slots, -1 if seed % 2 else 0), [0]
+
+
+def case_strongest_longterm(seed: int):
+    store = random_store(seed, ltm_share=0.0 if seed == 0 else 0.5)
+    generator = torch.Generator().manual_seed(seed)
+    ltm_mask = store.engrams_types == EngramType.LONGTERM.value
+    rows = torch.randint(0, store.memory_length, (store.batch_size, 7), generator=generator)
+    rows[:, :2] = store.memory_length - 1  # entries that read the last row (quirk R1)
+    return (store, rows, ltm_mask, plain.indices_with_mask(ltm_mask), torch.Generator().manual_seed(seed)), [4]
+
+
+def case_walk(seed: int):
+    store = random_store(seed)
+    generator = torch.Generator().manual_seed(seed)
+    ltm_indices = store.indices_of(EngramType.LONGTERM.value)
+    start = torch.randint(-1, ltm_indices.size(1), (store.batch_size, 4), generator=generator)
+    return (store.longterm_graph(ltm_indices), start, seed % 5), []
+
+
+def case_first_max_at_columns(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    length, batch = 40, 3
+    columns = torch.stack([torch.randperm(length, generator=generator)[:10].sort().values for _ in range(batch)])
+    columns[0, :3] = -1  # left padding
+    if seed % 2:
+        columns[1] = torch.arange(20, 30)  # one run of positions
+    candidates = (torch.rand(batch, 4, 10, generator=generator) < 0.5) & (columns >= 0).unsqueeze(1)
+    candidate_of_entry = torch.randint(0, 4, (batch, 30), generator=generator)
+    return (length, columns, candidates, candidate_of_entry, torch.Generator().manual_seed(seed)), [4]
+
+
+def case_advance(seed: int):
+    return ((2, 3 + seed, 50), torch.device("cpu"), torch.Generator().manual_seed(seed)), [2]
+
+
+CASES: Dict[str, Callable] = {
+    "indices_with_mask": case_indices_with_mask,
+    "gather_slots": case_gather_slots,
+    "physical": case_physical,
+    "pair_gather": case_pair_gather,
+    "fire_together": case_fire_together,
+    "fill_slots": case_fill_slots,
+    "strongest_longterm": case_strongest_longterm,
+    "walk": case_walk,
+    "first_max_at_columns": case_first_max_at_columns,
+    "advance": case_advance,
+}
+
+
+def fast_forms() -> List[Tuple[str, str]]:
+    return [
+        (name, form)
+        for name, forms in ops.FORMS.items()
+        for form in ("cpu", "gpu", "c")
+        if getattr(forms, form) is not None and name != "may_hold_any"
+    ]
+
+
+def observed(value) -> list:
+    """Tensors, generator states and numbers of an output or argument, to compare."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, torch.Generator):
+        return [value.get_state()]
+    if isinstance(value, (tuple, list)):
+        return [part for item in value for part in observed(item)]
+    if isinstance(value, EngramStore):
+        return [value.counts, value.slots, value.engrams_types]
+    return [value]
+
+
+def test_every_operation_with_forms_has_a_case():
+    assert set(CASES) | {"may_hold_any"} == set(ops.FORMS)
+
+
+@pytest.mark.parametrize("name, form", fast_forms(), ids=[f"{name}-{form}" for name, form in fast_forms()])
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_form_equals_the_plain_form(name, form, seed):
+    forms = ops.FORMS[name]
+    if not forms.can(form):
+        pytest.skip(f"the {form} form of {name} cannot run here (extension not built, or its self-check failed)")
+    arguments, written = CASES[name](seed)
+    results = {}
+    for which in ("plain", form):
+        copied = copy.deepcopy(arguments)
+        output = ops.run(name, torch.device("cpu"), which)(*copied)
+        results[which] = observed(output) + observed([copied[i] for i in written])
+    for expected, got in zip(results["plain"], results[form], strict=True):
+        if isinstance(expected, torch.Tensor):
+            assert expected.dtype == got.dtype and torch.equal(expected, got), (name, form)
+        else:
+            assert expected == got, (name, form)
+
+
+def test_the_gpu_form_of_may_hold_any_never_says_no_where_there_is_something():
+    for mask in (torch.zeros(2, 3, dtype=torch.bool), torch.eye(3, dtype=torch.bool)):
+        assert ops.FORMS["may_hold_any"].gpu(mask) or not ops.FORMS["may_hold_any"].plain(mask)
+    assert not ops.FORMS["may_hold_any"].plain(torch.zeros(2, 3, dtype=torch.bool))
+
+
+def test_the_switch_chooses_one_form_per_device(monkeypatch):
+    cpu_tensor = torch.zeros(2, 2)
+    monkeypatch.delenv("MEMORIA_FORCE_GPU_BRANCHES", raising=False)
+    monkeypatch.delenv("MEMORIA_FORMS", raising=False)
+    expected_walk = "c" if native.active(native.walk) else "cpu"
+    assert ops.form_for("walk", cpu_tensor) == expected_walk
+    assert ops.form_for("gather_slots", cpu_tensor) == "cpu"
+    assert ops.form_for("physical", torch.device("meta")) == "plain"  # off the CPU, no GPU form: the plain one
+    assert ops.form_for("walk", torch.device("meta")) == "gpu"
+    monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "1")
+    assert not ops.on_cpu(cpu_tensor)
+    assert {ops.form_for(name, cpu_tensor) for name in ops.FORMS} == {"gpu", "plain"}
+    monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "0")
+    monkeypatch.setenv("MEMORIA_NATIVE", "0")
+    assert ops.form_for("walk", cpu_tensor) == "cpu"
+    monkeypatch.setenv("MEMORIA_FORMS", "plain")
+    assert {ops.form_for(name, cpu_tensor) for name in ops.FORMS} == {"plain"}
+
+
+def test_a_whole_stream_is_the_same_in_every_form_setting(monkeypatch):
+    """The plain forms everywhere, the GPU forms on CPU tensors, the CPU forms without C, and the default: one stream
+    gives the same reminded indices, memories and engrams in all four."""
+    settings = [{}, {"MEMORIA_FORMS": "plain"}, {"MEMORIA_FORCE_GPU_BRANCHES": "1"}, {"MEMORIA_NATIVE": "0"}]
+    outcomes = []
+    for environment in settings:
+        for key in ("MEMORIA_FORMS", "MEMORIA_FORCE_GPU_BRANCHES", "MEMORIA_NATIVE"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in environment.items():
+            monkeypatch.setenv(key, value)
+        from memoria import Memoria
+
+        memory = Memoria(4, 8, 3, 3, 5, track_id=True, track_age=True, generator=torch.Generator().manual_seed(1))
+        generator = torch.Generator().manual_seed(0)
+        outputs = []
+        for _ in range(16):
+            memory.add_working_memory(torch.randn(3, 4, 6, generator=generator))
+            memories, reminded = memory.remind()
+            delta = torch.rand(reminded.shape, generator=generator) * 3
+            memory.adjust_lifespan_and_memories(reminded, delta)
+            outputs += [memories, reminded]
+        outcomes.append((outputs, memory.engrams))
+    for outputs, engrams in outcomes[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outcomes[0][0], outputs, strict=True))
+        assert engrams == outcomes[0][1]
