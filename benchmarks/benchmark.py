@@ -9,6 +9,8 @@ checked for a near-tie in float64 (SPEC §7) and the implementation is resynchro
 Steps: ``warmup`` untimed steps (ours alone, or ours and 1.0.0 with ``--compare-warmup``; the references
 then start from a copy of that state), ``steps`` timed steps (all three; the median is reported), then
 ``probes`` untimed steps measuring peak memory (and CUDA syncs). Every step after the warm-up is compared.
+With ``--count-ops`` (the default) one more step of ours runs after the warm-up, on a copy of its state and with the
+global RNG restored after it, with the GPU forms forced: its ops and host syncs per phase (``benchmarks/op_count.py``).
 
     python -m benchmarks.benchmark                      # every configuration, CPU
     python -m benchmarks.benchmark --quick              # reduced run, under a minute
@@ -31,8 +33,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from benchmarks.memory_profile import held_bytes, measure_peak
+from benchmarks.op_count import count_step_on_copy, op_table
 from benchmarks.reference import load_reference
-from benchmarks.syncs import count_syncs_by_caller
+from benchmarks.syncs import PACKAGE_DIR, count_syncs_by_caller
 
 OURS, REF_110, REF_100 = "ours", "1.1.0", "1.0.0"
 NEAR_TIE_RTOL = 1e-5
@@ -436,11 +439,14 @@ def run_config(
     seed: int,
     compare_warmup: bool = False,
     log=print,
+    count_ops: bool = False,
 ) -> Dict[str, Any]:
     """Feed one stream to every implementation in ``modules`` (``1.0.0`` must be among them if any reference is).
 
     The warm-up runs ours alone (with 1.0.0 too if ``compare_warmup``); the references then start from
-    a copy of that state, and every later step is run by all and compared.
+    a copy of that state, and every later step is run by all and compared. With ``count_ops`` (and ours being the
+    ``memoria`` package), the first step after the warm-up is also run once more, on a copy of ours and with the RNG
+    restored after it, counting its ops and host syncs in the GPU forms (``op_count``; ``None`` otherwise).
     """
     impls = {name: Impl(name, module, config, ImplStats(name)) for name, module in modules.items()}
     reference = impls.get(REF_100)
@@ -453,8 +459,15 @@ def run_config(
     stream = make_stream(config, total, seed)
     started = time.perf_counter()
     ours = impls[OURS]
+    op_count = None
+    count_ops = count_ops and os.path.abspath(getattr(ours.module, "__file__", "")).startswith(PACKAGE_DIR)
     for step, (data, logits) in enumerate(stream):
         timed, probe = warmup <= step < warmup + steps, step >= warmup + steps
+        if step == warmup and count_ops:
+            # the steady state's ops and syncs: a copy runs the step, nothing of ours nor the RNG changes
+            op_count = count_step_on_copy(
+                ours.memoria, data.to(device), lambda indices: lifespan_delta(logits, indices.size(1)).to(device)
+            )
         if step == warmup and reference is not None:
             # References that sat out the warm-up start from a copy of the state it produced.
             if not compare_warmup:
@@ -508,6 +521,7 @@ def run_config(
         probes=probes,
         device=str(device),
         impls={name: impl.stats.summary() for name, impl in impls.items()},
+        op_count=op_count,
     )
 
 
@@ -663,6 +677,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--no-references", action="store_true", help="time ours alone")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--count-ops",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the warm-up, count one step's ops and host syncs in the GPU forms, on a copy (default: on)",
+    )
     parser.add_argument("--json", default=None, help="write all results to this path")
     return parser.parse_args(argv)
 
@@ -706,17 +726,45 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 config = replace(CONFIGS["gpt2"], name=f"sweep-{capacity}", stm_capacity=capacity)
                 modules = {OURS: ours, **(references if capacity <= args.ref_limit else {})}
                 result = run_config(
-                    config, modules, device, warmup_for(config), steps, probes, args.seed, compare_warmup
+                    config,
+                    modules,
+                    device,
+                    warmup_for(config),
+                    steps,
+                    probes,
+                    args.seed,
+                    compare_warmup,
+                    count_ops=args.count_ops,
                 )
                 output["sweep"].append(result)
             print(sweep_table(output["sweep"]))
+            counted = {r["config"]["name"]: r["op_count"] for r in output["sweep"] if r["op_count"]}
+            if counted:
+                print(
+                    "\nops and host syncs of one step in the GPU forms (benchmarks/op_count.py):\n" + op_table(counted)
+                )
             continue
         config = CONFIGS[name]
         print(f"\n## {name}: {config}")
         modules = {OURS: ours, **references}
-        result = run_config(config, modules, device, warmup_for(config), steps, probes, args.seed, compare_warmup)
+        result = run_config(
+            config,
+            modules,
+            device,
+            warmup_for(config),
+            steps,
+            probes,
+            args.seed,
+            compare_warmup,
+            count_ops=args.count_ops,
+        )
         output["configs"][name] = result
         print(config_table(result))
+        if result["op_count"]:
+            print(
+                "\nops and host syncs of one step in the GPU forms (benchmarks/op_count.py):\n"
+                + op_table({name: result["op_count"]})
+            )
     machine["load_average_end"] = os.getloadavg()
     print(f"\n# load average (1, 5, 15 min) at start {machine['load_average']}, at end {machine['load_average_end']}")
     if args.json:

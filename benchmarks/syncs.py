@@ -5,9 +5,10 @@ Shared by the benchmark (syncs per step) and the device audit (syncs and ops by 
 
 import collections
 import os
+import sys
 import traceback
 import warnings
-from typing import Any, Callable, Counter, List, Tuple
+from typing import Any, Callable, Counter, Dict, List, Tuple
 
 import torch
 
@@ -22,10 +23,27 @@ def memoria_frames() -> List[traceback.FrameSummary]:
     return [frame for frame in traceback.extract_stack() if os.path.abspath(frame.filename).startswith(PACKAGE_DIR)]
 
 
+_IN_PACKAGE: Dict[str, bool] = {}
+
+
+def _in_package(filename: str) -> bool:
+    inside = _IN_PACKAGE.get(filename)
+    if inside is None:
+        inside = _IN_PACKAGE[filename] = os.path.abspath(filename).startswith(PACKAGE_DIR)
+    return inside
+
+
 def memoria_caller() -> str:
-    """The innermost function of the ``memoria`` package on the Python stack (``?`` when none)."""
-    frames = memoria_frames()
-    return frames[-1].name if frames else "?"
+    """The innermost function of the ``memoria`` package on the Python stack (``?`` when none).
+
+    Walks the frames instead of ``traceback.extract_stack`` (as ``memoria_frames`` does): it runs once per op.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if _in_package(frame.f_code.co_filename):
+            return frame.f_code.co_name
+        frame = frame.f_back
+    return "?"
 
 
 def count_syncs_by_caller(fn: Callable[[], Any]) -> Tuple[Any, Counter]:

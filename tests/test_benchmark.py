@@ -28,6 +28,7 @@ def test_quick_run_prints_tables_and_compares_every_step(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert TABLE_HEADER in printed
     assert "| stm_capacity | memory length | ours ms | 1.1.0 ms | 1.0.0 ms |" in printed
+    assert "| config | phase | non-view ops | view ops | host syncs | syncs by caller |" in printed
 
     results = json.loads(path.read_text())
     for result in [results["configs"]["tiny"], *results["sweep"]]:
@@ -43,6 +44,10 @@ def test_quick_run_prints_tables_and_compares_every_step(tmp_path, capsys):
             assert summary["median_step_s"] > 0
             assert summary["step_peak_bytes"] > 0
             assert summary["state_peak_bytes"] > 0
+        # one step of ours in the GPU forms, on a copy (the comparisons above are unchanged by it)
+        counts = result["op_count"]
+        assert set(counts) == {"add", "remind", "adjust", "step"}
+        assert counts["step"]["ops"] > 0 and counts["step"]["views"] > 0 and counts["step"]["syncs"] > 0
     # Every implementation saw the same stream, so the memory length is the same for all.
     sweep = results["sweep"][0]["impls"]
     assert sweep["ours"]["memory_length_max"] == sweep["1.0.0"]["memory_length_max"]
@@ -50,7 +55,9 @@ def test_quick_run_prints_tables_and_compares_every_step(tmp_path, capsys):
 
 def test_reference_against_itself_is_identical_on_every_step(tmp_path):
     """Same inputs and same RNG state must give bit-identical outputs and state, with no resync needed."""
-    ours = run_tiny(tmp_path, "--ours-module", "reference:1.0.0")["configs"]["tiny"]["impls"]["ours"]
+    result = run_tiny(tmp_path, "--ours-module", "reference:1.0.0")["configs"]["tiny"]
+    ours = result["impls"]["ours"]
+    assert result["op_count"] is None  # only the memoria package's ops are counted
     assert ours["identical"] == ours["compared"] == 6
     assert ours["rng_mismatches"] == 0 and ours["differences"] == []
 
@@ -66,9 +73,9 @@ def test_real_differences_are_reported_and_not_taken_for_near_ties(tmp_path):
 
 def test_references_join_after_warmup_from_ours_state(tmp_path):
     path = tmp_path / "results.json"
-    main(["--configs", "tiny", "--warmup", "4", "--steps", "2", "--probes", "1", "--json", str(path)])
+    main(["--configs", "tiny", "--warmup", "4", "--steps", "2", "--probes", "1", "--no-count-ops", "--json", str(path)])
     result = json.loads(path.read_text())["configs"]["tiny"]
-    assert result["compare_warmup"] is False
+    assert result["compare_warmup"] is False and result["op_count"] is None
     ours, ref_100 = result["impls"]["ours"], result["impls"]["1.0.0"]
     assert ours["compared"] == 3 and ours["unexplained"] == 0
     assert ours["memory_length_min"] == ref_100["memory_length_min"] > 4
