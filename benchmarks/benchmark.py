@@ -19,6 +19,7 @@ global RNG restored after it, with the GPU forms forced: its ops and host syncs 
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from benchmarks.op_count import count_step_on_copy, op_table
 from benchmarks.reference import load_reference
 from benchmarks.syncs import PACKAGE_DIR, count_syncs_by_caller
 
-OURS, REF_110, REF_100 = "ours", "1.1.0", "1.0.0"
+OURS, BEFORE, REF_110, REF_100 = "ours", "before", "1.1.0", "1.0.0"
 NEAR_TIE_RTOL = 1e-5
 # Squared distances between data rows average 2 * D * scale^2 = 16: far from exp() underflow (SPEC §7).
 DATA_SQUARED_NORM = 8.0
@@ -147,6 +148,19 @@ class StepOutput:
 
 
 # ---------------------------------------------------------------------------------------------- modules
+
+
+def load_package(path: str, name: str = "memoria_before") -> ModuleType:
+    """The ``memoria`` package inside ``path`` (e.g. a git worktree of an older commit, its C extensions built in
+    place), imported as ``name`` so that it runs beside ours in one process."""
+    init = os.path.join(os.path.abspath(path), "memoria", "__init__.py")
+    if not os.path.isfile(init):
+        raise SystemExit(f"--before {path}: no memoria package there ({init} is missing)")
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[os.path.dirname(init)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_module(spec: str) -> ModuleType:
@@ -476,7 +490,8 @@ def run_config(
                 resync(impls[REF_110], reference)
         in_warmup = step < warmup
         run_reference = reference is not None and (compare_warmup or not in_warmup)
-        active = [impl for impl in others if impl is ours or not in_warmup]
+        # an older version of ours (``--before``) runs the warm-up too: both then time the same states
+        active = [impl for impl in others if impl is ours or impl.name == BEFORE or not in_warmup]
         rng = get_rng(device)
         ref_out, before_step = None, None
         if run_reference:
@@ -560,20 +575,25 @@ def _equality(summary: Dict[str, Any], name: str) -> str:
 def config_table(result: Dict[str, Any]) -> str:
     """Markdown table of one configuration's result."""
     impls = result["impls"]
-    ref_times = {name: impls[name]["median_step_s"] for name in (REF_110, REF_100) if name in impls}
+    ref_times = {name: impls[name]["median_step_s"] for name in (REF_110, REF_100, BEFORE) if name in impls}
     cuda = result["device"].startswith("cuda")
-    header = [
-        "impl",
-        "memory length",
-        "step ms (median)",
-        "vs 1.1.0",
-        "vs 1.0.0",
-        "state MiB (peak)",
-        "step peak MiB",
-        "identical to 1.0.0 (steps)",
-    ] + (["syncs/step"] if cuda else [])
+    before = BEFORE in impls
+    header = (
+        [
+            "impl",
+            "memory length",
+            "step ms (median)",
+            "vs 1.1.0",
+            "vs 1.0.0",
+            "state MiB (peak)",
+            "step peak MiB",
+            "identical to 1.0.0 (steps)",
+        ]
+        + (["syncs/step"] if cuda else [])
+        + (["vs before"] if before else [])
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in (OURS, REF_110, REF_100):
+    for name in (OURS, BEFORE, REF_110, REF_100):
         if name not in impls:
             continue
         summary = impls[name]
@@ -587,6 +607,7 @@ def config_table(result: Dict[str, Any]) -> str:
             _mib(summary["step_peak_bytes"]),
             _equality(summary, name),
         ] + ([str(summary["syncs_per_step"])] if cuda else [])
+        row += [_ratio(ref_times.get(BEFORE), summary["median_step_s"])] if before else []
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -606,6 +627,8 @@ def sweep_table(results: Sequence[Dict[str, Any]]) -> str:
         "1.0.0 step MiB",
         "ours state MiB",
         "identical",
+        "before ms",
+        "ours vs before",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for result in results:
@@ -628,6 +651,8 @@ def sweep_table(results: Sequence[Dict[str, Any]]) -> str:
                     _mib(get(REF_100, "step_peak_bytes")),
                     _mib(get(OURS, "state_peak_bytes")),
                     _equality(ours, OURS) if REF_100 in impls else "-",
+                    _ms(get(BEFORE, "median_step_s")),
+                    _ratio(get(BEFORE, "median_step_s"), get(OURS, "median_step_s")),
                 ]
             )
             + " |"
@@ -675,6 +700,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--ref-limit", type=int, default=800, help="largest sweep stm_capacity the references run")
     parser.add_argument("--ours-module", default="memoria", help="module of ours, or reference:VERSION as a stand-in")
     parser.add_argument("--no-references", action="store_true", help="time ours alone")
+    parser.add_argument(
+        "--before",
+        default=None,
+        help="a directory holding an older memoria package (a git worktree): timed beside ours",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -702,6 +732,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     compare_warmup = args.compare_warmup or args.quick
     ours = load_module(args.ours_module)
     references = {} if args.no_references else {REF_110: load_reference("1.1.0"), REF_100: load_reference("1.0.0")}
+    before = {BEFORE: load_package(args.before)} if args.before else {}
     names = [name.strip() for name in args.configs.split(",") if name.strip()]
     unknown = [name for name in names if name not in CONFIGS and name != "sweep"]
     if unknown:
@@ -724,7 +755,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             print(f"\n## sweep: gpt2 settings, stm_capacity {capacities} (references up to {args.ref_limit})")
             for capacity in capacities:
                 config = replace(CONFIGS["gpt2"], name=f"sweep-{capacity}", stm_capacity=capacity)
-                modules = {OURS: ours, **(references if capacity <= args.ref_limit else {})}
+                modules = {OURS: ours, **before, **(references if capacity <= args.ref_limit else {})}
                 result = run_config(
                     config,
                     modules,
@@ -746,7 +777,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             continue
         config = CONFIGS[name]
         print(f"\n## {name}: {config}")
-        modules = {OURS: ours, **references}
+        modules = {OURS: ours, **before, **references}
         result = run_config(
             config,
             modules,

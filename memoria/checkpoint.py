@@ -10,6 +10,11 @@ from .rows import RowwiseMemoria
 from .validation import DATA_DTYPES, INT32_MAX
 
 STATE_FORMAT = "memoria-state-1"
+#: The constructor arguments a state's ``config`` holds (they shape behaviour; device and generator do not).
+CONFIG_NAMES = (
+    "num_reminded_stm", "stm_capacity", "ltm_search_depth", "initial_lifespan", "num_final_ltms", "track_age",
+    "track_id", "keep_history", "independent_rows",
+)  # fmt: skip
 #: Largest co-firing count a state may hold: it leaves 2**30 steps before the int32 counts could wrap.
 MAX_COUNT = 2**30
 

@@ -28,7 +28,7 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 
 from . import checkpoint, ops
-from .checkpoint import check_engrams
+from .checkpoint import CONFIG_NAMES, check_engrams
 from .engram import Engrams, EngramType
 from .history_manager import HistoryManager, record_history
 from .rows import RowwiseMemoria
@@ -130,15 +130,16 @@ class Memoria:
         """Forget everything: no engrams, timestep 0, next id 0, no history."""
         self._store: Optional[EngramStore] = None
         self._view: Optional[Engrams] = None
-        self._rowwise = (
-            RowwiseMemoria(self._make_row, self._rowwise_width(), self.generator) if self.independent_rows else None
-        )
+        width = self.num_reminded_stm + self.num_final_ltms + 1
+        self._rowwise = RowwiseMemoria(self._make_row, width, self.generator) if self.independent_rows else None
         self.next_engram_id = 0
         self.timestep = 0
         self.history: Optional[List[HistoryManager]] = None
 
-    def _rowwise_width(self) -> int:
-        return self.num_reminded_stm + self.num_final_ltms + 1
+    @property
+    def _rows(self) -> Optional[RowwiseMemoria]:
+        """The independent rows once they hold a batch (``independent_rows``), else None."""
+        return self._rowwise if self._rowwise is not None and self._rowwise.batch_size else None
 
     def _make_row(self, generator: Optional[torch.Generator], device: Optional[torch.device]) -> "Memoria":
         """The batch-1 memory of one row, with independent rows."""
@@ -146,12 +147,8 @@ class Memoria:
 
     @property
     def engrams(self) -> Engrams:
-        """The memory in its logical layout (rows compacted and left-padded), as a snapshot.
-
-        The memory keeps its large tensors in slots that never move (``memoria.store``); this view is built on first
-        read after a change. Changing the returned object does not change the memory: assign an ``Engrams`` to
-        ``memoria.engrams`` for that.
-        """
+        """The memory in its logical layout (rows compacted and left-padded), as a snapshot built on first read after a
+        change (``memoria.store`` keeps the storage). Changing it does not change the memory: assign an ``Engrams``."""
         if self._view is None:
             if self._rowwise is not None:
                 self._view = self._rowwise.engrams()
@@ -184,17 +181,7 @@ class Memoria:
 
     def config(self) -> dict:
         """The constructor arguments that shape behaviour (device and generator aside)."""
-        return {
-            "num_reminded_stm": self.num_reminded_stm,
-            "stm_capacity": self.stm_capacity,
-            "ltm_search_depth": self.ltm_search_depth,
-            "initial_lifespan": self.initial_lifespan,
-            "num_final_ltms": self.num_final_ltms,
-            "track_age": self.track_age,
-            "track_id": self.track_id,
-            "keep_history": self.keep_history,
-            "independent_rows": self.independent_rows,
-        }
+        return {name: getattr(self, name) for name in CONFIG_NAMES}
 
     @_changes_memory
     def to(self, device: Union[str, torch.device]) -> "Memoria":
@@ -211,30 +198,20 @@ class Memoria:
     def reset_memory_rows(self, rows: Union[torch.Tensor, List[int]]) -> None:
         """Forget everything in the chosen batch rows (a new document starts there); other rows are untouched.
 
-        Args:
-            rows: a bool mask [BatchSize] or row indices, each as a tensor, list, tuple or numpy array (or one int).
-
-        The chosen rows become padding and are compacted away at the next adjust. The published algorithm couples rows
-        through shared widths (memory length, short-term width, the shape of one random draw), so the other rows evolve
-        exactly as without the reset only while the forgotten row sets none of those widths; with
-        ``independent_rows=True`` they always do.
+        ``rows``: a bool mask [BatchSize] or row indices (tensor, list, tuple, numpy array, or one int). The rows become
+        padding, compacted away at the next adjust. Rows are coupled through shared widths (``docs/algorithm.md``), so
+        the others evolve exactly as without the reset only with ``independent_rows=True``.
         """
-        if self._rowwise is not None:
-            if self._rowwise.batch_size:
-                self._rowwise.reset_memory_rows(check_rows(rows, self._rowwise.batch_size))
-                self.history = self._rowwise.history()
+        if self._rows is not None:
+            self._rows.reset_memory_rows(check_rows(rows, self._rows.batch_size))
+            self.history = self._rows.history()
         elif self._store is not None:
             self._store.clear_rows(check_rows(rows, self._store.batch_size, self._store.device))
 
     def state_dict(self) -> dict:
-        """Everything needed to resume: engrams, counters, flags and history, as plain tensors, numbers and lists.
-
-        With ``independent_rows`` the state also holds every row's own state and generator (``rows``); ``engrams`` is
-        then the stacked view, for reading only.
-        """
-        rows = self._rowwise if self._rowwise is not None and self._rowwise.batch_size else None
+        """Everything needed to resume, as plain tensors, numbers and lists (``memoria.checkpoint``)."""
         return checkpoint.memoria_state(
-            self.config(), self.engrams, self.timestep, self.next_engram_id, self.ext_dtype, self.history, rows
+            self.config(), self.engrams, self.timestep, self.next_engram_id, self.ext_dtype, self.history, self._rows
         )
 
     @_changes_memory
@@ -262,17 +239,12 @@ class Memoria:
                 must hold every value as a finite number; integer dtypes are taken as floats).
         """
         check_data(data, "data")
-        holder = self._rowwise if self._rowwise is not None and self._rowwise.batch_size else None
-        holder = holder or (self._store if self._store is not None and self._store.memory_length else None)
+        holder = self._rows or (self._store if self._store is not None and self._store.memory_length else None)
         shape = (holder.batch_size, holder.hidden_dim) if holder is not None else (None, None)
         check_data_fits(data, *shape, self.memory_length, self.next_engram_id if self.track_id else None)
-        if (
-            self._rowwise is None
-            and self.generator is not None
-            and self.generator.device.type != (self.device or data.device).type
-        ):
-            raise ValueError(f"generator is on {self.generator.device}, the engrams on {self.device or data.device}")
         device = self.device or data.device
+        if self._rowwise is None:
+            check_generator(self.generator, device=device)
         # the one copy that can fail for size happens before anything changes
         stored = as_float32_data(data, device)
         if self._rowwise is not None:
@@ -286,11 +258,7 @@ class Memoria:
                 track_age=self.track_age,
                 track_engram_id=self.track_id,
             )
-            if self._store is None or self._store.memory_length == 0:
-                # like Engrams.__add__: an empty memory is replaced by the new engrams
-                self._store = EngramStore(new_engrams, spare=new_engrams.memory_length)
-            else:
-                self._store.append(new_engrams)
+            self._store = EngramStore.appended(self._store, new_engrams)
         self.ext_device, self.device = data.device, device
         self.ext_dtype = data.dtype if data.is_floating_point() else torch.float32
         if self.track_id:
@@ -307,8 +275,8 @@ class Memoria:
             indices: [BatchSize, RemindedLength] global indices of the reminded engrams, -1 for none.
         """
         out_device = self.ext_device or self.device or torch.device("cpu")
-        if self._rowwise is not None and self._rowwise.batch_size:
-            return self._rowwise.remind(self.ext_dtype, out_device)
+        if self._rows is not None:
+            return self._rows.remind(self.ext_dtype, out_device)
         store = self._store
         if store is None:
             return torch.zeros(0, 0, 0, dtype=self.ext_dtype, device=out_device), torch.zeros(0, 0, dtype=torch.long)
@@ -316,7 +284,7 @@ class Memoria:
         stm_indices = store.indices_of(SHORTTERM)
         ltm_mask = store.engrams_types == LONGTERM
         ltm_indices = ops.indices_with_mask(ltm_mask)
-        # padded working slots are zero vectors and take part in every score, as in the published package
+        # padded working positions are zero vectors and take part in every score, as in the published package
         working = Working.of(store.data_at(wm_indices))
 
         reminded_stm = self._remind_shortterm(working, stm_indices)
@@ -341,8 +309,7 @@ class Memoria:
             lifespan_delta: [BatchSize, RemindedLength] lifespan added to the engram at the same position (repeated
                 indices add up), or what broadcasts to it: a number, a 0-dim tensor, a [1, RemindedLength] row.
         """
-        rowwise = self._rowwise if self._rowwise is not None and self._rowwise.batch_size else None
-        store = self._store
+        rowwise, store = self._rows, self._store
         if store is None and rowwise is None:
             if isinstance(indices, torch.Tensor) and indices.numel() == 0:
                 return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust

@@ -102,6 +102,11 @@ def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
     run("fill_slots", counts)(counts, slots, value)
 
 
+def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
+    """Zero the vectors of ``slots`` [BatchSize, K] (-1 skipped) in ``data`` [BatchSize, N + 1, HiddenDim]."""
+    run("zero_vectors", data)(data, slots)
+
+
 def strongest_longterm(
     store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
 ) -> torch.Tensor:
@@ -135,8 +140,19 @@ def may_hold_any(mask: torch.Tensor) -> bool:
     return run("may_hold_any", mask)(mask)
 
 
+# CPU forms made of other operations take those operations' own choice of form
 def _cpu_strongest_longterm(store, rows, ltm_mask, ltm_indices, generator):
-    return cpu.strongest_longterm(store, rows, ltm_mask, ltm_indices, generator, first_max_at_columns, advance)
+    return cpu.strongest_longterm(
+        store, rows, ltm_mask, ltm_indices, generator, first_max_at_columns, advance, indices_with_mask
+    )
+
+
+def _cpu_fire_together(counts, indices):
+    cpu.fire_together(counts, indices, indices_with_mask)
+
+
+def _c_fire_together(counts, indices):
+    c.fire_together(counts, indices, indices_with_mask)
 
 
 def _extension(name: str) -> Callable[[], bool]:
@@ -151,9 +167,10 @@ FORMS: Dict[str, Forms] = {
     "physical": Forms(plain.physical, c=c.physical, usable={"c": _extension("index")}),
     "pair_gather": Forms(plain.pair_gather, c=c.pair_gather, usable={"c": _extension("counts")}),
     "fire_together": Forms(
-        plain.fire_together, cpu.fire_together, gpu.fire_together, c.fire_together, {"c": _extension("counts")}
+        plain.fire_together, _cpu_fire_together, gpu.fire_together, _c_fire_together, {"c": _extension("counts")}
     ),
     "fill_slots": Forms(plain.fill_slots, cpu.fill_slots, gpu.fill_slots, c.fill_slots, {"c": _extension("counts")}),
+    "zero_vectors": Forms(plain.zero_vectors, cpu=cpu.zero_vectors),
     "strongest_longterm": Forms(plain.strongest_longterm, cpu=_cpu_strongest_longterm),
     "walk": Forms(plain.walk, cpu.walk, gpu.walk, c.walk, {"c": _extension("walk")}),
     "first_max_at_columns": Forms(

@@ -117,6 +117,14 @@ class EngramStore:
         """``Engrams.fire_together_wire_together`` on logical ``indices`` [BatchSize, K]."""
         ops.fire_together(self.counts, self.physical(indices))
 
+    @classmethod
+    def appended(cls, store: Optional["EngramStore"], new: Engrams) -> "EngramStore":
+        """``store`` with ``new`` appended; like ``Engrams.__add__``, an empty (or no) store is replaced by ``new``."""
+        if store is None or store.memory_length == 0:
+            return cls(new, spare=new.memory_length)
+        store.append(new)
+        return store
+
     def append(self, new: Engrams) -> None:
         """Add ``new``'s engrams after the current ones in every row, as ``Engrams.__add__`` does."""
         width = new.memory_length
@@ -192,11 +200,7 @@ class EngramStore:
 
     def _clear_slots(self, slots: torch.Tensor) -> None:
         """Make physical ``slots`` [BatchSize, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
-        # -1 entries write the zero slot at the end of their row, which stays zero
-        zero_slot = self.data.size(1) - 1
-        batch = torch.arange(self.batch_size, device=self.device).unsqueeze(1)
-        rows = (torch.where(slots < 0, zero_slot, slots) + batch * self.data.size(1)).flatten()
-        self.data.view(-1, self.data.size(2)).index_fill_(0, rows, 0)
+        ops.zero_vectors(self.data, slots)
         ops.fill_slots(self.counts, slots, -1)
 
     def _free_slots(self, width: int) -> torch.Tensor:

@@ -258,8 +258,12 @@ def adjust_inputs(
     return indices, lifespan_delta
 
 
-def check_generator(generator: Any, name: str = "generator") -> Optional[torch.Generator]:
-    """None or a ``torch.Generator``."""
+def check_generator(
+    generator: Any, name: str = "generator", device: Optional[torch.device] = None
+) -> Optional[torch.Generator]:
+    """None or a ``torch.Generator`` (that draws on ``device``'s type, where given)."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator is not None and device is not None and generator.device.type != device.type:
+        raise ValueError(f"{name} draws on {generator.device}, but the engrams live on {device}")
     return generator

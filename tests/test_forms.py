@@ -78,6 +78,14 @@ def case_fill_slots(seed: int):
     return (store.counts, slots, -1 if seed % 2 else 0), [0]
 
 
+def case_zero_vectors(seed: int):
+    store = random_store(seed)
+    generator = torch.Generator().manual_seed(seed)
+    slots = indices(generator, store.batch_size, 6, store.capacity)
+    slots[2] = -1
+    return (store.data, slots), [0]
+
+
 def case_strongest_longterm(seed: int):
     store = random_store(seed, ltm_share=0.0 if seed == 0 else 0.5)
     generator = torch.Generator().manual_seed(seed)
@@ -118,6 +126,7 @@ CASES: Dict[str, Callable] = {
     "pair_gather": case_pair_gather,
     "fire_together": case_fire_together,
     "fill_slots": case_fill_slots,
+    "zero_vectors": case_zero_vectors,
     "strongest_longterm": case_strongest_longterm,
     "walk": case_walk,
     "first_max_at_columns": case_first_max_at_columns,

@@ -104,16 +104,16 @@ def test_indices_with_mask_reads_its_width_once_and_mask_with_indices_never():
 def test_counter_forces_the_gpu_forms_only_inside(monkeypatch):
     cpu = torch.zeros(1)
     monkeypatch.delenv(FORCE_GPU_FORMS, raising=False)
-    assert memoria.utils.on_cpu(cpu)
+    assert memoria.ops.on_cpu(cpu)
     with OpCounter():
-        assert os.environ[FORCE_GPU_FORMS] == "1" and not memoria.utils.on_cpu(cpu)
-    assert FORCE_GPU_FORMS not in os.environ and memoria.utils.on_cpu(cpu)
+        assert os.environ[FORCE_GPU_FORMS] == "1" and not memoria.ops.on_cpu(cpu)
+    assert FORCE_GPU_FORMS not in os.environ and memoria.ops.on_cpu(cpu)
     monkeypatch.setenv(FORCE_GPU_FORMS, "0")
     with pytest.raises(RuntimeError), OpCounter():
         raise RuntimeError  # restored on errors too, and the patched reads with it
     assert os.environ[FORCE_GPU_FORMS] == "0" and "tolist" not in torch.Tensor.__dict__
     with gpu_forms_forced(False):
-        assert memoria.utils.on_cpu(cpu)
+        assert memoria.ops.on_cpu(cpu)
 
 
 def test_op_classification():

@@ -4,7 +4,7 @@ The extensions read and write tensors through raw pointers, so every argument is
 the C code expects) here, and held in a name while the C code runs.
 """
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -49,11 +49,13 @@ def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torc
     return out
 
 
-def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
+def fire_together(
+    counts: torch.Tensor, indices: torch.Tensor, indices_with_mask: Callable = plain.indices_with_mask
+) -> None:
     """``plain.fire_together`` with the counts incremented in place, row by row (no [BatchSize, K, K] temporary)."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
-        return cpu.fire_together(counts, indices)
-    fired = cpu.distinct_ascending(indices, counts.size(1)).contiguous()
+        return cpu.fire_together(counts, indices, indices_with_mask)
+    fired = indices_with_mask(plain.mask_with_indices(indices, counts.size(1))).contiguous()
     if fired.numel() == 0:
         return
     native.counts.fire_together(

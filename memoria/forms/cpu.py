@@ -21,15 +21,12 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     return picked
 
 
-def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
+def fire_together(
+    counts: torch.Tensor, indices: torch.Tensor, indices_with_mask: Callable = plain.indices_with_mask
+) -> None:
     """``plain.fire_together`` on the distinct indices in ascending order: the accumulation then walks each count row
     in memory order."""
-    plain_fire_distinct(counts, distinct_ascending(indices, counts.size(1)))
-
-
-def distinct_ascending(indices: torch.Tensor, length: int) -> torch.Tensor:
-    """The distinct non-negative values of each row of ``indices``, ascending, left-padded with -1."""
-    return plain.indices_with_mask(plain.mask_with_indices(indices, length))
+    plain_fire_distinct(counts, indices_with_mask(plain.mask_with_indices(indices, counts.size(1))))
 
 
 def plain_fire_distinct(counts: torch.Tensor, fired: torch.Tensor) -> None:
@@ -41,6 +38,12 @@ def plain_fire_distinct(counts: torch.Tensor, fired: torch.Tensor) -> None:
     batch = torch.arange(fired.size(0)).view(-1, 1, 1)
     pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(counts.dtype)
     counts.index_put_((batch, safe.unsqueeze(2), safe.unsqueeze(1)), pair_valid, accumulate=True)
+
+
+def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
+    """``plain.zero_vectors`` writing only the valid entries (most entries of a compaction are -1)."""
+    rows = slots + torch.arange(slots.size(0)).unsqueeze(1) * data.size(1)
+    data.view(-1, data.size(2)).index_fill_(0, rows[slots >= 0], 0)
 
 
 def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
@@ -59,6 +62,7 @@ def strongest_longterm(
     generator: Optional[torch.Generator],
     first_max_at_columns: Callable,
     advance: Callable,
+    indices_with_mask: Callable = plain.indices_with_mask,
 ) -> torch.Tensor:
     """``plain.strongest_longterm`` reading each distinct row's counts once, at the long-term columns only.
 
@@ -72,7 +76,7 @@ def strongest_longterm(
         return torch.full_like(rows, -1)
     # every entry below the last row reads a row of its own; those at the last row (all -1 entries, R1) share one
     own = rows < length - 1
-    table = plain.indices_with_mask(own)
+    table = indices_with_mask(own)
     table_rows = torch.where(table >= 0, rows.gather(1, table.clamp(min=0)), length - 1)
     table_rows = torch.cat([table_rows, torch.full((batch_size, 1), length - 1, dtype=torch.long)], dim=1)
     # [BatchSize, Distinct, NumLTM]; padding columns read -1

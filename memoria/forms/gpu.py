@@ -10,8 +10,8 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     """``plain.fire_together`` as whole rows: each fired engram's row gains a [N] row of 1s at the fired columns.
 
     A GPU adds up repeated targets of an accumulating ``index_put_`` one after another, so element pairs (the -1
-    entries all on index 0) cost 200 ms a step at the enwik8 settings. Here each batch row has K distinct targets,
-    and a -1 entry, sent to its own position, adds a row of 0s there.
+    entries all land on index 0) would run serially. Here each batch row has K distinct targets, and a -1 entry, sent
+    to its own position, adds a row of 0s there.
     """
     fired = plain.distinct(indices)
     length = counts.size(2)

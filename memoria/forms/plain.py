@@ -119,6 +119,14 @@ def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
     counts.masked_fill_(chosen.unsqueeze(2) | chosen.unsqueeze(1), value)
 
 
+def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
+    """Zero the vectors of ``slots`` [BatchSize, K] (-1 skipped) in ``data`` [BatchSize, N + 1, HiddenDim], whose last
+    slot is zero for ever: a -1 entry writes 0 there."""
+    batch_offset = torch.arange(slots.size(0), device=slots.device).unsqueeze(1) * data.size(1)
+    rows = torch.where(slots < 0, data.size(1) - 1, slots) + batch_offset
+    data.view(-1, data.size(2)).index_fill_(0, rows.flatten(), 0)
+
+
 def strongest_longterm(
     store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
 ) -> torch.Tensor:
