@@ -44,7 +44,6 @@ from .validation import (
     check_data_fits,
     check_device,
     check_generator,
-    check_index_range,
     check_lifespan,
     check_rows,
 )
@@ -280,10 +279,8 @@ class Memoria:
         store = self._store
         if store is None:
             return torch.zeros(0, 0, 0, dtype=self.ext_dtype, device=out_device), torch.zeros(0, 0, dtype=torch.long)
-        wm_indices = store.indices_of(WORKING)
-        stm_indices = store.indices_of(SHORTTERM)
+        wm_indices, stm_indices, ltm_indices = store.indices_of(WORKING, SHORTTERM, LONGTERM)
         ltm_mask = store.engrams_types == LONGTERM
-        ltm_indices = ops.indices_with_mask(ltm_mask)
         # padded working positions are zero vectors and take part in every score, as in the published package
         working = Working.of(store.data_at(wm_indices))
 
@@ -316,13 +313,13 @@ class Memoria:
             raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
         holder = rowwise or store
         devices = {self.device, self.ext_device, torch.device("cpu")}
-        indices, lifespan_delta = adjust_inputs(indices, lifespan_delta, holder.batch_size, devices)
+        length = None if rowwise is not None else store.memory_length
+        indices, lifespan_delta = adjust_inputs(indices, lifespan_delta, holder.batch_size, devices, length)
         if rowwise is not None:
             rowwise.adjust_lifespan_and_memories(indices, lifespan_delta)
             self.history = rowwise.history()
             return
         indices, lifespan_delta = indices.to(store.device), lifespan_delta.to(store.device)
-        check_index_range(indices, store.memory_length, "indices")
 
         add_at(store.lifespan, indices, lifespan_delta)
         store.lifespan -= 1.0
@@ -357,15 +354,15 @@ class Memoria:
     def _initial_longterm(
         self, reminded_stm: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor
     ) -> torch.Tensor:
-        """For each reminded entry, the long-term engram it co-fired with most (random among ties), made unique.
+        """For each reminded entry, the long-term engram it co-fired with most (random among ties).
 
         Returns:
-            [BatchSize, K] global LTM indices, -1 for none.
+            [BatchSize, NumSTM] global LTM indices, -1 for none. The published package makes them unique here; the
+            walk reads them as a set, so the repeats are left in (one host read fewer).
         """
         # quirk R1: a -1 entry reads the last row, as negative indexing does in the published package
         rows = torch.where(reminded_stm < 0, self._store.memory_length - 1, reminded_stm)
-        choice = ops.strongest_longterm(self._store, rows, ltm_mask, ltm_indices, self.generator)
-        return super_unique(choice, dim=1)
+        return ops.strongest_longterm(self._store, rows, ltm_mask, ltm_indices, self.generator)
 
     def _search_longterm(
         self, initial_ltm: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor
@@ -374,7 +371,7 @@ class Memoria:
 
         Returns:
             [BatchSize, F] *local* positions in the LTM list (quirk R4), -1 for none; zeros when there is nothing to
-            search (quirk R2).
+            search (quirk R2: their count shows only in being 0 or not, as they all name position 0).
         """
         batch_size, num_initial = initial_ltm.shape
         num_ltm = ltm_indices.size(1)

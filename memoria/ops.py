@@ -16,7 +16,7 @@ host), ``gpu`` (torch ops that never make the host wait), ``c`` (an optional C e
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -72,9 +72,20 @@ def run(name: str, where: Union[torch.Tensor, torch.device], form: Optional[str]
 # ------------------------------------------------------------------ the operations
 
 
-def indices_with_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Positions of the true entries of every row of ``mask`` [BatchSize, M], ascending, left-padded with -1."""
-    return run("indices_with_mask", mask)(mask)
+def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
+    """Positions of the true entries of every row of ``mask`` [BatchSize, M], ascending, left-padded with -1
+    (``width``: the largest true count, where the caller knows it)."""
+    return run("indices_with_mask", mask)(mask, width)
+
+
+def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
+    """``indices_with_mask`` of several masks [BatchSize, M] at once (one host read for all their widths)."""
+    return run("indices_with_masks", masks[0])(masks)
+
+
+def super_unique(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Distinct values of every slice of ``t`` along ``dim``, -1 padded, in the published order (``utils.super_unique``)."""
+    return run("super_unique", t)(t, dim)
 
 
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
@@ -163,6 +174,8 @@ _DRAW_CHECKS = {"cpu": draw.integer_draw_matches, "c": draw.native_draw_matches}
 
 FORMS: Dict[str, Forms] = {
     "indices_with_mask": Forms(plain.indices_with_mask, c=c.indices_with_mask, usable={"c": _extension("index")}),
+    "indices_with_masks": Forms(plain.indices_with_masks, c=c.indices_with_masks, usable={"c": _extension("index")}),
+    "super_unique": Forms(plain.super_unique, gpu=gpu.super_unique),
     "gather_slots": Forms(plain.gather_slots, cpu=cpu.gather_slots),
     "physical": Forms(plain.physical, c=c.physical, usable={"c": _extension("index")}),
     "pair_gather": Forms(plain.pair_gather, c=c.pair_gather, usable={"c": _extension("counts")}),

@@ -8,7 +8,7 @@ positions are real slots too, because the published algorithm reads and even rev
 """
 
 import warnings
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -42,6 +42,7 @@ class EngramStore:
         self.lifespan = engrams.lifespan.clone()
         self.age = None if engrams.age is None else engrams.age.clone()
         self.engram_ids = None if engrams.engram_ids is None else engrams.engram_ids.clone()
+        self._lookup_of: Optional[torch.Tensor] = None
 
     @property
     def batch_size(self) -> int:
@@ -65,23 +66,34 @@ class EngramStore:
 
     # ------------------------------------------------------------------ reading by logical index
 
-    def indices_of(self, engram_type: int) -> torch.Tensor:
-        """Logical positions of the engrams of one type (an ``EngramType`` value) [BatchSize, K], left-padded."""
-        return ops.indices_with_mask(self.engrams_types == engram_type)
+    def indices_of(self, *engram_types: int) -> List[torch.Tensor]:
+        """Logical positions [BatchSize, K] of the engrams of each type (``EngramType`` values), left-padded."""
+        return ops.indices_with_masks([self.engrams_types == engram_type for engram_type in engram_types])
+
+    def _lookup(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """[BatchSize, MemoryLength + 1] tables by logical position: the physical slot, and the row of ``data`` seen
+        as [BatchSize * (Capacity + 1), HiddenDim]. Their last column answers -1 (none): slot -1, the zero vector.
+
+        Built once for every new ``slots`` (which is replaced, never written in place), so that a read is one gather.
+        """
+        if self._lookup_of is not self.slots:
+            width = self.data.size(1)
+            none = torch.full((self.batch_size, 1), -1, dtype=self.slots.dtype, device=self.device)
+            slots = torch.cat([self.slots, none], dim=1)
+            offset = torch.arange(self.batch_size, device=self.device).unsqueeze(1) * width
+            self._tables = slots, torch.where(slots < 0, width - 1, slots) + offset
+            self._lookup_of = self.slots
+        return self._tables
 
     def physical(self, indices: torch.Tensor) -> torch.Tensor:
         """Physical slots of logical ``indices`` [BatchSize, K]; -1 stays -1."""
-        return ops.physical(self.slots, indices)
+        # -1 is the tables' last column
+        return self._lookup()[0].gather(1, indices.remainder(self.memory_length + 1))
 
     def data_at(self, indices: torch.Tensor) -> torch.Tensor:
         """Vectors at logical ``indices`` [BatchSize, K] -> [BatchSize, K, HiddenDim], zeros at -1."""
-        batch_size, width, hidden = self.data.shape
-        slots = self.physical(indices)
-        # -1 reads the zero slot at the end of its row
-        rows = (
-            slots.masked_fill(slots < 0, width - 1) + torch.arange(batch_size, device=self.device).unsqueeze(1) * width
-        )
-        return self.data.view(-1, hidden).index_select(0, rows.flatten()).view(*indices.shape, hidden)
+        rows = self._lookup()[1].gather(1, indices.remainder(self.memory_length + 1))
+        return self.data.view(-1, self.hidden_dim).index_select(0, rows.flatten()).view(*indices.shape, self.hidden_dim)
 
     def counts_at(self, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Counts between logical ``rows`` [BatchSize, R] and ``columns`` [BatchSize, C] (all positions by default).
@@ -161,9 +173,11 @@ class EngramStore:
 
     def keep(self, mask: torch.Tensor) -> None:
         """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true."""
-        survivors = ops.indices_with_mask(mask)
-        if survivors.size(1) == self.memory_length and bool(mask.all()):
+        # the survivors' width and whether everything survives, in one host read
+        width, everything = torch.stack([mask.sum(dim=1).max(), mask.all().long()]).tolist()
+        if width == self.memory_length and everything:
             return
+        survivors = ops.indices_with_mask(mask, width)
         padding = survivors < 0
         new_slots = self.physical(survivors)
         if ops.may_hold_any(padding):
@@ -219,7 +233,7 @@ class EngramStore:
         # [BatchSize, NumGroups * Group] every slot, freest group first
         candidates = (order.unsqueeze(2) * _SLOT_GROUP + torch.arange(_SLOT_GROUP, device=self.device)).flatten(1)
         # every row has the same number of free slots (capacity - memory length), so no row is padded
-        chosen = ops.indices_with_mask(free.gather(1, candidates))[:, :width]
+        chosen = ops.indices_with_mask(free.gather(1, candidates), capacity - self.memory_length)[:, :width]
         return candidates.gather(1, chosen).sort(dim=1).values
 
     def _grow(self, capacity: int) -> None:
@@ -229,6 +243,7 @@ class EngramStore:
         counts = self.counts.new_full((batch_size, capacity, capacity), -1)
         counts[:, :old, :old] = self.counts
         self.data, self.counts = data, counts
+        self._lookup_of = None  # the data rows moved
 
 
 # slots per 64-byte line of an int32 count row

@@ -4,12 +4,11 @@ from typing import Optional
 
 import torch
 
+from . import ops
+from .forms.plain import MAX_OCCUPANCY  # noqa: F401
 from .forms.plain import mask_with_indices  # noqa: F401  (one implementation, used by the engram container)
 from .ops import gather_slots, indices_with_mask  # noqa: F401
 from .validation import IndexRangeError, all_finite  # noqa: F401
-
-#: Most entries ``super_unique``'s occupancy mask may have (int32, 8 GiB): value ranges beyond it are refused.
-MAX_OCCUPANCY = 2**31
 
 
 def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -32,21 +31,7 @@ def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
         raise IndexRangeError(f"dim must be an int in {-max(t.dim(), 1)}..{max(t.dim(), 1) - 1}, got {dim!r}")
     if t.numel() == 0:
         return t
-    dim = dim % t.dim()
-    low, high = (int(v) for v in torch.stack(torch.aminmax(t)).tolist())
-    shape = list(t.shape)
-    shape[dim] = high - low + 1
-    if t.numel() // t.size(dim) * shape[dim] > MAX_OCCUPANCY:
-        raise ValueError(
-            f"t's values span {low}..{high}: the occupancy mask of {t.numel() // t.size(dim)} slices by that range "
-            f"exceeds {MAX_OCCUPANCY} entries"
-        )
-    # [..., ValueRange, ...]: 1 where the (shifted) value occurs in the slice
-    occupancy = torch.zeros(shape, dtype=torch.int32, device=t.device)
-    occupancy.scatter_(dim, (t - low).long(), 1)
-    width = min(t.size(dim), int(occupancy.sum(dim).max()))
-    present, values = occupancy.topk(width, dim=dim)
-    return (values + low).masked_fill_(present == 0, -1)
+    return ops.super_unique(t, dim % t.dim())
 
 
 def local_indices(

@@ -109,7 +109,9 @@ def check_index_range(indices: torch.Tensor, length: int, name: str = "indices",
         )
 
 
-def as_lifespan_delta(value: Any, shape: torch.Size, name: str = "lifespan_delta") -> torch.Tensor:
+def as_lifespan_delta(
+    value: Any, shape: torch.Size, name: str = "lifespan_delta", check_finite: bool = True
+) -> torch.Tensor:
     """Lifespan deltas broadcast to ``shape`` [BatchSize, K]: a number, a 0-dim tensor, a [1, K] row or [BatchSize, K].
 
     Returns a float32 tensor; values that float32 cannot hold as finite numbers (NaN, infinity, beyond its range) are
@@ -137,9 +139,13 @@ def as_lifespan_delta(value: Any, shape: torch.Size, name: str = "lifespan_delta
             f"{name} must be a number or broadcast to the shape of indices {list(shape)}, got {list(tensor.shape)}"
         )
     delta = tensor.to(torch.float32)
-    if delta.numel() and not bool(torch.isfinite(delta).all()):
-        raise ValueError(f"{name} must hold finite values within float32's range (NaN, infinity or overflow found)")
+    if check_finite and delta.numel() and not bool(torch.isfinite(delta).all()):
+        raise_not_finite(name)
     return delta.expand(shape)
+
+
+def raise_not_finite(name: str) -> None:
+    raise ValueError(f"{name} must hold finite values within float32's range (NaN, infinity or overflow found)")
 
 
 def check_data(data: Any, name: str = "data") -> None:
@@ -239,22 +245,33 @@ def check_data_fits(
 
 
 def adjust_inputs(
-    indices: Any, lifespan_delta: Any, batch_size: int, devices: set
+    indices: Any, lifespan_delta: Any, batch_size: int, devices: set, length: Optional[int] = None
 ) -> "tuple[torch.Tensor, torch.Tensor]":
     """``adjust_lifespan_and_memories``' inputs as int64 indices [BatchSize, R] and float32 deltas of their shape.
 
     Indices may be tensors, lists, tuples or numpy arrays; a delta may also be a number, a 0-dim tensor or a [1, R] row
-    (as in the published package). Tensors must lie on one of ``devices`` (the memory's, the input's, the CPU).
+    (as in the published package). Tensors must lie on one of ``devices`` (the memory's, the input's, the CPU). With
+    ``length``, the indices must lie in -1..length-1; that check and the deltas' finiteness are read in one host read.
     """
     raw = {"indices": indices, "lifespan_delta": lifespan_delta}
     indices = as_indices(indices, "indices")
     if indices.dim() != 2 or indices.size(0) != batch_size:
         raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
-    lifespan_delta = as_lifespan_delta(lifespan_delta, indices.shape, "lifespan_delta")
+    lifespan_delta = as_lifespan_delta(lifespan_delta, indices.shape, "lifespan_delta", check_finite=length is None)
     for name, value in raw.items():
         if isinstance(value, torch.Tensor) and value.device not in devices:
             named = sorted(str(device) for device in devices if device is not None)
             raise ValueError(f"{name} is on {value.device}, expected one of the memory's devices {named}")
+    if length is not None and indices.numel():
+        low, high = torch.aminmax(indices)
+        finite = torch.isfinite(lifespan_delta).all() if lifespan_delta.numel() else torch.ones((), dtype=torch.bool)
+        low, high, finite = torch.stack([low, high, finite.to(low.device, torch.long)]).tolist()
+        if not finite:
+            raise_not_finite("lifespan_delta")
+        if low < -1 or high >= length:
+            raise IndexRangeError(
+                f"indices must lie in -1..{length - 1} (the memory length is {length}), got values from {low} to {high}"
+            )
     return indices, lifespan_delta
 
 

@@ -42,6 +42,19 @@ def case_indices_with_mask(seed: int):
     return (mask,), []
 
 
+def case_indices_with_masks(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    masks = [torch.rand(3, 11, generator=generator) < share for share in (0.2, 0.5, 0.0)]
+    return (masks,), []
+
+
+def case_super_unique(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    if seed % 2:
+        return (torch.randint(-1, 6, (4, 9), generator=generator), 1), []
+    return (torch.randint(-3, 40, (5, 3, 2), generator=generator), seed % 3), []
+
+
 def case_gather_slots(seed: int):
     generator = torch.Generator().manual_seed(seed)
     values = torch.randn(3, 7, 5, generator=generator) if seed % 2 else torch.randint(0, 9, (3, 7), generator=generator)
@@ -98,7 +111,7 @@ def case_strongest_longterm(seed: int):
 def case_walk(seed: int):
     store = random_store(seed)
     generator = torch.Generator().manual_seed(seed)
-    ltm_indices = store.indices_of(EngramType.LONGTERM.value)
+    (ltm_indices,) = store.indices_of(EngramType.LONGTERM.value)
     start = torch.randint(-1, ltm_indices.size(1), (store.batch_size, 4), generator=generator)
     return (store.longterm_graph(ltm_indices), start, seed % 5), []
 
@@ -121,6 +134,8 @@ def case_advance(seed: int):
 
 CASES: Dict[str, Callable] = {
     "indices_with_mask": case_indices_with_mask,
+    "indices_with_masks": case_indices_with_masks,
+    "super_unique": case_super_unique,
     "gather_slots": case_gather_slots,
     "physical": case_physical,
     "pair_gather": case_pair_gather,

@@ -4,7 +4,7 @@ The extensions read and write tensors through raw pointers, so every argument is
 the C code expects) here, and held in a name while the C code runs.
 """
 
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -13,13 +13,18 @@ from . import cpu, plain
 from .plain import LongtermGraph
 
 
-def indices_with_mask(mask: torch.Tensor) -> torch.Tensor:
-    """``plain.indices_with_mask`` in one pass."""
+def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
+    """``plain.indices_with_mask`` in one pass (the width comes out of it)."""
     batch_size, length = mask.shape
     mask = mask.to(torch.bool).contiguous()
     out = torch.empty(batch_size * length, dtype=torch.long)
     width = native.index.indices_with_mask(mask.data_ptr(), batch_size, length, out.data_ptr())
     return out[: batch_size * width].view(batch_size, width)
+
+
+def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
+    """``plain.indices_with_masks``, each mask in one pass."""
+    return [indices_with_mask(mask) for mask in masks]
 
 
 def physical(slots: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,16 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     return torch.cat(found, dim=1) if found else start.new_zeros(batch_size, 0)
 
 
+def super_unique(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``plain.super_unique`` with one host read: the value range and the width (the most distinct values in a slice,
+    counted on a sorted copy) come back together."""
+    ordered = t.sort(dim=dim).values
+    distinct = (ordered.diff(dim=dim) != 0).sum(dim=dim) + 1
+    low, high, width = torch.stack([*torch.aminmax(t), distinct.max()]).tolist()
+    occupancy = plain._occupancy(t, dim, low, high)
+    return plain._top_of_occupancy(occupancy, min(t.size(dim), width), dim, low)
+
+
 def may_hold_any(mask: torch.Tensor) -> bool:
     """Always true: the answer would cost a host round trip, and the work it could skip is a no-op anyway."""
     return True

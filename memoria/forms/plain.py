@@ -4,9 +4,12 @@ Counts are indexed ``counts[b, i, j]``; an index of -1 means "none" everywhere (
 written). Every fast form in this package is tested equal to the form here (``tests/test_forms.py``).
 """
 
-from typing import NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
+
+#: Most entries ``super_unique``'s occupancy mask may have (int32, 8 GiB): value ranges beyond it are refused.
+MAX_OCCUPANCY = 2**31
 
 
 class LongtermGraph(NamedTuple):
@@ -30,17 +33,19 @@ def mask_with_indices(indices: torch.Tensor, length: int) -> torch.Tensor:
     return mask[:, :length]
 
 
-def indices_with_mask(mask: torch.Tensor) -> torch.Tensor:
+def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
     """Positions of the true entries of every row, ascending, left-padded with ``-1``.
 
     Args:
         mask: bool [BatchSize, MemoryLength].
+        width: the largest true count over rows, where the caller knows it (else it is read from ``mask``).
     Returns:
         int64 [BatchSize, K], K being the largest true count over rows.
     """
     batch_size, length = mask.shape
     counts = mask.sum(dim=1)
-    width = int(counts.max()) if counts.numel() else 0
+    if width is None:
+        width = int(counts.max()) if counts.numel() else 0
     # a true entry of rank r in a row with n trues lands in column width - n + r; false entries go to a spare column
     column = mask.cumsum(dim=1) - 1 + (width - counts).unsqueeze(1)
     column = torch.where(mask, column, width)
@@ -48,6 +53,41 @@ def indices_with_mask(mask: torch.Tensor) -> torch.Tensor:
     out = torch.full((batch_size, width + 1), -1, dtype=torch.long, device=mask.device)
     out.scatter_(1, column, positions)
     return out[:, :width].contiguous()
+
+
+def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
+    """``indices_with_mask`` of several [BatchSize, MemoryLength] masks, their widths read from the device at once."""
+    if not masks or masks[0].numel() == 0:
+        return [indices_with_mask(mask) for mask in masks]
+    widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
+    return [indices_with_mask(mask, width) for mask, width in zip(masks, widths)]
+
+
+def super_unique(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Distinct values of every slice of ``t`` along ``dim``, padded with -1, in the order ``torch.topk`` gives for
+    the largest entries of a 0/1 occupancy mask over the value range (observable, so kept): see ``utils.super_unique``.
+    """
+    low, high = (int(v) for v in torch.stack(torch.aminmax(t)).tolist())
+    occupancy = _occupancy(t, dim, low, high)
+    return _top_of_occupancy(occupancy, min(t.size(dim), int(occupancy.sum(dim).max())), dim, low)
+
+
+def _occupancy(t: torch.Tensor, dim: int, low: int, high: int) -> torch.Tensor:
+    """[..., high - low + 1, ...] int32: 1 where the value (shifted by ``low``) occurs in the slice along ``dim``."""
+    shape = list(t.shape)
+    shape[dim] = high - low + 1
+    if t.numel() // t.size(dim) * shape[dim] > MAX_OCCUPANCY:
+        raise ValueError(
+            f"t's values span {low}..{high}: the occupancy mask of {t.numel() // t.size(dim)} slices by that range "
+            f"exceeds {MAX_OCCUPANCY} entries"
+        )
+    occupancy = torch.zeros(shape, dtype=torch.int32, device=t.device)
+    return occupancy.scatter_(dim, (t - low).long(), 1)
+
+
+def _top_of_occupancy(occupancy: torch.Tensor, width: int, dim: int, low: int) -> torch.Tensor:
+    present, values = occupancy.topk(width, dim=dim)
+    return (values + low).masked_fill_(present == 0, -1)
 
 
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
