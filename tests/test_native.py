@@ -314,7 +314,8 @@ def test_physical_slots_in_c_equal_the_torch_gather(monkeypatch, seed):
 
 
 @pytest.mark.skipif(native.index is None, reason="the optional C extension memoria._index was not built")
-def test_physical_slots_refuse_an_index_past_the_end():
+def test_physical_slots_refuse_an_index_past_the_end(monkeypatch):
+    monkeypatch.setenv("MEMORIA_NATIVE", "index")  # the C form's message, whatever the environment says
     store = EngramStore(_random_engrams(0))
     with pytest.raises(IndexError, match="out of range for a memory of length 20"):
         store.physical(torch.tensor([[0, 1], [20, 2], [3, -1]]))
