@@ -11,7 +11,8 @@ extensions = [
         f"memoria.{name}",
         sources=[f"memoria/{name}.c"],
         depends=["memoria/_threads.h"],
-        extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
+        # warnings on, so that a new one shows in every build log (the sources build without any with GCC)
+        extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-Wall", "-Wextra"],
         optional=True,
     )
     for name in ("_mt19937", "_walk", "_counts", "_index")

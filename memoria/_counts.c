@@ -1,13 +1,13 @@
 /*
- * Reads and writes of the CPU count tensor of memoria.store.EngramStore ([BatchSize, Capacity, Capacity] int32, one count
- * matrix per batch row, indexed by physical slot).
+ * Reads and writes of the CPU count tensor of memoria.store.EngramStore ([BatchSize, Capacity, Capacity] int32, one
+ * count matrix per batch row, indexed by physical slot).
  *
  * fire_together: every pair of engrams that fired together in a batch row gains 1. With torch ops that is an
  * index_put_ with accumulation over [BatchSize, K, K] pairs, three int64 index tensors built first; here it is a
  * double loop that adds in place, row after row in memory order.
  * fill_slots: the rows and columns of new or freed slots get one value. A column write misses the cache in every
- * count row; one thread alone was slower at it than torch's index_fill_ on two, so the batch rows are split over
- * torch's own threads (memoria/_threads.h).
+ * count row, so it is bound by memory: the rows ahead are prefetched, and the batch rows are split over torch's own
+ * threads (memoria/_threads.h).
  * pair_gather: the counts between some rows and some columns, read where they lie.
  */
 #define PY_SSIZE_T_CLEAN
@@ -44,12 +44,12 @@ static void fill_rows(void *argument) {
     const int64_t capacity = fill->capacity, width = fill->width;
     int64_t *starts = (int64_t *)malloc((size_t)(width > 0 ? width : 1) * 2 * sizeof(int64_t));
     if (starts == NULL) {
-        __atomic_store_n(&fill->failed, 1, __ATOMIC_RELAXED);
+        MEMORIA_SET_FLAG(&fill->failed, 1);
         return;
     }
     int64_t *ends = starts + (width > 0 ? width : 1);
     for (;;) {
-        int64_t b = __atomic_fetch_add(&fill->next_row, 1, __ATOMIC_RELAXED);
+        int64_t b = MEMORIA_FETCH_ADD(&fill->next_row, 1);
         if (b >= fill->batch_size) {
             break;
         }
@@ -92,8 +92,8 @@ static void fill_rows(void *argument) {
             int32_t *row = matrix + i * capacity;
             if (i + PREFETCH_ROWS < capacity) {
                 for (int64_t r = 0; r < num_runs; r++) {
-                    __builtin_prefetch(row + PREFETCH_ROWS * capacity + starts[r], 1, 3);
-                    __builtin_prefetch(row + PREFETCH_ROWS * capacity + ends[r] - 1, 1, 3);
+                    MEMORIA_PREFETCH_WRITE(row + PREFETCH_ROWS * capacity + starts[r]);
+                    MEMORIA_PREFETCH_WRITE(row + PREFETCH_ROWS * capacity + ends[r] - 1);
                 }
             }
             for (int64_t r = 0; r < num_runs; r++) {
@@ -155,7 +155,7 @@ static void fire_rows(void *argument) {
     Fire *fire = (Fire *)argument;
     const int64_t capacity = fire->capacity, width = fire->width;
     for (;;) {
-        int64_t b = __atomic_fetch_add(&fire->next_row, 1, __ATOMIC_RELAXED);
+        int64_t b = MEMORIA_FETCH_ADD(&fire->next_row, 1);
         if (b >= fire->batch_size) {
             break;
         }
@@ -219,7 +219,7 @@ static void pair_rows(void *argument) {
     Pairs *job = (Pairs *)argument;
     const int64_t capacity = job->capacity, num_rows = job->num_rows, num_columns = job->num_columns;
     for (;;) {
-        int64_t b = __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
+        int64_t b = MEMORIA_FETCH_ADD(&job->next_row, 1);
         if (b >= job->batch_size) {
             break;
         }
@@ -283,14 +283,17 @@ static PyObject *py_pair_gather(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"fire_together", py_fire_together, METH_VARARGS, "fire_together(counts, batch, capacity, fired, width, parallel, threads)."},
+    {"fire_together", py_fire_together, METH_VARARGS,
+     "fire_together(counts, batch, capacity, fired, width, parallel, threads)."},
     {"pair_gather", py_pair_gather, METH_VARARGS,
      "pair_gather(counts, batch, capacity, rows, num_rows, columns, num_columns, out, parallel, threads)."},
-    {"fill_slots", py_fill_slots, METH_VARARGS, "fill_slots(counts, batch, capacity, slots, width, value, parallel, threads)."},
+    {"fill_slots", py_fill_slots, METH_VARARGS,
+     "fill_slots(counts, batch, capacity, slots, width, value, parallel, threads)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_counts", "Writes to the CPU count tensor of an EngramStore.", -1, methods, NULL, NULL, NULL, NULL};
+    PyModuleDef_HEAD_INIT, "_counts", "Writes to the CPU count tensor of an EngramStore.", -1, methods, NULL, NULL, NULL,
+    NULL};
 
 PyMODINIT_FUNC PyInit__counts(void) { return PyModule_Create(&module); }

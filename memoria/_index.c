@@ -1,9 +1,9 @@
 /*
  * Index helpers of memoria.utils and memoria.store on small CPU tensors.
  *
- * Each is a handful of [BatchSize, MemoryLength] torch ops (a sum, a cumsum, a where, a scatter, ...) that take a few
- * microseconds apiece; a step calls them dozens of times, so their fixed costs add up to about a millisecond. Here
- * each is one pass over its input.
+ * Each is a handful of [BatchSize, MemoryLength] torch ops (a sum, a cumsum, a where, a scatter, ...) on tensors so
+ * small that each op's fixed cost outweighs its work, and a step calls them dozens of times. Here each is one pass
+ * over its input.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

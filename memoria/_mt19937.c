@@ -8,8 +8,9 @@
  * falls back to torch's own draw if not (another layout, another engine).
  *
  * Why native code: the published draw is [BatchSize, Entries, MemoryLength] words per step, of which only the
- * long-term columns are read. torch spends ~1.7 ns per word drawing and tempering them all; regenerating the state
- * costs a fraction of that, and only the words that are read need tempering and rounding.
+ * long-term columns are read. torch draws, tempers and converts them all; regenerating the state costs a fraction of
+ * that, and only the words that are read need tempering and rounding. The two hot loops (regenerate, run_keys) are
+ * built for AVX2 too where the compiler can (MEMORIA_AVX2_CLONE).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,13 +30,6 @@
 #define LEFT_OFFSET 8
 #define NEXT_OFFSET 16
 #define WORDS_OFFSET 24
-
-/* The two hot loops are also built for AVX2 where GCC can, and picked at load time on CPUs that have it (~2x). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define WITH_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define WITH_AVX2_CLONE
-#endif
 
 typedef struct {
     uint32_t words[STATE_WORDS];
@@ -76,7 +70,7 @@ static inline uint32_t mix(uint32_t upper, uint32_t lower) {
     return (y >> 1) ^ ((0U - (y & 1U)) & MATRIX_A);
 }
 
-WITH_AVX2_CLONE static void regenerate(Stream *stream) {
+MEMORIA_AVX2_CLONE static void regenerate(Stream *stream) {
     uint32_t *s = stream->words;
     int k = 0;
     /* three loops so that each has a fixed read offset, which lets the compiler vectorise them */
@@ -140,7 +134,8 @@ static inline uint32_t half_key(uint32_t word) {
 }
 
 /* Keys of `count` consecutive words where allowed (0 elsewhere), and the largest: the hot loop of first_max. */
-WITH_AVX2_CLONE static uint32_t run_keys(const uint32_t *words, const unsigned char *allowed, uint32_t *keys, int64_t count) {
+MEMORIA_AVX2_CLONE static uint32_t run_keys(const uint32_t *words, const unsigned char *allowed, uint32_t *keys,
+                                            int64_t count) {
     uint32_t top = 0;
     for (int64_t c = 0; c < count; c++) {
         uint32_t key = half_key(temper(words[c])) & (0U - (uint32_t)(allowed[c] != 0));
@@ -210,14 +205,14 @@ static void first_max_rows(void *argument) {
     uint32_t *span = (uint32_t *)malloc((size_t)(length > 0 ? length : 1) * sizeof(uint32_t));
     uint32_t *keys = (uint32_t *)malloc((size_t)(num_columns > 0 ? num_columns : 1) * sizeof(uint32_t));
     if (stream == NULL || span == NULL || keys == NULL) {
-        __atomic_store_n(&job->failed, 2, __ATOMIC_RELAXED);
+        MEMORIA_SET_FLAG(&job->failed, 2);
         free(stream);
         free(span);
         free(keys);
         return;
     }
     for (;;) {
-        int64_t share = __atomic_fetch_add(&job->next_share, 1, __ATOMIC_RELAXED), first, end;
+        int64_t share = MEMORIA_FETCH_ADD(&job->next_share, 1), first, end;
         if (share >= job->shares) {
             break;
         }
@@ -286,7 +281,7 @@ static void first_max_rows(void *argument) {
             }
         }
         if (failed) {
-            __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+            MEMORIA_SET_FLAG(&job->failed, 1);
         } else if (end == job->batch_size) {
             job->end = *stream;
         }

@@ -6,8 +6,7 @@
  * unique, an index_select of whole count rows, a gather of their long-term columns, a masked fill, an argmax, ...),
  * each a pass over a temporary; here a depth is one pass over the long-term columns of each distinct row. The rows
  * lie far apart in a large tensor, so the walk is bound by memory reads: the next row is prefetched while one is
- * scanned, and the batch rows, which never meet, are split over torch's own CPU threads (gpt2 settings with
- * stm_capacity 200, caches cold: 2.5 -> 1.55 ms on two cores).
+ * scanned, and the batch rows, which never meet, are split over torch's own CPU threads.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -16,20 +15,15 @@
 
 #include "_threads.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define WITH_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define WITH_AVX2_CLONE
-#endif
-
 #ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 2
 #endif
 
 /* First position of the largest of row[columns[j]] (visited[j]: -1), and the values in `scores`. */
-WITH_AVX2_CLONE static int64_t first_strongest(const int32_t *restrict row, const int32_t *restrict columns,
-                                               const unsigned char *restrict visited, int32_t *restrict scores,
-                                               int64_t count) {
+MEMORIA_AVX2_CLONE static int64_t first_strongest(const int32_t *MEMORIA_RESTRICT row,
+                                                  const int32_t *MEMORIA_RESTRICT columns,
+                                                  const unsigned char *MEMORIA_RESTRICT visited,
+                                                  int32_t *MEMORIA_RESTRICT scores, int64_t count) {
     int32_t top = INT32_MIN;
     for (int64_t j = 0; j < count; j++) {
         /* read unconditionally (every column is in range), then select: a loop without branches vectorises */
@@ -75,7 +69,7 @@ static void walk_row(Walk *walk, int64_t b, int32_t *scores) {
                 if (i + PREFETCH_AHEAD < walkers) {
                     const int32_t *ahead_row = matrix + slots[nodes[i + PREFETCH_AHEAD] - b * num_ltm] * capacity;
                     for (int64_t k = 0; k < capacity; k += 16) {
-                        __builtin_prefetch(ahead_row + k);
+                        MEMORIA_PREFETCH(ahead_row + k);
                     }
                 }
                 strongest[node] = first_strongest(matrix + slots[node] * capacity, columns, visited, scores, num_ltm);
@@ -98,11 +92,11 @@ static void walk_rows(void *argument) {
     Walk *walk = (Walk *)argument;
     int32_t *scores = (int32_t *)malloc((size_t)walk->num_ltm * sizeof(int32_t));
     if (scores == NULL) {
-        __atomic_store_n(&walk->failed, 1, __ATOMIC_RELAXED);
+        MEMORIA_SET_FLAG(&walk->failed, 1);
         return;
     }
     for (;;) {
-        int64_t b = __atomic_fetch_add(&walk->next_row, 1, __ATOMIC_RELAXED);
+        int64_t b = MEMORIA_FETCH_ADD(&walk->next_row, 1);
         if (b >= walk->batch_size) {
             break;
         }

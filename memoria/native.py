@@ -2,7 +2,8 @@
 
 ``pip install`` builds them where a C compiler and the Python headers are present (see ``setup.py``); without them
 memoria computes the same values with torch ops, only slower on a CPU. Set ``MEMORIA_NATIVE=0`` to use torch ops
-anyway (for example to compare the two).
+anyway (for example to compare the two), or ``MEMORIA_NATIVE=walk,counts`` (a comma list of the names below) to use
+only those extensions and torch ops for the rest; unset or ``1``: every extension that is built.
 
 - ``mt19937``: the long-term tie-break draw on a copy of a CPU generator's state (``memoria/draw.py``).
 - ``walk``: the long-term graph walk on CPU count tensors (``memoria/memoria.py``).
@@ -16,10 +17,11 @@ Where torch runs its CPU threads with OpenMP, the C code splits its batch rows o
 """
 
 import ctypes
+import functools
 import importlib
 import os
 from types import ModuleType
-from typing import Dict, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 import torch
 
@@ -37,19 +39,44 @@ counts = _load("_counts")
 index = _load("_index")
 
 
+NAMES = ("mt19937", "walk", "counts", "index")
+
+
 def built() -> Dict[str, bool]:
     """Which of the extensions above this install has, by name."""
-    return {name: globals()[name] is not None for name in ("mt19937", "walk", "counts", "index")}
+    return {name: globals()[name] is not None for name in NAMES}
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(value: str) -> FrozenSet[str]:
+    value = value.strip()
+    if value in ("", "1"):
+        return frozenset(NAMES)
+    if value == "0":
+        return frozenset()
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(names - set(NAMES))
+    if unknown:
+        raise ValueError(
+            f"MEMORIA_NATIVE={value!r}: unknown extension(s) {', '.join(unknown)}; "
+            f"expected 0, 1 or a comma list of {', '.join(NAMES)}"
+        )
+    return names
+
+
+def allowed() -> FrozenSet[str]:
+    """The names of the extensions ``MEMORIA_NATIVE`` lets run (built or not); ValueError on a name it does not know."""
+    return _parse(os.environ.get("MEMORIA_NATIVE", "1"))
 
 
 def enabled() -> bool:
-    """False where the environment says ``MEMORIA_NATIVE=0``."""
-    return os.environ.get("MEMORIA_NATIVE", "1") != "0"
+    """False where the environment says ``MEMORIA_NATIVE=0`` (no extension at all)."""
+    return bool(allowed())
 
 
 def active(module: Optional[ModuleType]) -> bool:
-    """Whether one of the extensions above (``native.walk``, ...) is built and allowed."""
-    return module is not None and enabled()
+    """Whether one of the extensions above (``native.walk``, ...) is built and allowed by ``MEMORIA_NATIVE``."""
+    return module is not None and module.__name__.rpartition(".")[2].lstrip("_") in allowed()
 
 
 def _find_openmp_parallel() -> int:

@@ -177,3 +177,28 @@ def test_device_audit_profile_names_the_costliest_ops(capsys):
     assert all(re.fullmatch(r"\s*[\d.]+ ms\s+\d+ x  (\w+:\d+|\?)\s+[\w.]+", row) for row in rows), rows
     times = [float(row.split()[0]) for row in rows]
     assert times == sorted(times, reverse=True)
+
+
+def test_native_share_variants_table_and_verdicts():
+    from benchmarks import native_share
+
+    names = ("mt19937", "walk", "counts", "index")
+    switches = native_share.variants(names)
+    assert switches == {
+        "all on": "1",
+        "none": "0",
+        "without mt19937": "walk,counts,index",
+        "without walk": "mt19937,counts,index",
+        "without counts": "mt19937,walk,index",
+        "without index": "mt19937,walk,counts",
+    }
+    row = {"all on": 0.09, "none": 0.2, "without mt19937": 0.11, "without walk": 0.15}
+    row.update({"without counts": 0.0905, "without index": 0.09})
+    medians = {"gpt2": row, "sort": dict(row, **{"without counts": 0.12})}  # counts pays at sort alone
+    table = native_share.table(medians, names)
+    assert table.splitlines()[0].startswith("| config | all on ms | none ms (share all save) | without mt19937 ms")
+    assert (
+        "| gpt2 | 90.0 | 200.0 (+55.0 %) | 110.0 (+18.2 %) | 150.0 (+40.0 %) | 90.5 (+0.6 %) | 90.0 (+0.0 %) |" in table
+    )
+    # at least 10 % of the step without the extension, at some configuration
+    assert native_share.verdicts(medians, names) == {"mt19937": True, "walk": True, "counts": True, "index": False}

@@ -63,6 +63,25 @@ def test_memoria_native_0_turns_the_extensions_off(monkeypatch):
     assert native.enabled()
 
 
+def test_memoria_native_comma_list_picks_extensions(monkeypatch):
+    built = [getattr(native, name) for name in native.NAMES if getattr(native, name) is not None]
+    monkeypatch.setenv("MEMORIA_NATIVE", "walk, counts")
+    assert native.allowed() == {"walk", "counts"} and native.enabled()
+    for module in built:
+        assert native.active(module) == (module.__name__ in ("memoria._walk", "memoria._counts"))
+    monkeypatch.setenv("MEMORIA_NATIVE", "index")
+    assert all(native.active(module) == (module.__name__ == "memoria._index") for module in built)
+    assert not native.active(None)
+    for switch, expected in (("1", set(native.NAMES)), ("0", set()), ("mt19937,walk,counts,index", set(native.NAMES))):
+        monkeypatch.setenv("MEMORIA_NATIVE", switch)
+        assert native.allowed() == expected
+        assert all(native.active(module) == bool(expected) for module in built)
+    monkeypatch.setenv("MEMORIA_NATIVE", "walk,cuonts")
+    for check in [native.allowed] + [lambda module=module: native.active(module) for module in built]:
+        with pytest.raises(ValueError, match="MEMORIA_NATIVE='walk,cuonts': unknown extension.s. cuonts"):
+            check()
+
+
 def _python_walk(counts, nodes, slots, visited, depth, last):
     """The walk in plain Python loops, from its definition (SPEC §3.3): the reference both forms must equal."""
     num_ltm = slots.size(1)
@@ -295,7 +314,8 @@ def test_physical_slots_in_c_equal_the_torch_gather(monkeypatch, seed):
 
 
 @pytest.mark.skipif(native.index is None, reason="the optional C extension memoria._index was not built")
-def test_physical_slots_refuse_an_index_past_the_end():
+def test_physical_slots_refuse_an_index_past_the_end(monkeypatch):
+    monkeypatch.setenv("MEMORIA_NATIVE", "index")  # the C form's message, whatever the environment says
     store = EngramStore(_random_engrams(0))
     with pytest.raises(IndexError, match="out of range for a memory of length 20"):
         store.physical(torch.tensor([[0, 1], [20, 2], [3, -1]]))
