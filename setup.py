@@ -15,7 +15,7 @@ extensions = [
         extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-Wall", "-Wextra"],
         optional=True,
     )
-    for name in ("_mt19937", "_walk", "_counts", "_index")
+    for name in ("_mt19937", "_walk", "_counts")
 ]
 
 setup(ext_modules=extensions)

@@ -6,11 +6,12 @@ anyway (for example to compare the two), or ``MEMORIA_NATIVE=walk,counts`` (a co
 only those extensions and torch ops for the rest; unset or ``1``: every extension that is built.
 
 - ``mt19937``: the long-term tie-break draw on a copy of a CPU generator's state (``memoria/draw.py``).
-- ``walk``: the long-term graph walk on CPU count tensors (``memoria/memoria.py``).
+- ``walk``: the long-term graph walk on CPU count tensors (``memoria/forms/c.py``).
 - ``counts``: CPU count tensors: co-firing, new or cleared slots, counts between chosen rows and columns
-  (``memoria/store.py``).
-- ``index``: ``indices_with_mask`` and the logical-to-physical slot lookup on small CPU tensors (``memoria/utils.py``,
-  ``memoria/store.py``).
+  (``memoria/forms/c.py``).
+
+Each is kept because it saves at least a tenth of a step at one of the benchmark's configurations (figures in
+``benchmarks/README.md``, "Which C extensions pay").
 
 Where torch runs its CPU threads with OpenMP, the C code splits its batch rows over those same threads (``threads``);
 ``MEMORIA_NATIVE_THREADS=0`` keeps it on the calling thread.
@@ -36,10 +37,9 @@ def _load(name: str) -> Optional[ModuleType]:
 mt19937 = _load("_mt19937")
 walk = _load("_walk")
 counts = _load("_counts")
-index = _load("_index")
 
 
-NAMES = ("mt19937", "walk", "counts", "index")
+NAMES = ("mt19937", "walk", "counts")
 
 
 def built() -> Dict[str, bool]:

@@ -93,11 +93,6 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     return run("gather_slots", values)(values, indices, fill_value)
 
 
-def physical(slots: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """``slots[b, indices[b, k]]`` [BatchSize, K], -1 staying -1."""
-    return run("physical", indices)(slots, indices)
-
-
 def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``counts[b, rows[b, i], columns[b, j]]`` [BatchSize, R, C], -1 wherever an index is -1."""
     return run("pair_gather", counts)(counts, rows, columns)
@@ -173,11 +168,10 @@ def _extension(name: str) -> Callable[[], bool]:
 _DRAW_CHECKS = {"cpu": draw.integer_draw_matches, "c": draw.native_draw_matches}
 
 FORMS: Dict[str, Forms] = {
-    "indices_with_mask": Forms(plain.indices_with_mask, c=c.indices_with_mask, usable={"c": _extension("index")}),
-    "indices_with_masks": Forms(plain.indices_with_masks, c=c.indices_with_masks, usable={"c": _extension("index")}),
+    "indices_with_mask": Forms(plain.indices_with_mask),
+    "indices_with_masks": Forms(plain.indices_with_masks),
     "super_unique": Forms(plain.super_unique, gpu=gpu.super_unique),
     "gather_slots": Forms(plain.gather_slots, cpu=cpu.gather_slots),
-    "physical": Forms(plain.physical, c=c.physical, usable={"c": _extension("index")}),
     "pair_gather": Forms(plain.pair_gather, c=c.pair_gather, usable={"c": _extension("counts")}),
     "fire_together": Forms(
         plain.fire_together, _cpu_fire_together, gpu.fire_together, _c_fire_together, {"c": _extension("counts")}

@@ -61,12 +61,6 @@ def case_gather_slots(seed: int):
     return (values, indices(generator, 3, 6, 7), -3), []
 
 
-def case_physical(seed: int):
-    store = random_store(seed)
-    generator = torch.Generator().manual_seed(seed)
-    return (store.slots, indices(generator, store.batch_size, 9, store.memory_length)), []
-
-
 def case_pair_gather(seed: int):
     store = random_store(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -137,7 +131,6 @@ CASES: Dict[str, Callable] = {
     "indices_with_masks": case_indices_with_masks,
     "super_unique": case_super_unique,
     "gather_slots": case_gather_slots,
-    "physical": case_physical,
     "pair_gather": case_pair_gather,
     "fire_together": case_fire_together,
     "fill_slots": case_fill_slots,
@@ -207,7 +200,7 @@ def test_the_switch_chooses_one_form_per_device(monkeypatch):
     expected_walk = "c" if native.active(native.walk) else "cpu"
     assert ops.form_for("walk", cpu_tensor) == expected_walk
     assert ops.form_for("gather_slots", cpu_tensor) == "cpu"
-    assert ops.form_for("physical", torch.device("meta")) == "plain"  # off the CPU, no GPU form: the plain one
+    assert ops.form_for("pair_gather", torch.device("meta")) == "plain"  # off the CPU, no GPU form: the plain one
     assert ops.form_for("walk", torch.device("meta")) == "gpu"
     monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "1")
     assert not ops.on_cpu(cpu_tensor)

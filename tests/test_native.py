@@ -69,10 +69,10 @@ def test_memoria_native_comma_list_picks_extensions(monkeypatch):
     assert native.allowed() == {"walk", "counts"} and native.enabled()
     for module in built:
         assert native.active(module) == (module.__name__ in ("memoria._walk", "memoria._counts"))
-    monkeypatch.setenv("MEMORIA_NATIVE", "index")
-    assert all(native.active(module) == (module.__name__ == "memoria._index") for module in built)
+    monkeypatch.setenv("MEMORIA_NATIVE", "mt19937")
+    assert all(native.active(module) == (module.__name__ == "memoria._mt19937") for module in built)
     assert not native.active(None)
-    for switch, expected in (("1", set(native.NAMES)), ("0", set()), ("mt19937,walk,counts,index", set(native.NAMES))):
+    for switch, expected in (("1", set(native.NAMES)), ("0", set()), ("mt19937,walk,counts", set(native.NAMES))):
         monkeypatch.setenv("MEMORIA_NATIVE", switch)
         assert native.allowed() == expected
         assert all(native.active(module) == bool(expected) for module in built)
@@ -299,26 +299,6 @@ def test_fire_together_refuses_an_out_of_range_slot_untouched():
     with pytest.raises(ValueError, match="out of range"):
         native.counts.fire_together(counts.data_ptr(), 2, 5, fired.data_ptr(), 3, *TWO_THREADS)
     assert counts.abs().sum() == 0
-
-
-@pytest.mark.skipif(native.index is None, reason="the optional C extension memoria._index was not built")
-@pytest.mark.parametrize("seed", range(4))
-def test_physical_slots_in_c_equal_the_torch_gather(monkeypatch, seed):
-    store = EngramStore(_random_engrams(seed))
-    store.keep(torch.rand(3, 20, generator=torch.Generator().manual_seed(seed)) < 0.7)  # slots no longer in order
-    indices = torch.randint(-1, store.memory_length, (3, 11), generator=torch.Generator().manual_seed(seed))
-    ours = store.physical(indices)
-    monkeypatch.setattr(native, "index", None)
-    assert torch.equal(ours, store.physical(indices))
-    assert not torch.equal(ours, indices)  # the map is not the identity
-
-
-@pytest.mark.skipif(native.index is None, reason="the optional C extension memoria._index was not built")
-def test_physical_slots_refuse_an_index_past_the_end(monkeypatch):
-    monkeypatch.setenv("MEMORIA_NATIVE", "index")  # the C form's message, whatever the environment says
-    store = EngramStore(_random_engrams(0))
-    with pytest.raises(IndexError, match="out of range for a memory of length 20"):
-        store.physical(torch.tensor([[0, 1], [20, 2], [3, -1]]))
 
 
 @needs_counts

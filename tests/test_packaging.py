@@ -54,9 +54,7 @@ def test_readme_test_command_is_what_ci_runs():
 def test_sdist_leaves_out_what_needs_the_repository():
     manifest = (ROOT / "MANIFEST.in").read_text().splitlines()
     assert {"prune tests", "prune experiment", "prune benchmarks"} <= set(manifest)
-    assert {
-        f"include memoria/{name}" for name in ("_mt19937.c", "_walk.c", "_counts.c", "_index.c", "_threads.h")
-    } <= set(manifest)
+    assert {f"include memoria/{name}" for name in ("_mt19937.c", "_walk.c", "_counts.c", "_threads.h")} <= set(manifest)
 
 
 def test_readme_opens_with_the_tutorial_command_then_the_test_command():

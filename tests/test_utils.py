@@ -1,19 +1,7 @@
 import pytest
 import torch
 
-from memoria import native
 from memoria.utils import gather_slots, indices_with_mask, mask_with_indices, super_unique
-
-# indices_with_mask runs in C where memoria._index is built (CPU): every test of it runs both ways
-WAYS = [
-    pytest.param(True, id="c", marks=pytest.mark.skipif(native.index is None, reason="memoria._index was not built")),
-    pytest.param(False, id="torch"),
-]
-
-
-def use_c(monkeypatch, c: bool) -> None:
-    if not c:
-        monkeypatch.setattr(native, "index", None)
 
 
 def test_super_unique_pads_with_minus_one_and_keeps_topk_order():
@@ -46,9 +34,7 @@ def test_super_unique_along_first_axis_and_empty_input():
     assert super_unique(empty, dim=1) is empty
 
 
-@pytest.mark.parametrize("c", WAYS)
-def test_indices_with_mask_left_pads_shorter_rows(monkeypatch, c):
-    use_c(monkeypatch, c)
+def test_indices_with_mask_left_pads_shorter_rows():
     mask = torch.tensor([[True, False, True, True], [False, True, False, False], [False, False, False, False]])
     assert indices_with_mask(mask).tolist() == [[0, 2, 3], [-1, -1, 1], [-1, -1, -1]]
     assert indices_with_mask(torch.zeros(2, 3, dtype=torch.bool)).shape == (2, 0)
@@ -65,10 +51,8 @@ def test_gather_slots_fills_null_entries():
     assert out.tolist() == [[[4.0, 5.0], [-7.0, -7.0]], [[6.0, 7.0], [8.0, 9.0]]]
 
 
-@pytest.mark.parametrize("c", WAYS)
 @pytest.mark.parametrize("seed", range(5))
-def test_indices_with_mask_matches_a_sort_based_definition(monkeypatch, seed, c):
-    use_c(monkeypatch, c)
+def test_indices_with_mask_matches_a_sort_based_definition(seed):
     torch.manual_seed(seed)
     mask = torch.rand(4, 9) > 0.5
     mask[seed % 4] = seed % 2 == 0  # a row all true or all false
@@ -93,9 +77,7 @@ def test_all_finite_catches_nan_inf_and_survives_overflowing_sums():
     assert not all_finite(torch.tensor([float("inf"), float("-inf")]))
 
 
-@pytest.mark.parametrize("c", WAYS)
-def test_indices_with_mask_of_empty_and_non_contiguous_masks(monkeypatch, c):
-    use_c(monkeypatch, c)
+def test_indices_with_mask_of_empty_and_non_contiguous_masks():
     assert indices_with_mask(torch.zeros(0, 5, dtype=torch.bool)).shape == (0, 0)
     assert indices_with_mask(torch.zeros(3, 0, dtype=torch.bool)).shape == (3, 0)
     mask = torch.tensor([[True, False], [False, False], [True, True]]).t()  # a transposed view

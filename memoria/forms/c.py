@@ -4,39 +4,13 @@ The extensions read and write tensors through raw pointers, so every argument is
 the C code expects) here, and held in a name while the C code runs.
 """
 
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import torch
 
 from .. import native
 from . import cpu, plain
 from .plain import LongtermGraph
-
-
-def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
-    """``plain.indices_with_mask`` in one pass (the width comes out of it)."""
-    batch_size, length = mask.shape
-    mask = mask.to(torch.bool).contiguous()
-    out = torch.empty(batch_size * length, dtype=torch.long)
-    width = native.index.indices_with_mask(mask.data_ptr(), batch_size, length, out.data_ptr())
-    return out[: batch_size * width].view(batch_size, width)
-
-
-def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
-    """``plain.indices_with_masks``, each mask in one pass."""
-    return [indices_with_mask(mask) for mask in masks]
-
-
-def physical(slots: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """``plain.physical`` in one pass."""
-    if slots.size(1) == 0 or indices.dim() != 2 or indices.size(0) != slots.size(0):
-        return plain.physical(slots, indices)
-    indices, slots = indices.to(torch.long).contiguous(), slots.to(torch.long).contiguous()
-    out = torch.empty(indices.shape, dtype=torch.long)
-    native.index.physical(
-        slots.data_ptr(), slots.size(0), slots.size(1), indices.data_ptr(), indices.size(1), out.data_ptr()
-    )
-    return out
 
 
 def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:

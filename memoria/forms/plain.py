@@ -109,13 +109,6 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     return picked.masked_fill_(null, fill_value)
 
 
-def physical(slots: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """``slots[b, indices[b, k]]`` [BatchSize, K], -1 staying -1."""
-    if slots.size(1) == 0:
-        return torch.full_like(indices, -1)
-    return torch.where(indices < 0, -1, slots.gather(1, indices.clamp(min=0)))
-
-
 def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``counts[b, rows[b, i], columns[b, j]]`` [BatchSize, R, C], -1 wherever a row or column index is -1.
 
