@@ -103,9 +103,10 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     run("fire_together", counts)(counts, indices)
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
-    """Set the rows and columns of ``slots`` [BatchSize, K] (-1 skipped) in ``counts`` to ``value``."""
-    run("fill_slots", counts)(counts, slots, value)
+def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
+    """Set the rows and columns of ``slots`` [BatchSize, K] (-1 skipped) in ``counts`` to ``value`` (``all_valid``:
+    the caller knows no entry is -1)."""
+    run("fill_slots", counts)(counts, slots, value, all_valid)
 
 
 def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
@@ -153,14 +154,6 @@ def _cpu_strongest_longterm(store, rows, ltm_mask, ltm_indices, generator):
     )
 
 
-def _cpu_fire_together(counts, indices):
-    cpu.fire_together(counts, indices, indices_with_mask)
-
-
-def _c_fire_together(counts, indices):
-    c.fire_together(counts, indices, indices_with_mask)
-
-
 def _extension(name: str) -> Callable[[], bool]:
     return lambda: native.active(getattr(native, name))
 
@@ -168,13 +161,13 @@ def _extension(name: str) -> Callable[[], bool]:
 _DRAW_CHECKS = {"cpu": draw.integer_draw_matches, "c": draw.native_draw_matches}
 
 FORMS: Dict[str, Forms] = {
-    "indices_with_mask": Forms(plain.indices_with_mask),
-    "indices_with_masks": Forms(plain.indices_with_masks),
+    "indices_with_mask": Forms(plain.indices_with_mask, cpu.indices_with_mask, gpu.indices_with_mask),
+    "indices_with_masks": Forms(plain.indices_with_masks, cpu.indices_with_masks, gpu.indices_with_masks),
     "super_unique": Forms(plain.super_unique, gpu=gpu.super_unique),
-    "gather_slots": Forms(plain.gather_slots, cpu=cpu.gather_slots),
+    "gather_slots": Forms(plain.gather_slots, cpu=cpu.gather_slots, gpu=gpu.gather_slots),
     "pair_gather": Forms(plain.pair_gather, c=c.pair_gather, usable={"c": _extension("counts")}),
     "fire_together": Forms(
-        plain.fire_together, _cpu_fire_together, gpu.fire_together, _c_fire_together, {"c": _extension("counts")}
+        plain.fire_together, gpu=gpu.fire_together, c=c.fire_together, usable={"c": _extension("counts")}
     ),
     "fill_slots": Forms(plain.fill_slots, cpu.fill_slots, gpu.fill_slots, c.fill_slots, {"c": _extension("counts")}),
     "zero_vectors": Forms(plain.zero_vectors, cpu=cpu.zero_vectors),

@@ -151,7 +151,7 @@ class EngramStore:
         rows = (taken + batch * self.data.size(1)).flatten()
         self.data.view(-1, self.data.size(2)).index_copy_(0, rows, new.data.reshape(-1, self.data.size(2)))
         # new engrams start with 0 against everything mapped (padding too) and among themselves, like a concatenation
-        ops.fill_slots(self.counts, taken, 0)
+        ops.fill_slots(self.counts, taken, 0, all_valid=True)
         # counts among the new engrams need writing only where they are not 0 (new working memories have none)
         if ops.may_hold_any(new.induce_counts != 0):
             self.counts[batch.unsqueeze(2), taken.unsqueeze(2), taken.unsqueeze(1)] = new.induce_counts

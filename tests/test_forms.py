@@ -80,6 +80,9 @@ def case_fire_together(seed: int):
 def case_fill_slots(seed: int):
     store = random_store(seed)
     generator = torch.Generator().manual_seed(seed)
+    if seed % 3 == 2:  # new slots: distinct, none -1
+        slots = torch.stack([torch.randperm(store.capacity, generator=generator)[:5] for _ in range(store.batch_size)])
+        return (store.counts, slots, 0, True), [0]
     slots = indices(generator, store.batch_size, 6, store.capacity)
     slots[1] = -1  # a row that fills nothing
     return (store.counts, slots, -1 if seed % 2 else 0), [0]

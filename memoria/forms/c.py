@@ -4,7 +4,7 @@ The extensions read and write tensors through raw pointers, so every argument is
 the C code expects) here, and held in a name while the C code runs.
 """
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -28,13 +28,12 @@ def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torc
     return out
 
 
-def fire_together(
-    counts: torch.Tensor, indices: torch.Tensor, indices_with_mask: Callable = plain.indices_with_mask
-) -> None:
+def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     """``plain.fire_together`` with the counts incremented in place, row by row (no [BatchSize, K, K] temporary)."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
-        return cpu.fire_together(counts, indices, indices_with_mask)
-    fired = indices_with_mask(plain.mask_with_indices(indices, counts.size(1))).contiguous()
+        return plain.fire_together(counts, indices)
+    # ascending, each engram once (repeats become -1, which the C code skips)
+    fired = plain.distinct(indices).contiguous()
     if fired.numel() == 0:
         return
     native.counts.fire_together(
@@ -42,10 +41,10 @@ def fire_together(
     )
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
+def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
     """``plain.fill_slots`` writing each count row's chosen columns as runs, one visit per row."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
-        return cpu.fill_slots(counts, slots, value)
+        return cpu.fill_slots(counts, slots, value, all_valid)
     slots = slots.to(torch.long).contiguous()
     native.counts.fill_slots(
         counts.data_ptr(), counts.size(0), counts.size(1), slots.data_ptr(), slots.size(1), value, *native.threads()

@@ -1,6 +1,6 @@
 """CPU forms: torch ops that may read values on the host (free on a CPU) to do less work."""
 
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -21,23 +21,21 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     return picked
 
 
-def fire_together(
-    counts: torch.Tensor, indices: torch.Tensor, indices_with_mask: Callable = plain.indices_with_mask
-) -> None:
-    """``plain.fire_together`` on the distinct indices in ascending order: the accumulation then walks each count row
-    in memory order."""
-    plain_fire_distinct(counts, indices_with_mask(plain.mask_with_indices(indices, counts.size(1))))
+def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
+    """``plain.indices_with_mask``; where every row has as many true entries (no padding: the working memories, the
+    free slots), they are the row-major ``nonzero`` positions as they come."""
+    counts = mask.sum(dim=1)
+    if mask.numel() and mask.size(0):
+        low, high = (int(value) for value in torch.aminmax(counts))
+        if low == high:
+            return mask.nonzero()[:, 1].view(mask.size(0), high)
+        width = high
+    return plain.indices_with_mask(mask, width)
 
 
-def plain_fire_distinct(counts: torch.Tensor, fired: torch.Tensor) -> None:
-    """Add 1 for every pair of the distinct ``fired`` [BatchSize, F] (-1 padding), in place."""
-    if fired.numel() == 0:
-        return
-    valid = fired >= 0
-    safe = fired.clamp(min=0)
-    batch = torch.arange(fired.size(0)).view(-1, 1, 1)
-    pair_valid = (valid.unsqueeze(2) & valid.unsqueeze(1)).to(counts.dtype)
-    counts.index_put_((batch, safe.unsqueeze(2), safe.unsqueeze(1)), pair_valid, accumulate=True)
+def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
+    """``plain.indices_with_masks`` by the form above (host reads are free here)."""
+    return [indices_with_mask(mask) for mask in masks]
 
 
 def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
@@ -46,7 +44,7 @@ def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
     data.view(-1, data.size(2)).index_fill_(0, rows[slots >= 0], 0)
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
+def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
     """``plain.fill_slots`` row by row: ``index_fill_`` writes each count row's few columns in place."""
     for row, chosen in zip(counts, slots):
         chosen = chosen[chosen >= 0]

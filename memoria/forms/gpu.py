@@ -1,5 +1,7 @@
 """GPU forms: torch ops that never make the host wait for the device (no host reads, no data-dependent shapes)."""
 
+from typing import List, Optional
+
 import torch
 
 from . import plain
@@ -26,13 +28,18 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     counts.index_put_((batch, safe), ones.unsqueeze(2) * columns.unsqueeze(1), accumulate=True)
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
+def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
     """``plain.fill_slots`` touching only the chosen rows and columns, without picking the valid entries out.
 
     A -1 entry of a row that fills some slot fills that slot once more; in a row that fills none, every entry
-    rewrites index 0 as it is.
+    rewrites index 0 as it is. ``all_valid``: the caller knows there is no -1 entry (new slots), so none is looked for.
     """
     if slots.size(1) == 0:
+        return
+    if all_valid:
+        batch = torch.arange(slots.size(0), device=slots.device).unsqueeze(1)
+        counts.index_put_((batch, slots), counts.new_full((), value))
+        counts.scatter_(2, slots.unsqueeze(1).expand(-1, counts.size(1), -1), value)
         return
     valid = slots >= 0
     first = slots.max(dim=1, keepdim=True).values
@@ -54,23 +61,50 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     batch_size, num_ltm = ltm_slots.shape
     capacity = counts.size(1)
     last = num_ltm - 1
-    batch = torch.arange(batch_size, device=start.device).unsqueeze(1)
+    # [BatchSize, NumLTM] the row of each long-term engram in the counts seen as [BatchSize * Capacity, Capacity]
+    count_rows = ltm_slots + torch.arange(batch_size, device=start.device).unsqueeze(1) * capacity
     flat_counts = counts.view(-1, capacity)
+    columns = ltm_slots.unsqueeze(1).expand(-1, start.size(1), -1)
     visited = graph.padding.clone()
-    node = torch.where(start < 0, last, start)
+    node = start.masked_fill(start < 0, last)
     visited.scatter_(1, node, True)
-    found = []
-    for _ in range(depth):
+    found = torch.empty(batch_size, depth, start.size(1), dtype=torch.long, device=start.device)
+    none = start.new_full((), -1)
+    for step_index in range(depth):
         # [BatchSize, K, NumLTM] the walkers' rows at the long-term columns
-        physical_rows = (ltm_slots.gather(1, node) + batch * capacity).flatten()
-        rows = flat_counts.index_select(0, physical_rows).view(batch_size, -1, capacity)
-        rows = rows.gather(2, ltm_slots.unsqueeze(1).expand(-1, node.size(1), -1))
-        step = rows.masked_fill_(visited.unsqueeze(1), -1).argmax(dim=2)
+        rows = flat_counts.index_select(0, count_rows.gather(1, node).flatten()).view(batch_size, -1, capacity)
+        step = rows.gather(2, columns).masked_fill_(visited.unsqueeze(1), -1).argmax(dim=2)
         dead_end = visited.gather(1, step)
-        found.append(step.masked_fill(dead_end, -1))
-        node = torch.where(dead_end, last, step)
+        torch.where(dead_end, none, step, out=found[:, step_index])
+        node = step.masked_fill_(dead_end, last)
         visited.scatter_(1, node, True)
-    return torch.cat(found, dim=1) if found else start.new_zeros(batch_size, 0)
+    return found.view(batch_size, -1)
+
+
+def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
+    """``plain.indices_with_mask`` by one sort: false entries as -1, true ones as their position; the last ``width``
+    columns of the sorted rows are the left-padded positions."""
+    if width is None:
+        width = int(mask.sum(dim=1).max()) if mask.numel() else 0
+    length = mask.size(1)
+    keys = torch.where(mask, torch.arange(length, device=mask.device), -1)
+    return keys.sort(dim=1).values[:, length - width :]
+
+
+def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
+    """``plain.indices_with_masks`` by sorts, the widths read at once."""
+    if not masks or masks[0].numel() == 0:
+        return [indices_with_mask(mask) for mask in masks]
+    widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
+    return [indices_with_mask(mask, width) for mask, width in zip(masks, widths)]
+
+
+def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
+    """``plain.gather_slots``; a [BatchSize, M] field gains a column of ``fill_value`` that -1 picks."""
+    if values.dim() != 2 or values.size(1) == 0:
+        return plain.gather_slots(values, indices, fill_value)
+    padded = torch.cat([values, values.new_full((values.size(0), 1), fill_value)], dim=1)
+    return padded.gather(1, indices.remainder(values.size(1) + 1))
 
 
 def super_unique(t: torch.Tensor, dim: int) -> torch.Tensor:

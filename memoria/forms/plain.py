@@ -146,8 +146,9 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     counts.index_put_((batch, safe.unsqueeze(2), safe.unsqueeze(1)), pair_valid, accumulate=True)
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int) -> None:
-    """Set the rows and columns of ``slots`` [BatchSize, K] (-1 skipped) in ``counts`` [BatchSize, N, N] to ``value``."""
+def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
+    """Set the rows and columns of ``slots`` [BatchSize, K] (-1 skipped) in ``counts`` [BatchSize, N, N] to ``value``
+    (``all_valid``: the caller knows no entry is -1; the forms that look for none anyway ignore it)."""
     chosen = mask_with_indices(slots, counts.size(1))
     counts.masked_fill_(chosen.unsqueeze(2) | chosen.unsqueeze(1), value)
 
