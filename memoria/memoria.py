@@ -376,8 +376,9 @@ class Memoria:
         batch_size, num_initial = initial_ltm.shape
         num_ltm = ltm_indices.size(1)
         if num_initial == 0 or num_ltm == 0:
+            # R2's zeros all name position 0, so one walk's worth stands for the published (depth + 1) * distinct starts
             return torch.zeros(
-                batch_size, (self.ltm_search_depth + 1) * num_initial, dtype=torch.long, device=ltm_mask.device
+                batch_size, self.ltm_search_depth + 1 if num_initial else 0, dtype=torch.long, device=ltm_mask.device
             )
         start = local_indices(ltm_mask, initial_ltm, width=num_ltm)
         found = ops.walk(self._store.longterm_graph(ltm_indices), start, self.ltm_search_depth)

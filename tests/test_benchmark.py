@@ -174,7 +174,7 @@ def test_device_audit_profile_names_the_costliest_ops(capsys):
     # every row names an op and the line of memoria it ran on, costliest first
     rows = [line for line in printed.splitlines() if " ms " in line and " x " in line]
     assert 10 <= len(rows) <= 25
-    assert all(re.fullmatch(r"\s*[\d.]+ ms\s+\d+ x  (\w+:\d+|\?)\s+[\w.]+", row) for row in rows), rows
+    assert all(re.fullmatch(r"\s*[\d.]+ ms\s+\d+ x  ([\w<>]+:\d+|\?)\s+[\w.]+", row) for row in rows), rows
     times = [float(row.split()[0]) for row in rows]
     assert times == sorted(times, reverse=True)
 

@@ -89,15 +89,15 @@ def test_ops_outside_memoria_are_not_counted_and_phases_add_up():
 
 def test_indices_with_mask_reads_its_width_once_and_mask_with_indices_never():
     mask = torch.tensor([[True, False, True, False], [False, False, False, True]])
-    # GPU form: the width int(counts.max()) is the one read; the rest are ops and the final slice a view
+    # GPU form: the width int(counts.max()) is the one read; the sort and its slice are ops and a view
     counts = counted(memoria.utils.indices_with_mask, mask)
     assert counts["syncs_by_caller"] == {"indices_with_mask": 1}
-    assert counts["ops"] > 5 and counts["views"] >= 1
+    assert counts["ops"] >= 3 and counts["views"] >= 1
     counts = counted(memoria.utils.mask_with_indices, torch.tensor([[0, -1], [3, 1]]), 4)
     assert counts["syncs"] == 0 and counts["ops"] > 0 and counts["views"] >= 1
-    # value range (tolist) and width (int): two reads
+    # value range and width (counted on a sorted copy) in one read
     assert counted(memoria.utils.super_unique, torch.tensor([[1, 2, 2], [0, 0, 5]]))["syncs_by_caller"] == {
-        "super_unique": 2
+        "super_unique": 1
     }
 
 

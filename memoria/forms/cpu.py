@@ -26,7 +26,7 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     free slots), they are the row-major ``nonzero`` positions as they come."""
     counts = mask.sum(dim=1)
     if mask.numel() and mask.size(0):
-        low, high = (int(value) for value in torch.aminmax(counts))
+        low, high = torch.stack(torch.aminmax(counts)).tolist()
         if low == high:
             return mask.nonzero()[:, 1].view(mask.size(0), high)
         width = high
