@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out
 $python -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())" \
     | tee -a "$out/gpu.txt"
 timeout "${TEST_SECONDS:-150}" $python -m pytest -q -rfEs -m cuda -p no:cacheprovider \
-    tests/test_memoria.py tests/test_differential.py tests/test_rows.py 2>&1 | tee "$out/pytest_cuda.log" | tail -5
+    tests/test_memoria.py tests/test_differential.py tests/test_rows.py tests/test_forms.py 2>&1 | tee "$out/pytest_cuda.log" | tail -5
 timeout "${AUDIT_SECONDS:-90}" $python -m benchmarks.device_audit --device cuda --profile --json "$out/audit.json" 2>&1 \
     | tee "$out/audit.log"
 timeout "${BENCH_SECONDS:-240}" $python -m benchmarks.benchmark --device cuda \

@@ -4,6 +4,7 @@ import json
 import math
 import re
 
+import pytest
 import torch
 
 import memoria
@@ -202,3 +203,25 @@ def test_native_share_variants_table_and_verdicts():
     )
     # at least 10 % of the step without the extension, at some configuration
     assert native_share.verdicts(medians, names) == {"mt19937": True, "walk": True, "counts": True, "index": False}
+
+
+def test_before_runs_an_older_package_beside_ours_in_alternating_order(tmp_path, capsys):
+    """``--before DIR`` imports the memoria package in DIR under another name and times it on the same steps; here
+    DIR is this checkout, so both must run every step and leave the global RNG alike."""
+    from pathlib import Path
+
+    from benchmarks.benchmark import BEFORE, OURS, load_package
+
+    root = Path(__file__).resolve().parents[1]
+    module = load_package(str(root), "memoria_before_test")
+    assert module.__name__ == "memoria_before_test" and module.Memoria is not __import__("memoria").Memoria
+    path = tmp_path / "before.json"
+    main(["--configs", "tiny", "--warmup", "3", "--steps", "4", "--probes", "0", "--no-references", "--no-count-ops"]
+         + ["--before", str(root), "--json", str(path)])  # fmt: skip
+    result = json.loads(path.read_text())["configs"]["tiny"]["impls"]
+    assert set(result) == {OURS, BEFORE}
+    assert len(result[OURS]["step_seconds"]) == len(result[BEFORE]["step_seconds"]) == 4
+    assert result[OURS]["memory_length_max"] == result[BEFORE]["memory_length_max"] > 0
+    assert "vs before" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no memoria package"):
+        load_package(str(tmp_path))

@@ -74,6 +74,7 @@ def case_fire_together(seed: int):
     generator = torch.Generator().manual_seed(seed)
     fired = indices(generator, store.batch_size, 12, store.capacity)  # repeats and -1 included
     fired[0] = -1  # a row where nothing fires
+    fired[1, :2] = -7  # any negative index means none (Engrams.fire_together_wire_together takes them)
     return (store.counts, fired), [0]
 
 
@@ -240,3 +241,38 @@ def test_a_whole_stream_is_the_same_in_every_form_setting(monkeypatch):
     for outputs, engrams in outcomes[1:]:
         assert all(torch.equal(a, b) for a, b in zip(outcomes[0][0], outputs, strict=True))
         assert engrams == outcomes[0][1]
+
+
+def to_cuda(value):
+    """The case's arguments on the GPU (a store moves in place, a graph field by field)."""
+    if isinstance(value, torch.Tensor):
+        return value.cuda()
+    if isinstance(value, EngramStore):
+        return value.to(torch.device("cuda"))
+    if isinstance(value, plain.LongtermGraph):
+        return plain.LongtermGraph(*(field.cuda() for field in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cuda(item) for item in value)
+    return value
+
+
+# the draws differ between devices (the GPU's generator is not the CPU's): those cases compare on one device above
+DEVICE_FREE = [name for name in CASES if name not in {"strongest_longterm", "first_max_at_columns", "advance"}]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", DEVICE_FREE)
+@pytest.mark.parametrize("seed", range(3))
+def test_the_form_a_gpu_takes_equals_the_plain_form_on_the_cpu(name, seed):
+    arguments, written = CASES[name](seed)
+    expected_arguments = copy.deepcopy(arguments)
+    expected = observed(ops.run(name, torch.device("cpu"), "plain")(*expected_arguments))
+    expected += observed([expected_arguments[i] for i in written])
+    on_gpu = to_cuda(copy.deepcopy(arguments))
+    got = observed(ops.run(name, torch.device("cuda"))(*on_gpu)) + observed([on_gpu[i] for i in written])
+    for want, have in zip(expected, got, strict=True):
+        if isinstance(want, torch.Tensor):
+            assert torch.equal(want, have.cpu()), name
+        else:
+            assert want == have, name

@@ -489,3 +489,58 @@ def test_integer_data_is_remembered_as_float32(dtype):
     ints.add_working_memory(torch.ones(2, 1, 4, dtype=dtype))
     memories, _ = ints.remind()
     assert memories.dtype == torch.float32  # what the published package returns for any input
+
+
+# ---------------------------------------------------------------------- the tie-break's random source
+
+
+def run_stream(memoria: Memoria, steps: int = 14, seed: int = 0) -> list:
+    generator = torch.Generator().manual_seed(seed)
+    outputs = []
+    for _ in range(steps):
+        memoria.add_working_memory(torch.randn(3, 4, 6, generator=generator))
+        memories, indices = memoria.remind()
+        memoria.adjust_lifespan_and_memories(indices, torch.rand(indices.shape, generator=generator) * 3)
+        outputs.append(indices)
+    return outputs
+
+
+def test_a_generator_draws_the_tie_breaks_and_leaves_the_global_rng_alone():
+    config = dict(num_reminded_stm=3, stm_capacity=5, ltm_search_depth=3, num_final_ltms=3)
+    torch.manual_seed(11)
+    with_global = run_stream(memory(**config))
+    after_global = torch.get_rng_state()
+    torch.manual_seed(11)
+    expected_rng = torch.get_rng_state()
+    # the same stream of draws from a generator seeded alike: the same results, and the global RNG untouched
+    with_generator = run_stream(memory(**config, generator=torch.Generator().manual_seed(11)))
+    assert torch.equal(torch.get_rng_state(), expected_rng) and not torch.equal(after_global, expected_rng)
+    assert all(torch.equal(a, b) for a, b in zip(with_global, with_generator, strict=True))
+    # another seed takes other tie-breaks somewhere in the stream
+    other = run_stream(memory(**config, generator=torch.Generator().manual_seed(12)))
+    assert any(not torch.equal(a, b) for a, b in zip(with_global, other, strict=True))
+
+
+def test_a_generator_seeds_independent_rows_and_is_checked():
+    config = dict(num_reminded_stm=3, stm_capacity=5, ltm_search_depth=3, num_final_ltms=3, independent_rows=True)
+    runs = [run_stream(memory(**config, generator=torch.Generator().manual_seed(5))) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
+    before = torch.get_rng_state()
+    run_stream(memory(**config, generator=torch.Generator().manual_seed(5)), steps=2)
+    assert torch.equal(torch.get_rng_state(), before)  # the rows' seeds came from the generator
+    with pytest.raises(TypeError, match="generator"):
+        memory(generator=7)
+    from memoria.validation import check_generator
+
+    # a CPU generator cannot draw for engrams on a GPU: refused before anything changes (add_working_memory calls this)
+    with pytest.raises(ValueError, match="generator draws on cpu, but the engrams live on cuda"):
+        check_generator(torch.Generator(), device=torch.device("cuda"))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cpu_generator_is_refused_for_engrams_on_a_gpu():
+    m = memory(generator=torch.Generator())
+    with pytest.raises(ValueError, match="generator"):
+        m.add_working_memory(torch.rand(2, 3, 4, device="cuda"))
+    assert m.memory_length == 0 and m.timestep == 0

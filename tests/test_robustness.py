@@ -225,7 +225,7 @@ def test_an_input_failing_in_the_allocator_changes_nothing(monkeypatch, fresh):
     data = torch.rand(BATCH, 4, HIDDEN, dtype=torch.float64)
     before = fingerprint(memoria)
     monkeypatch.setattr(memoria_module.EngramStore, "append", _failing)
-    monkeypatch.setattr(memoria_module, "EngramStore", _failing)
+    monkeypatch.setattr(memoria_module.EngramStore, "__init__", _failing)
     with pytest.raises(_AllocatorFails):
         memoria.add_working_memory(data)
     assert_same(memoria, before)
@@ -244,7 +244,7 @@ def test_independent_rows_draw_their_seeds_only_for_a_good_input(monkeypatch):
         assert_same(memoria, before)
         assert not memoria._rowwise.memories
     # the first row's store fails to allocate, after the rows' seeds were drawn: the draw is undone
-    monkeypatch.setattr(memoria_module, "EngramStore", _failing)
+    monkeypatch.setattr(memoria_module.EngramStore, "__init__", _failing)
     with pytest.raises(_AllocatorFails):
         memoria.add_working_memory(good)
     assert_same(memoria, before)

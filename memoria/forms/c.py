@@ -32,8 +32,8 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     """``plain.fire_together`` with the counts incremented in place, row by row (no [BatchSize, K, K] temporary)."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
         return plain.fire_together(counts, indices)
-    # ascending, each engram once (repeats become -1, which the C code skips)
-    fired = plain.distinct(indices).contiguous()
+    # ascending, each engram once (repeats and every negative index become -1, which the C code skips)
+    fired = plain.distinct(indices.clamp(min=-1)).contiguous()
     if fired.numel() == 0:
         return
     native.counts.fire_together(

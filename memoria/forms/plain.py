@@ -52,7 +52,7 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     positions = torch.arange(length, device=mask.device).expand(batch_size, length)
     out = torch.full((batch_size, width + 1), -1, dtype=torch.long, device=mask.device)
     out.scatter_(1, column, positions)
-    return out[:, :width]
+    return out[:, :width].contiguous()
 
 
 def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
