@@ -8,7 +8,7 @@ positions are real slots too, because the published algorithm reads and even rev
 """
 
 import warnings
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -43,6 +43,8 @@ class EngramStore:
         self.age = None if engrams.age is None else engrams.age.clone()
         self.engram_ids = None if engrams.engram_ids is None else engrams.engram_ids.clone()
         self._lookup_of: Optional[torch.Tensor] = None
+        # the largest count over rows of each engram type, where known without reading the device (see keep, append)
+        self._type_widths: Optional[Dict[int, int]] = None
 
     @property
     def batch_size(self) -> int:
@@ -68,7 +70,11 @@ class EngramStore:
 
     def indices_of(self, *engram_types: int) -> List[torch.Tensor]:
         """Logical positions [BatchSize, K] of the engrams of each type (``EngramType`` values), left-padded."""
-        return ops.indices_with_masks([self.engrams_types == engram_type for engram_type in engram_types])
+        masks = [self.engrams_types == engram_type for engram_type in engram_types]
+        widths = self._type_widths
+        if widths is not None and all(engram_type in widths for engram_type in engram_types):
+            return [ops.indices_with_mask(mask, widths[engram_type]) for mask, engram_type in zip(masks, engram_types)]
+        return ops.indices_with_masks(masks)
 
     def _lookup(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """[BatchSize, MemoryLength + 1] tables by logical position: the physical slot, and the row of ``data`` seen
@@ -130,18 +136,26 @@ class EngramStore:
         ops.fire_together(self.counts, self.physical(indices))
 
     @classmethod
-    def appended(cls, store: Optional["EngramStore"], new: Engrams) -> "EngramStore":
-        """``store`` with ``new`` appended; like ``Engrams.__add__``, an empty (or no) store is replaced by ``new``."""
+    def appended(cls, store: Optional["EngramStore"], new: Engrams, engram_type: Optional[int] = None) -> "EngramStore":
+        """``store`` with ``new`` appended; like ``Engrams.__add__``, an empty (or no) store is replaced by ``new``.
+        ``engram_type``: the type of every new engram, where the caller knows it."""
         if store is None or store.memory_length == 0:
             return cls(new, spare=new.memory_length)
-        store.append(new)
+        store.append(new, engram_type)
         return store
 
-    def append(self, new: Engrams) -> None:
-        """Add ``new``'s engrams after the current ones in every row, as ``Engrams.__add__`` does."""
+    def append(self, new: Engrams, engram_type: Optional[int] = None) -> None:
+        """Add ``new``'s engrams after the current ones in every row, as ``Engrams.__add__`` does (``engram_type``: the
+        type of every new engram, where the caller knows it)."""
         width = new.memory_length
         if width == 0:
             return
+        widths = self._type_widths
+        if widths is not None and engram_type is not None:
+            # every row gains `width` engrams of that type
+            widths[engram_type] = widths.get(engram_type, 0) + width
+        else:
+            self._type_widths = None
         if self.capacity - self.memory_length < width:
             self._grow(_grown_capacity(self.memory_length + width))
         # every row has the same number of free slots (capacity - memory length)
@@ -173,8 +187,14 @@ class EngramStore:
 
     def keep(self, mask: torch.Tensor) -> None:
         """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true."""
-        # the survivors' width and whether everything survives, in one host read
-        width, everything = torch.stack([mask.sum(dim=1).max(), mask.all().long()]).tolist()
+        # in one host read: the survivors' width, whether everything survives, and the width of each engram type after
+        # (so that the next remind needs no read for them)
+        per_type = torch.zeros(self.batch_size, len(EngramType), dtype=torch.long, device=self.device)
+        per_type.scatter_add_(1, self.engrams_types.long(), mask.long())
+        head = torch.stack([mask.sum(dim=1).max(), mask.all().long()])
+        width, everything, *widths = torch.cat([head, per_type.amax(dim=0)]).tolist()
+        # (NULL is left out: compaction adds padding)
+        self._type_widths = {kind.value: widths[kind.value] for kind in EngramType if kind is not EngramType.NULL}
         if width == self.memory_length and everything:
             return
         survivors = ops.indices_with_mask(mask, width)
@@ -196,6 +216,7 @@ class EngramStore:
 
     def clear_rows(self, rows: torch.Tensor) -> None:
         """Turn every position of the chosen rows (bool [BatchSize]) into fresh NULL padding; other rows untouched."""
+        self._type_widths = None
         self.data[rows] = 0
         self.counts[rows] = -1
         self.engrams_types[rows] = EngramType.NULL.value

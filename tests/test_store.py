@@ -126,3 +126,22 @@ def test_new_engrams_take_slots_from_the_freest_groups():
     expected.keep(torch.arange(40).remainder(2).bool().expand(2, 40))
     assert store.to_engrams().induce_counts[:, :-16, :-16].equal(expected.to_engrams().induce_counts)
     assert (store.to_engrams().induce_counts[:, -16:, :] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_type_widths_known_after_keep_and_append_are_the_true_ones(seed):
+    """keep reads each engram type's width with the survivors' (one host read), append of WORKING engrams adds to it;
+    the widths the next remind uses without reading must be the largest per-row counts of the state."""
+    g = torch.Generator().manual_seed(seed)
+    store = EngramStore(random_engrams(3, 12, 2, g), spare=8)
+    assert store._type_widths is None  # unknown until a compaction
+    store.keep(torch.rand(3, 12, generator=g) < 0.6)
+    store.append(Engrams(torch.randn(3, 4, 2, generator=g), lifespan=1.0), EngramType.WORKING.value)
+    for engram_type in (EngramType.WORKING, EngramType.SHORTTERM, EngramType.LONGTERM):
+        expected = int((store.to_engrams().engrams_types == engram_type.value).sum(dim=1).max())
+        assert store._type_widths[engram_type.value] == expected, engram_type
+    assert EngramType.NULL.value not in store._type_widths  # padding comes with the compaction
+    (working,) = store.indices_of(EngramType.WORKING.value)
+    assert working.size(1) == store._type_widths[EngramType.WORKING.value]
+    store.append(Engrams(torch.randn(3, 1, 2, generator=g), lifespan=1.0))  # types unknown to the store
+    assert store._type_widths is None
