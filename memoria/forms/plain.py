@@ -46,9 +46,9 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     counts = mask.sum(dim=1)
     if width is None:
         width = int(counts.max()) if counts.numel() else 0
-    # a true entry of rank r in a row with n trues lands in column width - n + r; false entries go to a spare column
-    column = mask.cumsum(dim=1) - 1 + (width - counts).unsqueeze(1)
-    column = torch.where(mask, column, width)
+    # a true entry of rank r (counted from 1) in a row with n trues lands in column width - n + r - 1; false entries
+    # go to a spare column
+    column = torch.where(mask, mask.cumsum(dim=1).add_((width - 1 - counts).unsqueeze(1)), width)
     positions = torch.arange(length, device=mask.device).expand(batch_size, length)
     out = torch.full((batch_size, width + 1), -1, dtype=torch.long, device=mask.device)
     out.scatter_(1, column, positions)
