@@ -32,8 +32,11 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     """``plain.fire_together`` with the counts incremented in place, row by row (no [BatchSize, K, K] temporary)."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
         return plain.fire_together(counts, indices)
-    # ascending, each engram once (repeats and every negative index become -1, which the C code skips)
-    fired = plain.distinct(indices.clamp(min=-1)).contiguous()
+    # each engram once, ascending, after the -1s (repeats and every negative index), which are cut to the fewest the
+    # C code must skip: it visits width x width pairs, and most entries of a remind are -1
+    fired = plain.distinct(indices.clamp(min=-1)).sort(dim=1).values
+    width = int((fired >= 0).sum(dim=1).max()) if fired.numel() else 0
+    fired = fired[:, fired.size(1) - width :].contiguous()
     if fired.numel() == 0:
         return
     native.counts.fire_together(
