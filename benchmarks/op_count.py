@@ -1,7 +1,7 @@
 """Ops and host syncs of memoria's GPU forms, counted on a CPU.
 
 On a GPU every op is a kernel launch and every host read of a device value is a synchronisation. With
-``MEMORIA_FORCE_GPU_BRANCHES=1`` CPU tensors take the GPU forms (``memoria.utils.on_cpu``), so both can be counted
+``MEMORIA_FORCE_GPU_BRANCHES=1`` CPU tensors take the GPU forms (``memoria.ops.on_cpu``), so both can be counted
 here, per phase of a step (``add`` / ``remind`` / ``adjust``):
 
     python -m benchmarks.op_count --configs gpt2,enwik8,sort,tiny      # warm-up with the CPU forms, one counted step

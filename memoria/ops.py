@@ -24,8 +24,6 @@ from . import draw, native
 from .forms import c, cpu, gpu, plain
 from .forms.plain import LongtermGraph  # noqa: F401  (the walk's input, built by the store)
 
-FORM_NAMES = ("plain", "cpu", "gpu", "c")
-
 
 @dataclass(frozen=True)
 class Forms:
