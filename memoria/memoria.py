@@ -46,6 +46,7 @@ from .validation import (
     check_generator,
     check_lifespan,
     check_rows,
+    confirm_adjust,
 )
 
 WORKING, SHORTTERM, LONGTERM = EngramType.WORKING.value, EngramType.SHORTTERM.value, EngramType.LONGTERM.value
@@ -311,27 +312,28 @@ class Memoria:
             if isinstance(indices, torch.Tensor) and indices.numel() == 0:
                 return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
             raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
-        holder = rowwise or store
         devices = {self.device, self.ext_device, torch.device("cpu")}
         length = None if rowwise is not None else store.memory_length
-        indices, lifespan_delta = adjust_inputs(indices, lifespan_delta, holder.batch_size, devices, length)
+        indices, delta, pending = adjust_inputs(indices, lifespan_delta, (rowwise or store).batch_size, devices, length)
         if rowwise is not None:
-            rowwise.adjust_lifespan_and_memories(indices, lifespan_delta)
+            rowwise.adjust_lifespan_and_memories(indices, delta)
             self.history = rowwise.history()
             return
-        indices, lifespan_delta = indices.to(store.device), lifespan_delta.to(store.device)
-
-        add_at(store.lifespan, indices, lifespan_delta)
-        store.lifespan -= 1.0
-        if store.age is not None:
-            store.age += 1
-        types = store.engrams_types
-        types.masked_fill_(types == WORKING, SHORTTERM)
+        indices, delta = indices.to(store.device), delta.to(store.device)
+        # The new lifespans and types are computed aside, so that the checks of the inputs are read with the
+        # survivors' widths (one host read) and bad input still finds the memory unchanged.
+        lifespan = add_at(store.lifespan.clone(), indices.clamp(max=length - 1), delta).sub_(1.0)
+        types = store.engrams_types.masked_fill(store.engrams_types == WORKING, SHORTTERM)
         # the oldest short-term engrams beyond capacity become long-term (before the dead are dropped)
         stm_mask = types == SHORTTERM
         overflow = stm_mask.sum(dim=1, keepdim=True) - self.stm_capacity
         types.masked_fill_(stm_mask & (stm_mask.cumsum(dim=1) <= overflow), LONGTERM)
-        store.keep(store.lifespan > 0)
+        survival = store.survival(lifespan > 0, types, pending)
+        confirm_adjust(survival.pending, length)
+        store.lifespan, store.engrams_types = lifespan, types
+        if store.age is not None:
+            store.age += 1
+        store.keep(lifespan > 0, survival)
         if self.keep_history:
             if self.history is None:
                 self.history = [HistoryManager() for _ in range(store.batch_size)]

@@ -8,7 +8,7 @@ positions are real slots too, because the published algorithm reads and even rev
 """
 
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -185,16 +185,29 @@ class EngramStore:
             return None
         return torch.cat([mine, new], dim=1)
 
-    def keep(self, mask: torch.Tensor) -> None:
-        """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true."""
-        # in one host read: the survivors' width, whether everything survives, and the width of each engram type after
-        # (so that the next remind needs no read for them)
+    def survival(
+        self, mask: torch.Tensor, types: Optional[torch.Tensor] = None, pending: Optional[torch.Tensor] = None
+    ) -> "Survival":
+        """What ``keep(mask)`` needs to know, in one host read: the survivors' width, whether all survive, the width of
+        each engram type among them (``types``: the types they will have; default the current ones), so that the next
+        remind needs no read for its lists, and the caller's ``pending`` device values with them."""
+        types = self.engrams_types if types is None else types
         per_type = torch.zeros(self.batch_size, len(EngramType), dtype=torch.long, device=self.device)
-        per_type.scatter_add_(1, self.engrams_types.long(), mask.long())
-        head = torch.stack([mask.sum(dim=1).max(), mask.all().long()])
-        width, everything, *widths = torch.cat([head, per_type.amax(dim=0)]).tolist()
+        per_type.scatter_add_(1, types.long(), mask.long())
+        parts = [torch.stack([mask.sum(dim=1).max(), mask.all().long()]), per_type.amax(dim=0)]
+        if pending is not None:
+            parts.append(pending.to(self.device, torch.long))
+        values = torch.cat(parts).tolist()
         # (NULL is left out: compaction adds padding)
-        self._type_widths = {kind.value: widths[kind.value] for kind in EngramType if kind is not EngramType.NULL}
+        widths = {kind.value: values[2 + kind.value] for kind in EngramType if kind is not EngramType.NULL}
+        return Survival(values[0], bool(values[1]), widths, values[2 + len(EngramType) :])
+
+    def keep(self, mask: torch.Tensor, survival: Optional["Survival"] = None) -> None:
+        """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true (``survival``:
+        ``survival(mask)`` where the caller read it already)."""
+        survival = self.survival(mask) if survival is None else survival
+        width, everything = survival.width, survival.everything
+        self._type_widths = dict(survival.type_widths)
         if width == self.memory_length and everything:
             return
         survivors = ops.indices_with_mask(mask, width)
@@ -265,6 +278,16 @@ class EngramStore:
         counts[:, :old, :old] = self.counts
         self.data, self.counts = data, counts
         self._lookup_of = None  # the data rows moved
+
+
+class Survival(NamedTuple):
+    """``EngramStore.survival``'s host values: the survivors' width, whether all survive, each engram type's width
+    among them, and the caller's pending values."""
+
+    width: int
+    everything: bool
+    type_widths: Dict[int, int]
+    pending: List[int]
 
 
 # slots per 64-byte line of an int32 count row

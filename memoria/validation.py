@@ -246,12 +246,14 @@ def check_data_fits(
 
 def adjust_inputs(
     indices: Any, lifespan_delta: Any, batch_size: int, devices: set, length: Optional[int] = None
-) -> "tuple[torch.Tensor, torch.Tensor]":
+) -> "tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]":
     """``adjust_lifespan_and_memories``' inputs as int64 indices [BatchSize, R] and float32 deltas of their shape.
 
     Indices may be tensors, lists, tuples or numpy arrays; a delta may also be a number, a 0-dim tensor or a [1, R] row
-    (as in the published package). Tensors must lie on one of ``devices`` (the memory's, the input's, the CPU). With
-    ``length``, the indices must lie in -1..length-1; that check and the deltas' finiteness are read in one host read.
+    (as in the published package). Tensors must lie on one of ``devices`` (the memory's, the input's, the CPU).
+    With ``length``, what is left to check (indices within -1..length-1, finite deltas) is returned unread, as
+    ``pending`` [3] on the indices' device, so that the caller reads it with other values: ``confirm_adjust`` then
+    raises where it is bad. Without ``length`` the deltas are checked here.
     """
     raw = {"indices": indices, "lifespan_delta": lifespan_delta}
     indices = as_indices(indices, "indices")
@@ -262,17 +264,26 @@ def adjust_inputs(
         if isinstance(value, torch.Tensor) and value.device not in devices:
             named = sorted(str(device) for device in devices if device is not None)
             raise ValueError(f"{name} is on {value.device}, expected one of the memory's devices {named}")
-    if length is not None and indices.numel():
-        low, high = torch.aminmax(indices)
-        finite = torch.isfinite(lifespan_delta).all() if lifespan_delta.numel() else torch.ones((), dtype=torch.bool)
-        low, high, finite = torch.stack([low, high, finite.to(low.device, torch.long)]).tolist()
-        if not finite:
-            raise_not_finite("lifespan_delta")
-        if low < -1 or high >= length:
-            raise IndexRangeError(
-                f"indices must lie in -1..{length - 1} (the memory length is {length}), got values from {low} to {high}"
-            )
-    return indices, lifespan_delta
+    pending = None
+    if length is not None:
+        if indices.numel():
+            low, high = torch.aminmax(indices)
+        else:
+            low = high = torch.full((), -1, dtype=torch.long, device=indices.device)
+        finite = torch.isfinite(lifespan_delta).all().to(low.device, torch.long)
+        pending = torch.stack([low, high, finite])
+    return indices, lifespan_delta, pending
+
+
+def confirm_adjust(pending: "list[int]", length: int) -> None:
+    """Raise where ``adjust_inputs``' pending checks, read back as ``[low, high, finite]``, show bad input."""
+    low, high, finite = pending
+    if not finite:
+        raise_not_finite("lifespan_delta")
+    if low < -1 or high >= length:
+        raise IndexRangeError(
+            f"indices must lie in -1..{length - 1} (the memory length is {length}), got values from {low} to {high}"
+        )
 
 
 def check_generator(
