@@ -34,7 +34,7 @@ from .history_manager import HistoryManager, record_history
 from .rows import RowwiseMemoria
 from .similarity import Working
 from .store import EngramStore
-from .utils import add_at, local_indices, super_unique
+from .utils import add_at, super_unique
 from .validation import (
     MAX_SEARCH_DEPTH,
     adjust_inputs,
@@ -382,9 +382,8 @@ class Memoria:
             return torch.zeros(
                 batch_size, self.ltm_search_depth + 1 if num_initial else 0, dtype=torch.long, device=ltm_mask.device
             )
-        start = local_indices(ltm_mask, initial_ltm, width=num_ltm)
-        found = ops.walk(self._store.longterm_graph(ltm_indices), start, self.ltm_search_depth)
-        return super_unique(torch.cat([start, found], dim=1), dim=1)
+        walked = ops.walk_from(self._store.longterm_graph(ltm_indices), ltm_mask, initial_ltm, self.ltm_search_depth)
+        return ops.super_unique(walked, 1, ignore=ops.ABSENT)
 
     def _select_final_longterm(self, working: Working, found_ltm: torch.Tensor) -> torch.Tensor:
         """Top ``num_final_ltms`` of the searched positions by similarity to the working memories.

@@ -22,7 +22,7 @@ import torch
 
 from . import draw, native
 from .forms import c, cpu, gpu, plain
-from .forms.plain import LongtermGraph  # noqa: F401  (the walk's input, built by the store)
+from .forms.plain import ABSENT, LongtermGraph  # noqa: F401  (ABSENT: see walk_from; the walk's input)
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,10 @@ def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
     return run("indices_with_masks", masks[0])(masks)
 
 
-def super_unique(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Distinct values of every slice of ``t`` along ``dim``, -1 padded, in the published order (``utils.super_unique``)."""
-    return run("super_unique", t)(t, dim)
+def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
+    """Distinct values of every slice of ``t`` along ``dim``, -1 padded, in the published order (``utils.super_unique``);
+    ``ignore`` (``ABSENT``, last dim only) is left out as if those entries were not there."""
+    return run("super_unique", t)(t, dim, ignore)
 
 
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
@@ -124,6 +125,11 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     return run("walk", start)(graph, start, depth)
 
 
+def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tensor, depth: int) -> torch.Tensor:
+    """The starts among ``initial`` [BatchSize, K] and the walk from them (entries ``ABSENT`` stand for nothing)."""
+    return run("walk_from", initial)(graph, ltm_mask, initial, depth)
+
+
 def first_max_at_columns(
     length: int,
     columns: torch.Tensor,
@@ -152,6 +158,10 @@ def _cpu_strongest_longterm(store, rows, ltm_mask, ltm_indices, generator):
     )
 
 
+def _walk_from(graph, ltm_mask, initial, depth):
+    return plain.walk_from(graph, ltm_mask, initial, depth, walk, indices_with_mask)
+
+
 def _extension(name: str) -> Callable[[], bool]:
     return lambda: native.active(getattr(native, name))
 
@@ -161,7 +171,7 @@ _DRAW_CHECKS = {"cpu": draw.integer_draw_matches, "c": draw.native_draw_matches}
 FORMS: Dict[str, Forms] = {
     "indices_with_mask": Forms(plain.indices_with_mask, cpu.indices_with_mask, gpu.indices_with_mask),
     "indices_with_masks": Forms(plain.indices_with_masks, cpu.indices_with_masks, gpu.indices_with_masks),
-    "super_unique": Forms(plain.super_unique, gpu=gpu.super_unique),
+    "super_unique": Forms(plain.super_unique, cpu.super_unique, gpu.super_unique),
     "gather_slots": Forms(plain.gather_slots, cpu=cpu.gather_slots, gpu=gpu.gather_slots),
     "pair_gather": Forms(plain.pair_gather, c=c.pair_gather, usable={"c": _extension("counts")}),
     "fire_together": Forms(
@@ -171,6 +181,7 @@ FORMS: Dict[str, Forms] = {
     "zero_vectors": Forms(plain.zero_vectors, cpu=cpu.zero_vectors),
     "strongest_longterm": Forms(plain.strongest_longterm, cpu=_cpu_strongest_longterm),
     "walk": Forms(plain.walk, cpu.walk, gpu.walk, c.walk, {"c": _extension("walk")}),
+    "walk_from": Forms(plain.walk_from, cpu=_walk_from, gpu=gpu.walk_from),
     "first_max_at_columns": Forms(
         plain.first_max_at_columns, draw.first_max_by_words, c=draw.first_max_native, usable=_DRAW_CHECKS
     ),

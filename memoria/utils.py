@@ -6,7 +6,7 @@ import torch
 
 from . import ops
 from .forms.plain import MAX_OCCUPANCY  # noqa: F401
-from .forms.plain import mask_with_indices  # noqa: F401  (one implementation, used by the engram container)
+from .forms.plain import local_mask, mask_with_indices  # noqa: F401  (mask_with_indices: used by the engram container)
 from .ops import gather_slots, indices_with_mask  # noqa: F401
 from .validation import IndexRangeError, all_finite  # noqa: F401
 
@@ -46,14 +46,9 @@ def local_indices(
     Returns:
         local positions [BatchSize, K'], ascending, left-padded with -1.
     """
-    counts = partial_mask.sum(dim=1, keepdim=True)
     if width is None:
-        width = int(counts.max()) if counts.numel() else 0
-    local_position = partial_mask.cumsum(dim=1) - 1 + (width - counts)
-    chosen = mask_with_indices(global_indices, partial_mask.size(1)) & partial_mask
-    local_mask = torch.zeros(partial_mask.size(0), width + 1, dtype=torch.bool, device=partial_mask.device)
-    local_mask.scatter_(1, torch.where(chosen, local_position, width), True)
-    return indices_with_mask(local_mask[:, :width])
+        width = int(partial_mask.sum(dim=1).max()) if partial_mask.numel() else 0
+    return indices_with_mask(local_mask(partial_mask, global_indices, width))
 
 
 def add_at(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,13 @@ def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
     return [indices_with_mask(mask) for mask in masks]
 
 
+def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
+    """``plain.super_unique``, asking first whether any entry is to be ignored (the CPU walks never pad)."""
+    if ignore is not None and not bool((t == ignore).any()):
+        ignore = None
+    return plain.super_unique(t, dim, ignore)
+
+
 def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
     """``plain.zero_vectors`` writing only the valid entries (most entries of a compaction are -1)."""
     rows = slots + torch.arange(slots.size(0)).unsqueeze(1) * data.size(1)

@@ -88,6 +88,9 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
         width = int(mask.sum(dim=1).max()) if mask.numel() else 0
     length = mask.size(1)
     keys = torch.where(mask, torch.arange(length, device=mask.device), -1)
+    if width > length:  # more columns than the mask has: the extra ones are padding
+        keys = torch.cat([keys.new_full((mask.size(0), width - length), -1), keys], dim=1)
+        length = width
     return keys.sort(dim=1).values[:, length - width :]
 
 
@@ -107,14 +110,46 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     return padded.gather(1, indices.remainder(values.size(1) + 1))
 
 
-def super_unique(t: torch.Tensor, dim: int) -> torch.Tensor:
+def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
     """``plain.super_unique`` with one host read: the value range and the width (the most distinct values in a slice,
     counted on a sorted copy) come back together."""
+    if t.numel() == 0:
+        return t.new_empty(*t.shape[:dim], 0, *t.shape[dim + 1 :])
     ordered = t.sort(dim=dim).values
-    distinct = (ordered.diff(dim=dim) != 0).sum(dim=dim) + 1
-    low, high, width = torch.stack([*torch.aminmax(t), distinct.max()]).tolist()
-    occupancy = plain._occupancy(t, dim, low, high)
-    return plain._top_of_occupancy(occupancy, min(t.size(dim), width), dim, low)
+    changes = ordered.diff(dim=dim) != 0
+    if ignore is None:
+        distinct = changes.sum(dim=dim) + 1
+        low, high, width = torch.stack([*torch.aminmax(t), distinct.max()]).tolist()
+        return plain._top_of_occupancy(plain._occupancy(t, dim, low, high), min(t.size(dim), width), dim, low)
+    # ``ignore`` sorts first (it is below every index): a slice's distinct values are the changes after it
+    present = t != ignore
+    distinct = (changes & (ordered[..., 1:] != ignore)).sum(dim=dim) + (ordered[..., 0] != ignore)
+    big = torch.iinfo(t.dtype).max
+    low, high, width = torch.stack(
+        [t.masked_fill(~present, big).min(), t.masked_fill(~present, -big).max(), distinct.max()]
+    ).tolist()
+    if width == 0:
+        return t.new_empty(*t.shape[:-1], 0)
+    occupancy = plain._occupancy(t, dim, low, high, present)
+    return plain._top_of_occupancy(occupancy, width, dim, low)
+
+
+def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tensor, depth: int) -> torch.Tensor:
+    """``plain.walk_from`` without reading how many starts the widest row has: every row gets ``initial``'s width.
+
+    What the extra walkers must not change: a row whose starts the published list pads has -1 walkers, which stand on
+    the last long-term engram (quirk R3); any number of them walks as one, so more change nothing. A row that is not
+    padded there must get no -1 walker: its extra walkers copy one of its own starts, and walk as that one does (the
+    repeats vanish in ``super_unique``). Where no row has a start, nothing was walked: the result is ``ABSENT``.
+    """
+    marked = plain.local_mask(ltm_mask, initial, graph.nodes.size(1))
+    start = indices_with_mask(marked, initial.size(1))
+    count = marked.sum(dim=1, keepdim=True)
+    widest = count.max()
+    # left-padded: the last column is a start wherever a row has any
+    start = torch.where((start < 0) & (count == widest), start[:, -1:], start)
+    walked = torch.cat([start, walk(graph, start, depth)], dim=1)
+    return walked.masked_fill(widest == 0, plain.ABSENT)
 
 
 def may_hold_any(mask: torch.Tensor) -> bool:

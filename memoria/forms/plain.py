@@ -4,10 +4,13 @@ Counts are indexed ``counts[b, i, j]``; an index of -1 means "none" everywhere (
 written). Every fast form in this package is tested equal to the form here (``tests/test_forms.py``).
 """
 
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 
+#: What a walk's result holds where there is nothing (the GPU form's padding): ``super_unique(..., ignore=ABSENT)``
+#: leaves it out.
+ABSENT = -(2**62)
 #: Most entries ``super_unique``'s occupancy mask may have (int32, 8 GiB): value ranges beyond it are refused.
 MAX_OCCUPANCY = 2**31
 
@@ -63,17 +66,30 @@ def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
     return [indices_with_mask(mask, width) for mask, width in zip(masks, widths)]
 
 
-def super_unique(t: torch.Tensor, dim: int) -> torch.Tensor:
+def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
     """Distinct values of every slice of ``t`` along ``dim``, padded with -1, in the order ``torch.topk`` gives for
     the largest entries of a 0/1 occupancy mask over the value range (observable, so kept): see ``utils.super_unique``.
+
+    ``ignore``: a value that stands for "not there" (``ABSENT``; along the last dim only): left out of the value range
+    and of the widths, so the result is that of ``t`` without those entries.
     """
-    low, high = (int(v) for v in torch.stack(torch.aminmax(t)).tolist())
-    occupancy = _occupancy(t, dim, low, high)
-    return _top_of_occupancy(occupancy, min(t.size(dim), int(occupancy.sum(dim).max())), dim, low)
+    if ignore is None:
+        low, high = (int(v) for v in torch.stack(torch.aminmax(t)).tolist())
+        occupancy = _occupancy(t, dim, low, high)
+        return _top_of_occupancy(occupancy, min(t.size(dim), int(occupancy.sum(dim).max())), dim, low)
+    present = t != ignore
+    if not bool(present.any()):
+        return t.new_empty(*t.shape[:-1], 0)
+    low = int(t.masked_fill(~present, torch.iinfo(t.dtype).max).min())
+    high = int(t.masked_fill(~present, torch.iinfo(t.dtype).min).max())
+    occupancy = _occupancy(t, dim, low, high, present)
+    width = min(int(present.sum(dim).max()), int(occupancy.sum(dim).max()))
+    return _top_of_occupancy(occupancy, width, dim, low)
 
 
-def _occupancy(t: torch.Tensor, dim: int, low: int, high: int) -> torch.Tensor:
-    """[..., high - low + 1, ...] int32: 1 where the value (shifted by ``low``) occurs in the slice along ``dim``."""
+def _occupancy(t: torch.Tensor, dim: int, low: int, high: int, present: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """[..., high - low + 1, ...] int32: 1 where the value (shifted by ``low``) occurs in the slice along ``dim``
+    (among the ``present`` entries, where given: the others go to a spare column, cut off)."""
     shape = list(t.shape)
     shape[dim] = high - low + 1
     if t.numel() // t.size(dim) * shape[dim] > MAX_OCCUPANCY:
@@ -81,8 +97,13 @@ def _occupancy(t: torch.Tensor, dim: int, low: int, high: int) -> torch.Tensor:
             f"t's values span {low}..{high}: the occupancy mask of {t.numel() // t.size(dim)} slices by that range "
             f"exceeds {MAX_OCCUPANCY} entries"
         )
+    if present is None:
+        occupancy = torch.zeros(shape, dtype=torch.int32, device=t.device)
+        return occupancy.scatter_(dim, (t - low).long(), 1)
+    shape[dim] += 1
     occupancy = torch.zeros(shape, dtype=torch.int32, device=t.device)
-    return occupancy.scatter_(dim, (t - low).long(), 1)
+    occupancy.scatter_(dim, (t - low).masked_fill_(~present, high - low + 1).long(), 1)
+    return occupancy.narrow(dim, 0, high - low + 1)
 
 
 def _top_of_occupancy(occupancy: torch.Tensor, width: int, dim: int, low: int) -> torch.Tensor:
@@ -215,6 +236,35 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
         node = torch.where(dead_end, last, step)
         visited.scatter_(1, node, True)
     return torch.cat(found, dim=1) if found else start.new_zeros(batch_size, 0)
+
+
+def local_mask(partial_mask: torch.Tensor, global_indices: torch.Tensor, width: int) -> torch.Tensor:
+    """bool [BatchSize, width]: true at the local positions (in the compacted, left-padded list of ``partial_mask``
+    [BatchSize, MemoryLength], ``width`` its widest row) of the ``global_indices`` [BatchSize, K] in that list."""
+    counts = partial_mask.sum(dim=1, keepdim=True)
+    local_position = partial_mask.cumsum(dim=1) - 1 + (width - counts)
+    chosen = mask_with_indices(global_indices, partial_mask.size(1)) & partial_mask
+    marked = torch.zeros(partial_mask.size(0), width + 1, dtype=torch.bool, device=partial_mask.device)
+    marked.scatter_(1, torch.where(chosen, local_position, width), True)
+    return marked[:, :width]
+
+
+def walk_from(
+    graph: LongtermGraph,
+    ltm_mask: torch.Tensor,
+    initial: torch.Tensor,
+    depth: int,
+    walk: Callable = walk,
+    indices_with_mask: Callable = indices_with_mask,
+) -> torch.Tensor:
+    """The walk from the long-term engrams among ``initial`` [BatchSize, K] (global indices, read as a set).
+
+    Returns:
+        [BatchSize, (depth + 1) * Starts]: the starts (local positions, left-padded with -1) and, depth-major, what
+        the walk found (``walk``).
+    """
+    start = indices_with_mask(local_mask(ltm_mask, initial, graph.nodes.size(1)))
+    return torch.cat([start, walk(graph, start, depth)], dim=1)
 
 
 def first_max_at_columns(
