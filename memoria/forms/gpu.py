@@ -135,7 +135,8 @@ def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> tor
 
 
 def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tensor, depth: int) -> torch.Tensor:
-    """``plain.walk_from`` without reading how many starts the widest row has: every row gets ``initial``'s width.
+    """``plain.walk_from`` without reading how many starts the widest row has: every row gets as many walkers as the
+    most it can have.
 
     What the extra walkers must not change: a row whose starts the published list pads has -1 walkers, which stand on
     the last long-term engram (quirk R3); any number of them walks as one, so more change nothing. A row that is not
@@ -143,7 +144,8 @@ def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tenso
     repeats vanish in ``super_unique``). Where no row has a start, nothing was walked: the result is ``ABSENT``.
     """
     marked = plain.local_mask(ltm_mask, initial, graph.nodes.size(1))
-    start = indices_with_mask(marked, initial.size(1))
+    # a row has at most as many starts as entries, and as long-term engrams: both widths are known on the host
+    start = indices_with_mask(marked, min(initial.size(1), marked.size(1)))
     count = marked.sum(dim=1, keepdim=True)
     widest = count.max()
     # left-padded: the last column is a start wherever a row has any
