@@ -96,10 +96,7 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
 
 def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
     """``plain.indices_with_masks`` by sorts, the widths read at once."""
-    if not masks or masks[0].numel() == 0:
-        return [indices_with_mask(mask) for mask in masks]
-    widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
-    return [indices_with_mask(mask, width) for mask, width in zip(masks, widths)]
+    return plain.indices_with_masks(masks, indices_with_mask)
 
 
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:

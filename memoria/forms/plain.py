@@ -58,8 +58,11 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return out[:, :width].contiguous()
 
 
-def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
-    """``indices_with_mask`` of several [BatchSize, MemoryLength] masks, their widths read from the device at once."""
+def indices_with_masks(
+    masks: List[torch.Tensor], indices_with_mask: Callable = indices_with_mask
+) -> List[torch.Tensor]:
+    """``indices_with_mask`` (that form, by default this module's) of several [BatchSize, MemoryLength] masks, their
+    widths read from the device at once."""
     if not masks or masks[0].numel() == 0:
         return [indices_with_mask(mask) for mask in masks]
     widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
