@@ -369,7 +369,6 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    import memoria.utils
     from benchmarks.syncs import memoria_caller as caller
 
     monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "1")

@@ -49,7 +49,6 @@ def test_store_follows_engrams_operations(case):
 @pytest.mark.parametrize("seed", range(25))
 def test_gpu_branches_follow_engrams_operations(seed, monkeypatch):
     """The store's GPU branches (no host round trips) on CPU tensors: no GPU was lent to this project's CI."""
-    import memoria.utils
 
     monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "1")
     g = torch.Generator().manual_seed(seed)
