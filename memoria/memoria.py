@@ -258,7 +258,7 @@ class Memoria:
                 track_age=self.track_age,
                 track_engram_id=self.track_id,
             )
-            self._store = EngramStore.appended(self._store, new_engrams, WORKING)
+            self._store = EngramStore.appended(self._store, new_engrams, WORKING, no_counts=True)
         self.ext_device, self.device = data.device, device
         self.ext_dtype = data.dtype if data.is_floating_point() else torch.float32
         if self.track_id:

@@ -76,9 +76,10 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return run("indices_with_mask", mask)(mask, width)
 
 
-def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
-    """``indices_with_mask`` of several masks [BatchSize, M] at once (one host read for all their widths)."""
-    return run("indices_with_masks", masks[0])(masks)
+def indices_with_masks(masks: List[torch.Tensor], widths: Optional[List[int]] = None) -> List[torch.Tensor]:
+    """``indices_with_mask`` of several masks [BatchSize, M] at once (one host read for all their widths, where the
+    caller does not know them)."""
+    return run("indices_with_masks", masks[0])(masks, widths)
 
 
 def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
@@ -102,10 +103,17 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     run("fire_together", counts)(counts, indices)
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
+def fill_slots(
+    counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
+) -> None:
     """Set the rows and columns of ``slots`` [BatchSize, K] (-1 skipped) in ``counts`` to ``value`` (``all_valid``:
-    the caller knows no entry is -1)."""
-    run("fill_slots", counts)(counts, slots, value, all_valid)
+    the caller knows no entry is -1; ``spare``: the last row and column of ``counts`` are read by nobody)."""
+    run("fill_slots", counts)(counts, slots, value, all_valid, spare)
+
+
+def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
+    """[BatchSize, width] slots in 0..capacity-1 that ``slots`` [BatchSize, M] does not name, ascending."""
+    return run("free_slots", slots)(slots, capacity, width)
 
 
 def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
@@ -178,6 +186,7 @@ FORMS: Dict[str, Forms] = {
         plain.fire_together, gpu=gpu.fire_together, c=c.fire_together, usable={"c": _extension("counts")}
     ),
     "fill_slots": Forms(plain.fill_slots, cpu.fill_slots, gpu.fill_slots, c.fill_slots, {"c": _extension("counts")}),
+    "free_slots": Forms(plain.free_slots, cpu=cpu.free_slots),
     "zero_vectors": Forms(plain.zero_vectors, cpu=cpu.zero_vectors),
     "strongest_longterm": Forms(plain.strongest_longterm, cpu=_cpu_strongest_longterm),
     "walk": Forms(plain.walk, cpu.walk, gpu.walk, c.walk, {"c": _extension("walk")}),

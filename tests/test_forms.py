@@ -115,6 +115,7 @@ def case_walk(seed: int):
     generator = torch.Generator().manual_seed(seed)
     (ltm_indices,) = store.indices_of(EngramType.LONGTERM.value)
     start = torch.randint(-1, ltm_indices.size(1), (store.batch_size, 4), generator=generator)
+    start = torch.where(ltm_indices.gather(1, start.clamp(min=0)) < 0, -1, start)  # walkers stand on engrams
     return (store.longterm_graph(ltm_indices), start, seed % 5), []
 
 
@@ -166,6 +167,9 @@ CASES: Dict[str, Callable] = {
 }
 
 
+# operations whose forms may answer differently, each checked by a test of its own below
+CHECKED_APART = {"may_hold_any", "free_slots"}
+
 # outputs compared after this (the forms may differ in padding that it removes)
 AFTER = {"walk_from": lambda walked: plain.super_unique(walked, 1, ignore=ops.ABSENT)}
 
@@ -175,7 +179,7 @@ def fast_forms() -> List[Tuple[str, str]]:
         (name, form)
         for name, forms in ops.FORMS.items()
         for form in ("cpu", "gpu", "c")
-        if getattr(forms, form) is not None and name != "may_hold_any"
+        if getattr(forms, form) is not None and name not in CHECKED_APART
     ]
 
 
@@ -193,7 +197,7 @@ def observed(value) -> list:
 
 
 def test_every_operation_with_forms_has_a_case():
-    assert set(CASES) | {"may_hold_any"} == set(ops.FORMS)
+    assert set(CASES) | CHECKED_APART == set(ops.FORMS)
 
 
 @pytest.mark.parametrize("name, form", fast_forms(), ids=[f"{name}-{form}" for name, form in fast_forms()])
@@ -219,6 +223,22 @@ def test_the_gpu_form_of_may_hold_any_never_says_no_where_there_is_something():
     for mask in (torch.zeros(2, 3, dtype=torch.bool), torch.eye(3, dtype=torch.bool)):
         assert ops.FORMS["may_hold_any"].gpu(mask) or not ops.FORMS["may_hold_any"].plain(mask)
     assert not ops.FORMS["may_hold_any"].plain(torch.zeros(2, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("form", ["plain", "cpu"])
+@pytest.mark.parametrize("seed", range(4))
+def test_every_form_of_free_slots_gives_distinct_free_slots_in_order(form, seed):
+    """Which free slots an append takes is not observable, so the forms may differ; each must give free ones."""
+    store = random_store(seed)
+    free = store.capacity - store.memory_length
+    for width in (1, free):
+        taken = ops.FORMS["free_slots"].__getattribute__(form)(store.slots, store.capacity, width)
+        assert taken.shape == (store.batch_size, width) and taken.dtype == torch.long
+        assert torch.equal(taken, taken.sort(dim=1).values) and bool((taken[:, 1:] > taken[:, :-1]).all())
+        assert bool(((taken >= 0) & (taken < store.capacity)).all())
+        assert not bool((taken.unsqueeze(2) == store.slots.unsqueeze(1)).any())
+    # all of them: the plain form and the cpu form then agree
+    assert torch.equal(taken, plain.free_slots(store.slots, store.capacity, free))
 
 
 def test_the_switch_chooses_one_form_per_device(monkeypatch):

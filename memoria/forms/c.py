@@ -44,7 +44,9 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     )
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
+def fill_slots(
+    counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
+) -> None:
     """``plain.fill_slots`` writing each count row's chosen columns as runs, one visit per row."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
         return cpu.fill_slots(counts, slots, value, all_valid)

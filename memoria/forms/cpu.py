@@ -33,9 +33,11 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return plain.indices_with_mask(mask, width)
 
 
-def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
+def indices_with_masks(masks: List[torch.Tensor], widths: Optional[List[int]] = None) -> List[torch.Tensor]:
     """``plain.indices_with_masks`` by the form above (host reads are free here)."""
-    return [indices_with_mask(mask) for mask in masks]
+    if widths is None:
+        return [indices_with_mask(mask) for mask in masks]
+    return [indices_with_mask(mask, width) for mask, width in zip(masks, widths)]
 
 
 def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
@@ -51,12 +53,36 @@ def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
     data.view(-1, data.size(2)).index_fill_(0, rows[slots >= 0], 0)
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
+def fill_slots(
+    counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
+) -> None:
     """``plain.fill_slots`` row by row: ``index_fill_`` writes each count row's few columns in place."""
     for row, chosen in zip(counts, slots):
         chosen = chosen[chosen >= 0]
         if chosen.numel():
             row.index_fill_(0, chosen, value).index_fill_(1, chosen, value)
+
+
+# slots per 64-byte line of an int32 count row
+SLOT_GROUP = 16
+
+
+def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
+    """``plain.free_slots`` from the freest groups of ``SLOT_GROUP`` neighbours first (any free slots will do): zeroing
+    the new engrams' columns then touches few cache lines of each count row, which is what an append costs on a large
+    memory."""
+    batch_size = slots.size(0)
+    num_groups = -(-capacity // SLOT_GROUP)
+    free = torch.zeros(batch_size, num_groups * SLOT_GROUP, dtype=torch.bool)
+    free[:, :capacity].fill_(True)
+    free.scatter_(1, slots, False)
+    groups = free.view(batch_size, num_groups, SLOT_GROUP)
+    order = groups.sum(dim=2).argsort(dim=1, descending=True, stable=True)
+    # [BatchSize, NumGroups * Group] every slot, freest group first
+    candidates = (order.unsqueeze(2) * SLOT_GROUP + torch.arange(SLOT_GROUP)).flatten(1)
+    # every row has the same number of free slots (capacity - memory length), so no row is padded
+    chosen = indices_with_mask(free.gather(1, candidates), capacity - slots.size(1))[:, :width]
+    return candidates.gather(1, chosen).sort(dim=1).values
 
 
 def strongest_longterm(

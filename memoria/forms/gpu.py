@@ -28,14 +28,19 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     counts.index_put_((batch, safe), ones.unsqueeze(2) * columns.unsqueeze(1), accumulate=True)
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
+def fill_slots(
+    counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
+) -> None:
     """``plain.fill_slots`` touching only the chosen rows and columns, without picking the valid entries out.
 
-    A -1 entry of a row that fills some slot fills that slot once more; in a row that fills none, every entry
-    rewrites index 0 as it is. ``all_valid``: the caller knows there is no -1 entry (new slots), so none is looked for.
+    With a ``spare`` last row and column, a -1 entry fills that one. Otherwise a -1 entry of a row that fills some slot
+    fills that slot once more; in a row that fills none, every entry rewrites index 0 as it is. ``all_valid``: the
+    caller knows there is no -1 entry (new slots), so none is looked for.
     """
     if slots.size(1) == 0:
         return
+    if spare:
+        slots, all_valid = slots.remainder(counts.size(1)), True
     if all_valid:
         batch = torch.arange(slots.size(0), device=slots.device).unsqueeze(1)
         counts.index_put_((batch, slots), counts.new_full((), value))
@@ -53,32 +58,34 @@ def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid:
 
 
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
-    """``plain.walk`` reading each walker's row straight from the counts (no [BatchSize, NumLTM, NumLTM] copy).
+    """``plain.walk`` in three ops a depth, on a copy of the long-term counts with a sentinel node in front.
 
-    Walkers on the same node read its row twice: finding the distinct ones would make the host wait every depth.
+    Index 0 of the [BatchSize, NumLTM + 1, NumLTM + 1] copy is the sentinel: its row is the last node's and its column
+    -1; node j is index j + 1. A visited node's column is set to -1 in every row. Counts between long-term engrams are
+    never negative (``LongtermGraph``) and walkers stand on long-term engrams, so a walker sees only -1s exactly when
+    every node is visited (a dead end): the first maximum is then the sentinel, which reports -1 and walks on as the
+    last node, where the plain walk's dead ends stand (quirk R3; it is visited already). Otherwise the first maximum
+    is the plain walk's step. So there is no visited mask and no dead-end test.
     """
-    counts, ltm_slots = graph.counts, graph.nodes
-    batch_size, num_ltm = ltm_slots.shape
-    capacity = counts.size(1)
-    last = num_ltm - 1
-    # [BatchSize, NumLTM] the row of each long-term engram in the counts seen as [BatchSize * Capacity, Capacity]
-    count_rows = ltm_slots + torch.arange(batch_size, device=start.device).unsqueeze(1) * capacity
-    flat_counts = counts.view(-1, capacity)
-    columns = ltm_slots.unsqueeze(1).expand(-1, start.size(1), -1)
-    visited = graph.padding.clone()
-    node = start.masked_fill(start < 0, last)
-    visited.scatter_(1, node, True)
+    counts, nodes = graph.counts, graph.nodes
+    batch_size, num_ltm = nodes.shape
+    if depth == 0 or start.size(1) == 0:
+        return start.new_zeros(batch_size, 0)
+    with_sentinel = torch.cat([nodes[:, -1:], nodes], dim=1)
+    batch = torch.arange(batch_size, device=start.device).view(-1, 1, 1)
+    dense = counts[batch, with_sentinel.unsqueeze(2), with_sentinel.unsqueeze(1)]
+    dense.select(2, 0).fill_(-1)
+    dense[:, :, 1:].masked_fill_(graph.padding.unsqueeze(1), -1)
+    width = num_ltm + 1
+    # a start of -1 stands on the last node (R3), whose index is -1 % NumLTM + 1
+    node = start.remainder(num_ltm).add_(1)
     found = torch.empty(batch_size, depth, start.size(1), dtype=torch.long, device=start.device)
-    none = start.new_full((), -1)
     for step_index in range(depth):
-        # [BatchSize, K, NumLTM] the walkers' rows at the long-term columns
-        rows = flat_counts.index_select(0, count_rows.gather(1, node).flatten()).view(batch_size, -1, capacity)
-        step = rows.gather(2, columns).masked_fill_(visited.unsqueeze(1), -1).argmax(dim=2)
-        dead_end = visited.gather(1, step)
-        torch.where(dead_end, none, step, out=found[:, step_index])
-        node = step.masked_fill_(dead_end, last)
-        visited.scatter_(1, node, True)
-    return found.view(batch_size, -1)
+        dense.scatter_(2, node.unsqueeze(1).expand(-1, width, -1), -1)
+        rows = dense.gather(1, node.unsqueeze(2).expand(-1, -1, width))
+        node = found[:, step_index]
+        torch.argmax(rows, dim=2, out=node)
+    return found.sub_(1).view(batch_size, -1)
 
 
 def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
@@ -94,9 +101,19 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return keys.sort(dim=1).values[:, length - width :]
 
 
-def indices_with_masks(masks: List[torch.Tensor]) -> List[torch.Tensor]:
-    """``plain.indices_with_masks`` by sorts, the widths read at once."""
-    return plain.indices_with_masks(masks, indices_with_mask)
+def indices_with_masks(masks: List[torch.Tensor], widths: Optional[List[int]] = None) -> List[torch.Tensor]:
+    """``plain.indices_with_masks`` by one sort of the stacked masks, the widths (where not known) read at once."""
+    if not masks or masks[0].numel() == 0:
+        return plain.indices_with_masks(masks, widths, indices_with_mask)
+    if widths is None:
+        widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
+    stacked = torch.stack(masks)
+    length = stacked.size(2)
+    keys = torch.where(stacked, torch.arange(length, device=stacked.device), -1).sort(dim=2).values
+    return [
+        keys[k, :, length - width :] if width <= length else indices_with_mask(masks[k], width)
+        for k, width in enumerate(widths)
+    ]
 
 
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
@@ -137,18 +154,23 @@ def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tenso
 
     What the extra walkers must not change: a row whose starts the published list pads has -1 walkers, which stand on
     the last long-term engram (quirk R3); any number of them walks as one, so more change nothing. A row that is not
-    padded there must get no -1 walker: its extra walkers copy one of its own starts, and walk as that one does (the
-    repeats vanish in ``super_unique``). Where no row has a start, nothing was walked: the result is ``ABSENT``.
+    padded there must get no -1 walker. The extra columns are those that are -1 in every row (the list is left-padded,
+    so they come first); each copies its row's last column, a start wherever the row has one, and walks as that one
+    does (the repeats vanish in ``super_unique``). Where no row has a start, nothing was walked: the result is
+    ``ABSENT``.
     """
-    marked = plain.local_mask(ltm_mask, initial, graph.nodes.size(1))
+    batch_size, num_ltm = graph.positions.shape
     # a row has at most as many starts as entries, and as long-term engrams: both widths are known on the host
-    start = indices_with_mask(marked, min(initial.size(1), marked.size(1)))
-    count = marked.sum(dim=1, keepdim=True)
-    widest = count.max()
-    # left-padded: the last column is a start wherever a row has any
-    start = torch.where((start < 0) & (count == widest), start[:, -1:], start)
+    width = min(initial.size(1), num_ltm)
+    if width == 0:
+        return initial.new_empty(batch_size, 0)
+    # [BatchSize, NumLTM] the long-term engrams among the initial ones (padding -1 must not match a -1 entry)
+    marked = (graph.positions.unsqueeze(2) == initial.unsqueeze(1)).any(dim=2).masked_fill_(graph.padding, False)
+    start = indices_with_mask(marked, width)
+    extra = (start < 0).all(dim=0)
+    start = torch.where(extra, start[:, -1:], start)
     walked = torch.cat([start, walk(graph, start, depth)], dim=1)
-    return walked.masked_fill(widest == 0, plain.ABSENT)
+    return walked.masked_fill_(extra[-1], plain.ABSENT)
 
 
 def may_hold_any(mask: torch.Tensor) -> bool:

@@ -22,11 +22,16 @@ class LongtermGraph(NamedTuple):
         counts: [BatchSize, N, N] co-firing counts (the store's physical slots, or an ``Engrams``' positions).
         nodes: [BatchSize, NumLTM] where each long-term position's counts lie in ``counts`` (padding: any valid one).
         padding: bool [BatchSize, NumLTM], true where a row has fewer long-term engrams than the widest row.
+        positions: [BatchSize, NumLTM] where each long-term engram sits in the memory (global index), -1 at padding.
+
+    Counts between two long-term engrams are never negative (new engrams start at 0 against everything, co-firing
+    only adds, and only NULL padding holds -1): the GPU walk relies on it.
     """
 
     counts: torch.Tensor
     nodes: torch.Tensor
     padding: torch.Tensor
+    positions: torch.Tensor
 
 
 def mask_with_indices(indices: torch.Tensor, length: int) -> torch.Tensor:
@@ -59,13 +64,14 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
 
 
 def indices_with_masks(
-    masks: List[torch.Tensor], indices_with_mask: Callable = indices_with_mask
+    masks: List[torch.Tensor], widths: Optional[List[int]] = None, indices_with_mask: Callable = indices_with_mask
 ) -> List[torch.Tensor]:
     """``indices_with_mask`` (that form, by default this module's) of several [BatchSize, MemoryLength] masks, their
-    widths read from the device at once."""
-    if not masks or masks[0].numel() == 0:
+    ``widths`` read from the device at once where the caller does not know them."""
+    if widths is None and (not masks or masks[0].numel() == 0):
         return [indices_with_mask(mask) for mask in masks]
-    widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
+    if widths is None:
+        widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
     return [indices_with_mask(mask, width) for mask, width in zip(masks, widths)]
 
 
@@ -170,11 +176,23 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
     counts.index_put_((batch, safe.unsqueeze(2), safe.unsqueeze(1)), pair_valid, accumulate=True)
 
 
-def fill_slots(counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False) -> None:
+def fill_slots(
+    counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
+) -> None:
     """Set the rows and columns of ``slots`` [BatchSize, K] (-1 skipped) in ``counts`` [BatchSize, N, N] to ``value``
-    (``all_valid``: the caller knows no entry is -1; the forms that look for none anyway ignore it)."""
+    (``all_valid``: the caller knows no entry is -1; ``spare``: row and column N - 1 are read by nobody, so a form
+    may write there for a -1 entry; the forms that need neither hint ignore it)."""
     chosen = mask_with_indices(slots, counts.size(1))
     counts.masked_fill_(chosen.unsqueeze(2) | chosen.unsqueeze(1), value)
+
+
+def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
+    """[BatchSize, width] slots in 0..capacity-1 that no entry of ``slots`` [BatchSize, M] names, ascending (every row
+    has capacity - M >= width of them)."""
+    free = torch.ones(slots.size(0), capacity, dtype=torch.uint8, device=slots.device)
+    free.scatter_(1, slots, 0)
+    # a stable sort keeps the free slots (1s, first) in ascending order
+    return free.sort(dim=1, descending=True, stable=True).indices[:, :width]
 
 
 def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
@@ -219,7 +237,7 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
 
     Args:
         graph: the long-term co-firing graph.
-        start: [BatchSize, K] local long-term positions, -1 for none.
+        start: [BatchSize, K] local positions of long-term engrams (never padding), -1 for none.
     Returns:
         [BatchSize, depth * K] the local position each walker reached at each depth (depth-major), -1 at dead ends.
     """
