@@ -23,8 +23,10 @@ What is counted (only ops and reads whose innermost Python caller is a function 
   ``view``, ``slice``, ``expand``, ``select``, ``unsqueeze``, ``alias``, ``lift_fresh``, ...), and ``_unsafe_view``
   (a view whose schema hides the alias). They change metadata only and launch no kernel.
 - **non-view ops**: every other aten op (in-place and ``out=`` ops, whose returned alias is written, included;
-  allocations such as ``empty`` too), except ``_local_scalar_dense``, which is the host read itself.
-  Ops are counted as they reach the backend, after composite ops decompose (roughly the kernels a GPU launches).
+  ``zeros``, ``full`` and the scalars that ``torch.where(mask, x, -1)`` makes on ``x``'s device too: each fills
+  memory), except ``_local_scalar_dense``, which is the host read itself, and the bare allocations (``empty``,
+  ``empty_strided``: the caching allocator hands out memory without a kernel). Ops are counted as they reach the
+  backend, after composite ops decompose (roughly the kernels a GPU launches).
 - **host syncs**: reads whose result the host must wait for: ``_local_scalar_dense`` (``item()``, ``int(t)``,
   ``bool(t)``, ...), ``nonzero``, the ``unique`` ops, ``masked_select``, ``repeat_interleave`` without
   ``output_size``, ``bincount``, ``equal``, indexing or index-writing with a boolean mask, ``lift_fresh`` (a tensor
@@ -73,6 +75,8 @@ _ALWAYS_SYNC = {
 _MASK_INDEXED = {"index", "index_put", "index_put_", "_index_put_impl_", "_unsafe_index_put"}
 # views whose schema does not say so (no alias annotation on the return)
 _UNANNOTATED_VIEWS = {"_unsafe_view"}
+# allocations that launch nothing: neither a view nor a kernel
+_ALLOCATIONS = {"empty", "empty_strided"}
 # Python-level reads: tolist dispatches nothing on a CPU tensor; the others are patched too so that each read counts
 # once whatever it dispatches
 _PYTHON_READS = ("tolist", "item", "cpu", "numpy")
@@ -192,7 +196,7 @@ class OpCounter(TorchDispatchMode):
         name = op_name(func)
         if is_view_op(func):
             counts["views"] += 1
-        elif name != "_local_scalar_dense":
+        elif name not in _ALLOCATIONS and name != "_local_scalar_dense":
             counts["ops"] += 1
             counts["ops_by_caller"][caller] += 1
             counts["ops_by_name"][name] += 1
@@ -339,7 +343,9 @@ def caller_table(results: Dict[str, Dict[str, Dict[str, Any]]], top: int = 15) -
 
 def steady_state_count(name: str, warmup: Optional[int] = None, seed: int = 0) -> Dict[str, Dict[str, Any]]:
     """Configuration ``name`` of ``benchmarks.benchmark``: ``warmup`` steps (default: STM full + 20) with the forms
-    the tensors take (CPU), then one step counted with the GPU forms forced. Same stream and seed as the benchmark."""
+    the tensors take (CPU), one more with the GPU forms forced (what a GPU keeps between steps, such as the shared
+    index ranges, is then made), then one step counted with the GPU forms forced. Same stream and seed as the
+    benchmark."""
     import memoria
     from benchmarks.benchmark import CONFIGS, lifespan_delta, make_stream
 
@@ -347,13 +353,14 @@ def steady_state_count(name: str, warmup: Optional[int] = None, seed: int = 0) -
     warmup = config.auto_warmup() if warmup is None else warmup
     torch.manual_seed(seed)
     memory = memoria.Memoria(**config.memoria_kwargs())
-    stream = make_stream(config, warmup + 1, seed)
-    with gpu_forms_forced(False):
-        for data, logits in stream[:warmup]:
-            memory.add_working_memory(data)
-            _, indices = memory.remind()
-            memory.adjust_lifespan_and_memories(indices, lifespan_delta(logits, indices.size(1)))
-    data, logits = stream[warmup]
+    stream = make_stream(config, warmup + 2, seed)
+    for forced, steps in ((False, stream[:warmup]), (True, stream[warmup : warmup + 1])):
+        with gpu_forms_forced(forced):
+            for data, logits in steps:
+                memory.add_working_memory(data)
+                _, indices = memory.remind()
+                memory.adjust_lifespan_and_memories(indices, lifespan_delta(logits, indices.size(1)))
+    data, logits = stream[warmup + 1]
     return count_step(memory, data, lambda indices: lifespan_delta(logits, indices.size(1)))
 
 

@@ -34,7 +34,7 @@ from .history_manager import HistoryManager, record_history
 from .rows import RowwiseMemoria
 from .similarity import Working
 from .store import EngramStore
-from .utils import add_at, super_unique
+from .utils import added_at, super_unique
 from .validation import (
     MAX_SEARCH_DEPTH,
     adjust_inputs,
@@ -281,18 +281,19 @@ class Memoria:
         if store is None:
             return torch.zeros(0, 0, 0, dtype=self.ext_dtype, device=out_device), torch.zeros(0, 0, dtype=torch.long)
         wm_indices, stm_indices, ltm_indices = store.indices_of(WORKING, SHORTTERM, LONGTERM)
-        ltm_mask = store.engrams_types == LONGTERM
+        ltm_mask = store.type_masks()[LONGTERM]
         # padded working positions are zero vectors and take part in every score, as in the published package
-        working = Working.of(store.data_at(wm_indices))
+        wm_data, stm_data = store.data_at_each(wm_indices, stm_indices)
+        working = Working.of(wm_data)
 
-        reminded_stm = self._remind_shortterm(working, stm_indices)
+        reminded_stm = self._remind_shortterm(working, stm_indices, stm_data)
         initial_ltm = self._initial_longterm(reminded_stm, ltm_mask, ltm_indices)
         found_ltm = self._search_longterm(initial_ltm, ltm_mask, ltm_indices)
         reminded_ltm = self._select_final_longterm(working, found_ltm)
 
-        reminded = torch.cat([reminded_stm, reminded_ltm], dim=1)
-        store.fire_together(torch.cat([wm_indices, reminded], dim=1))
-        reminded = super_unique(reminded, dim=1)
+        fired = torch.cat([wm_indices, reminded_stm, reminded_ltm], dim=1)
+        store.fire_together(fired)
+        reminded = super_unique(fired[:, wm_indices.size(1) :], dim=1)
         memories = store.data_at(reminded)
         return memories.to(device=out_device, dtype=self.ext_dtype), reminded.to(out_device)
 
@@ -322,18 +323,19 @@ class Memoria:
         indices, delta = indices.to(store.device), delta.to(store.device)
         # The new lifespans and types are computed aside, so that the checks of the inputs are read with the
         # survivors' widths (one host read) and bad input still finds the memory unchanged.
-        lifespan = add_at(store.lifespan.clone(), indices.clamp(max=length - 1), delta).sub_(1.0)
-        types = store.engrams_types.masked_fill(store.engrams_types == WORKING, SHORTTERM)
+        lifespan = added_at(store.lifespan, indices.clamp(max=length - 1), delta).sub_(1.0)
+        types = store.engrams_types.masked_fill(store.type_masks()[WORKING], SHORTTERM)
         # the oldest short-term engrams beyond capacity become long-term (before the dead are dropped)
         stm_mask = types == SHORTTERM
-        overflow = stm_mask.sum(dim=1, keepdim=True) - self.stm_capacity
-        types.masked_fill_(stm_mask & (stm_mask.cumsum(dim=1) <= overflow), LONGTERM)
-        survival = store.survival(lifespan > 0, types, pending)
+        stm_rank = stm_mask.cumsum(dim=1)
+        types.masked_fill_(stm_mask & (stm_rank <= stm_rank[:, -1:] - self.stm_capacity), LONGTERM)
+        alive = lifespan > 0
+        survival = store.survival(alive, types, pending)
         confirm_adjust(survival.pending, length)
         store.lifespan, store.engrams_types = lifespan, types
         if store.age is not None:
             store.age += 1
-        store.keep(lifespan > 0, survival)
+        store.keep(alive, survival)
         if self.keep_history:
             if self.history is None:
                 self.history = [HistoryManager() for _ in range(store.batch_size)]
@@ -341,17 +343,17 @@ class Memoria:
 
     # ------------------------------------------------------------------ remind stages
 
-    def _remind_shortterm(self, working: Working, stm_indices: torch.Tensor) -> torch.Tensor:
-        """Top ``num_reminded_stm`` short-term engrams by similarity to the working memories.
+    def _remind_shortterm(self, working: Working, stm_indices: torch.Tensor, stm_data: torch.Tensor) -> torch.Tensor:
+        """Top ``num_reminded_stm`` short-term engrams (``stm_data`` [BatchSize, NumSTM, HiddenDim], written) by
+        similarity to the working memories.
 
         Returns:
             [BatchSize, NumSTM]: the STM global index where chosen, -1 elsewhere (positions kept).
         """
-        scores = working.scores(self._store.data_at(stm_indices).sub_(working.center))
+        scores = working.scores(stm_data.sub_(working.center))
         num_reminded = min(self.num_reminded_stm, scores.size(1))
-        chosen = torch.zeros_like(stm_indices, dtype=torch.bool)
-        chosen.scatter_(1, scores.topk(num_reminded, dim=1).indices, True)
-        return stm_indices.masked_fill(~chosen, -1)
+        chosen = scores.topk(num_reminded, dim=1).indices
+        return torch.full_like(stm_indices, -1).scatter_(1, chosen, stm_indices.gather(1, chosen))
 
     def _initial_longterm(
         self, reminded_stm: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor
@@ -363,7 +365,7 @@ class Memoria:
             walk reads them as a set, so the repeats are left in (one host read fewer).
         """
         # quirk R1: a -1 entry reads the last row, as negative indexing does in the published package
-        rows = torch.where(reminded_stm < 0, self._store.memory_length - 1, reminded_stm)
+        rows = reminded_stm.remainder(self._store.memory_length)
         return ops.strongest_longterm(self._store, rows, ltm_mask, ltm_indices, self.generator)
 
     def _search_longterm(
@@ -375,8 +377,7 @@ class Memoria:
             [BatchSize, F] *local* positions in the LTM list (quirk R4), -1 for none; zeros when there is nothing to
             search (quirk R2: their count shows only in being 0 or not, as they all name position 0).
         """
-        batch_size, num_initial = initial_ltm.shape
-        num_ltm = ltm_indices.size(1)
+        (batch_size, num_initial), num_ltm = initial_ltm.shape, ltm_indices.size(1)
         if num_initial == 0 or num_ltm == 0:
             # R2's zeros all name position 0, so one walk's worth stands for the published (depth + 1) * distinct starts
             return torch.zeros(

@@ -23,6 +23,7 @@ import torch
 from . import draw, native
 from .forms import c, cpu, gpu, plain
 from .forms.plain import ABSENT, LongtermGraph  # noqa: F401  (ABSENT: see walk_from; the walk's input)
+from .forms.ranges import arange, batch_index, constant  # noqa: F401  (shared ranges and constants, for the store)
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,10 @@ def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torc
     return run("pair_gather", counts)(counts, rows, columns)
 
 
-def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
-    """Add 1 to ``counts[b, i, j]`` for every pair of the distinct non-negative ``indices[b]`` [BatchSize, K]."""
-    run("fire_together", counts)(counts, indices)
+def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
+    """Add 1 to ``counts[b, i, j]`` for every pair of the distinct non-negative ``indices[b]`` [BatchSize, K]
+    (``spare``: the last row and column of ``counts`` are read by nobody)."""
+    run("fire_together", counts)(counts, indices, spare)
 
 
 def fill_slots(
@@ -116,9 +118,10 @@ def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
     return run("free_slots", slots)(slots, capacity, width)
 
 
-def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
-    """Zero the vectors of ``slots`` [BatchSize, K] (-1 skipped) in ``data`` [BatchSize, N + 1, HiddenDim]."""
-    run("zero_vectors", data)(data, slots)
+def zero_vectors(data: torch.Tensor, slots: torch.Tensor, offsets: Optional[torch.Tensor] = None) -> None:
+    """Zero the vectors of ``slots`` [BatchSize, K] (-1 skipped) in ``data`` [BatchSize, N + 1, HiddenDim]
+    (``offsets``: [BatchSize, 1] where each batch row starts in ``data`` seen as [BatchSize * (N + 1), HiddenDim])."""
+    run("zero_vectors", data)(data, slots, offsets)
 
 
 def strongest_longterm(
@@ -188,7 +191,7 @@ FORMS: Dict[str, Forms] = {
     "fill_slots": Forms(plain.fill_slots, cpu.fill_slots, gpu.fill_slots, c.fill_slots, {"c": _extension("counts")}),
     "free_slots": Forms(plain.free_slots, cpu=cpu.free_slots),
     "zero_vectors": Forms(plain.zero_vectors, cpu=cpu.zero_vectors),
-    "strongest_longterm": Forms(plain.strongest_longterm, cpu=_cpu_strongest_longterm),
+    "strongest_longterm": Forms(plain.strongest_longterm, cpu=_cpu_strongest_longterm, gpu=gpu.strongest_longterm),
     "walk": Forms(plain.walk, cpu.walk, gpu.walk, c.walk, {"c": _extension("walk")}),
     "walk_from": Forms(plain.walk_from, cpu=_walk_from, gpu=gpu.walk_from),
     "first_max_at_columns": Forms(

@@ -44,6 +44,7 @@ class EngramStore:
         self.age = None if engrams.age is None else engrams.age.clone()
         self.engram_ids = None if engrams.engram_ids is None else engrams.engram_ids.clone()
         self._lookup_of: Optional[torch.Tensor] = None
+        self._masks_of: Optional[torch.Tensor] = None
         self._data_offsets = self._offsets()
         # the largest count over rows of each engram type, where known without reading the device (see keep, append)
         self._type_widths: Optional[Dict[int, int]] = None
@@ -72,11 +73,18 @@ class EngramStore:
 
     def indices_of(self, *engram_types: int) -> List[torch.Tensor]:
         """Logical positions [BatchSize, K] of the engrams of each type (``EngramType`` values), left-padded."""
-        masks = [self.engrams_types == engram_type for engram_type in engram_types]
+        masks = list(self.type_masks().unbind(0)[engram_type] for engram_type in engram_types)
         known = self._type_widths
         if known is not None and all(engram_type in known for engram_type in engram_types):
             return ops.indices_with_masks(masks, [known[engram_type] for engram_type in engram_types])
         return ops.indices_with_masks(masks)
+
+    def type_masks(self) -> torch.Tensor:
+        """bool [NumTypes, BatchSize, MemoryLength]: where the engrams of each type are (``EngramType`` value order)."""
+        kinds = ops.arange(len(EngramType), self.device).view(-1, 1, 1)
+        if self._masks_of is not self.engrams_types:
+            self._masks, self._masks_of = self.engrams_types == kinds, self.engrams_types
+        return self._masks
 
     def _offsets(self) -> torch.Tensor:
         """[BatchSize, 1] where each batch row starts in ``data`` seen as [BatchSize * (Capacity + 1), HiddenDim]."""
@@ -89,8 +97,7 @@ class EngramStore:
         Built once for every new ``slots`` (which is replaced, never written in place), so that a read is one gather.
         """
         if self._lookup_of is not self.slots:
-            none = torch.full((self.batch_size, 1), -1, dtype=self.slots.dtype, device=self.device)
-            slots = torch.cat([self.slots, none], dim=1)
+            slots = torch.nn.functional.pad(self.slots, (0, 1), value=-1)
             # -1 reads the zero vector, the last slot
             self._tables = slots, slots.remainder(self.data.size(1)).add_(self._data_offsets)
             self._lookup_of = self.slots
@@ -106,6 +113,10 @@ class EngramStore:
         rows = self._lookup()[1].gather(1, indices.remainder(self.memory_length + 1))
         return self.data.view(-1, self.hidden_dim).index_select(0, rows.flatten()).view(*indices.shape, self.hidden_dim)
 
+    def data_at_each(self, *indices: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """``data_at`` of several index lists [BatchSize, K_i] in one read (views of one tensor)."""
+        return self.data_at(torch.cat(indices, dim=1)).split([part.size(1) for part in indices], dim=1)
+
     def counts_at(self, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Counts between logical ``rows`` [BatchSize, R] and ``columns`` [BatchSize, C] (all positions by default).
 
@@ -115,11 +126,18 @@ class EngramStore:
         physical_columns = self.slots if columns is None else self.physical(columns)
         return ops.pair_gather(self.counts, self.physical(rows), physical_columns)
 
+    def count_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """``counts_at(rows)`` for ``rows`` [BatchSize, K] that name engrams (no -1): [BatchSize, K, MemoryLength]."""
+        batch = ops.batch_index(self.batch_size, self.device, 3)
+        return self.counts[batch, self.slots.gather(1, rows).unsqueeze(2), self.slots.unsqueeze(1)]
+
     def longterm_graph(self, ltm_indices: torch.Tensor) -> ops.LongtermGraph:
         """The co-firing graph among the long-term engrams at logical ``ltm_indices`` [BatchSize, NumLTM] (-1 padding),
         read in place from the counts."""
-        # padding reads slot 0: the walk treats it as visited from the start, so its counts never matter
-        return ops.LongtermGraph(self.counts, self.physical(ltm_indices).clamp(min=0), ltm_indices < 0, ltm_indices)
+        # padding reads the slot of position 0: the walk treats it as visited from the start, so its counts never matter
+        return ops.LongtermGraph(
+            self.counts, self.slots.gather(1, ltm_indices.clamp(min=0)), ltm_indices < 0, ltm_indices
+        )
 
     def to_engrams(self) -> Engrams:
         """The logical view: a new ``Engrams`` holding copies."""
@@ -138,7 +156,7 @@ class EngramStore:
 
     def fire_together(self, indices: torch.Tensor) -> None:
         """``Engrams.fire_together_wire_together`` on logical ``indices`` [BatchSize, K]."""
-        ops.fire_together(self.counts, self.physical(indices))
+        ops.fire_together(self.counts, self.physical(indices), spare=True)
 
     @classmethod
     def appended(
@@ -200,7 +218,7 @@ class EngramStore:
         in a row, the width of each engram type among them (``types``: the types they will have; default the current
         ones), so that the next remind needs no read for its lists, and the caller's ``pending`` device values."""
         types = self.engrams_types if types is None else types
-        kinds = torch.arange(len(EngramType), dtype=types.dtype, device=self.device).view(-1, 1, 1)
+        kinds = ops.arange(len(EngramType), self.device).view(-1, 1, 1)
         # [NumTypes, BatchSize] survivors of each type in each row
         per_type = ((types == kinds) & mask).sum(dim=2)
         parts = [torch.stack(torch.aminmax(mask.sum(dim=1))[::-1]), per_type.amax(dim=1)]
@@ -227,7 +245,7 @@ class EngramStore:
         # padding takes at most the first `width - fewest` columns of a row
         cleared = width - survival.fewest
         if cleared:
-            self._clear_slots(torch.where(padding[:, :cleared], new_slots[:, :cleared], -1))
+            self._clear_slots(torch.where(padding[:, :cleared], new_slots[:, :cleared], ops.constant(-1, self.device)))
         self.slots = new_slots
         # the small per-engram fields are logical: they move with the survivors
         for name in ("engrams_types", "lifespan", "age", "engram_ids"):
@@ -237,7 +255,7 @@ class EngramStore:
 
     def clear_rows(self, rows: torch.Tensor) -> None:
         """Turn every position of the chosen rows (bool [BatchSize]) into fresh NULL padding; other rows untouched."""
-        self._type_widths = None
+        self._type_widths = self._masks_of = None
         self.data[rows] = 0
         self.counts[rows] = -1
         self.engrams_types[rows] = EngramType.NULL.value
@@ -257,7 +275,7 @@ class EngramStore:
 
     def _clear_slots(self, slots: torch.Tensor) -> None:
         """Make physical ``slots`` [BatchSize, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
-        ops.zero_vectors(self.data, slots)
+        ops.zero_vectors(self.data, slots, self._data_offsets)
         ops.fill_slots(self.counts, slots, -1, spare=True)
 
     def _grow(self, capacity: int) -> None:

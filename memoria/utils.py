@@ -53,7 +53,18 @@ def local_indices(
 
 def add_at(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
     """``values`` [BatchSize, M] plus ``amounts[b, k]`` at ``indices[b, k]`` (-1 skipped, repeats add up), in place."""
+    return values.add_(_gain(values, indices, amounts))
+
+
+def added_at(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
+    """``add_at`` into a new tensor (``values`` unchanged)."""
+    return values + _gain(values, indices, amounts)
+
+
+def _gain(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
+    """[BatchSize, M] the sum of ``amounts`` landing on each position (-1 indices skipped)."""
     length = values.size(1)
     gain = torch.zeros(values.size(0), length + 1, dtype=values.dtype, device=values.device)
-    gain.scatter_add_(1, torch.where(indices < 0, length, indices).long(), amounts.to(values.dtype))
-    return values.add_(gain[:, :length])
+    # any negative index goes to the spare last column: -1 % (M + 1) is M
+    gain.scatter_add_(1, indices.clamp(min=-1).remainder(length + 1).long(), amounts.to(values.dtype))
+    return gain[:, :length]

@@ -215,7 +215,9 @@ def all_finite(values: torch.Tensor) -> bool:
     NaN and infinity reach the sum, so a finite sum settles it in one reduction; only a sum that is not finite (a
     NaN or infinity, or an overflow of large finite values) needs the element-wise check.
     """
-    return bool(torch.isfinite(values.sum())) or bool(torch.isfinite(values).all())
+    total = values.sum()
+    # x - x is 0 for a finite x and NaN for NaN or an infinity
+    return bool(total - total == 0) or bool(torch.isfinite(values).all())
 
 
 def check_data_fits(
@@ -270,15 +272,16 @@ def adjust_inputs(
             low, high = torch.aminmax(indices)
         else:
             low = high = torch.full((), -1, dtype=torch.long, device=indices.device)
-        finite = torch.isfinite(lifespan_delta).all().to(low.device, torch.long)
-        pending = torch.stack([low, high, finite])
+        # how many deltas are not finite (x - x is NaN for NaN and the infinities, 0 for the rest)
+        not_finite = (lifespan_delta - lifespan_delta != 0).sum().to(low.device)
+        pending = torch.stack([low, high, not_finite])
     return indices, lifespan_delta, pending
 
 
 def confirm_adjust(pending: "list[int]", length: int) -> None:
-    """Raise where ``adjust_inputs``' pending checks, read back as ``[low, high, finite]``, show bad input."""
-    low, high, finite = pending
-    if not finite:
+    """Raise where ``adjust_inputs``' pending checks, read back as ``[low, high, count not finite]``, show bad input."""
+    low, high, not_finite = pending
+    if not_finite:
         raise_not_finite("lifespan_delta")
     if low < -1 or high >= length:
         raise IndexRangeError(

@@ -28,7 +28,7 @@ def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torc
     return out
 
 
-def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
+def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
     """``plain.fire_together`` with the counts incremented in place, row by row (no [BatchSize, K, K] temporary)."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
         return plain.fire_together(counts, indices)

@@ -47,9 +47,9 @@ def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> tor
     return plain.super_unique(t, dim, ignore)
 
 
-def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
+def zero_vectors(data: torch.Tensor, slots: torch.Tensor, offsets: Optional[torch.Tensor] = None) -> None:
     """``plain.zero_vectors`` writing only the valid entries (most entries of a compaction are -1)."""
-    rows = slots + torch.arange(slots.size(0)).unsqueeze(1) * data.size(1)
+    rows = slots + (torch.arange(slots.size(0)).unsqueeze(1) * data.size(1) if offsets is None else offsets)
     data.view(-1, data.size(2)).index_fill_(0, rows[slots >= 0], 0)
 
 

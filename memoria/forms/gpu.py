@@ -6,25 +6,36 @@ import torch
 
 from . import plain
 from .plain import LongtermGraph
+from .ranges import arange, batch_index, constant
 
 
-def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
+def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
     """``plain.fire_together`` as whole rows: each fired engram's row gains a [N] row of 1s at the fired columns.
+
+    With a ``spare`` last row and column, the -1 entries fire there and repeats need not be found: every copy of a
+    row writes the same new row (its old one plus the fired columns).
 
     A GPU adds up repeated targets of an accumulating ``index_put_`` one after another, so element pairs (the -1
     entries all land on index 0) would run serially. Here each batch row has K distinct targets, and a -1 entry, sent
     to its own position, adds a row of 0s there.
     """
-    fired = plain.distinct(indices)
     length = counts.size(2)
+    if spare:
+        # (-1 % N is the spare)
+        fired = indices.remainder(length)
+        columns = torch.zeros(fired.size(0), length, dtype=counts.dtype, device=fired.device).scatter_(1, fired, 1)
+        batch = batch_index(fired.size(0), fired.device)
+        counts[batch, fired] = counts[batch, fired] + columns.unsqueeze(1)
+        return
+    fired = plain.distinct(indices)
     valid = fired >= 0
-    position = torch.arange(fired.size(1), device=fired.device) % length
+    position = arange(fired.size(1), fired.device) % length
     safe = torch.where(valid, fired, position)
     ones = valid.to(counts.dtype)
     # [BatchSize, N] 1 at every fired column (fired entries are distinct, the 0s may land anywhere)
     columns = torch.zeros(fired.size(0), length, dtype=counts.dtype, device=fired.device)
     columns.scatter_add_(1, safe, ones)
-    batch = torch.arange(fired.size(0), device=fired.device).unsqueeze(1)
+    batch = batch_index(fired.size(0), fired.device)
     counts.index_put_((batch, safe), ones.unsqueeze(2) * columns.unsqueeze(1), accumulate=True)
 
 
@@ -42,7 +53,7 @@ def fill_slots(
     if spare:
         slots, all_valid = slots.remainder(counts.size(1)), True
     if all_valid:
-        batch = torch.arange(slots.size(0), device=slots.device).unsqueeze(1)
+        batch = batch_index(slots.size(0), slots.device)
         counts.index_put_((batch, slots), counts.new_full((), value))
         counts.scatter_(2, slots.unsqueeze(1).expand(-1, counts.size(1), -1), value)
         return
@@ -50,11 +61,28 @@ def fill_slots(
     first = slots.max(dim=1, keepdim=True).values
     target = torch.where(valid, slots, first.clamp(min=0))
     fill = (first >= 0).unsqueeze(2)
-    batch = torch.arange(slots.size(0), device=slots.device).unsqueeze(1)
+    batch = batch_index(slots.size(0), slots.device)
     counts[batch, target] = torch.where(fill, value, counts[batch, target])
     # columns along the last axis with the targets innermost, so that neighbouring threads touch neighbouring slots
     columns = target.unsqueeze(1).expand(-1, counts.size(1), -1)
     counts.scatter_(2, columns, torch.where(fill, value, counts.gather(2, columns)))
+
+
+def strongest_longterm(
+    store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
+) -> torch.Tensor:
+    """``plain.strongest_longterm`` with the counts read by one index (``store.count_rows``: the rows name engrams)."""
+    batch_size, num_entries = rows.shape
+    noise = torch.rand(
+        (batch_size, num_entries, store.memory_length), dtype=torch.float16, device=rows.device, generator=generator
+    )
+    if ltm_indices.size(1) == 0 or num_entries == 0:
+        return torch.full_like(rows, -1)
+    none = constant(-1, rows.device)
+    counts = torch.where(ltm_mask.unsqueeze(1), store.count_rows(rows), none)
+    # the draws are non-negative: times 0 where not best is the plain form's fill with 0
+    choice = (noise * (counts == counts.amax(dim=2, keepdim=True))).argmax(dim=2)
+    return torch.where(ltm_mask.gather(1, choice), choice, none)
 
 
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
@@ -72,7 +100,7 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     if depth == 0 or start.size(1) == 0:
         return start.new_zeros(batch_size, 0)
     with_sentinel = torch.cat([nodes[:, -1:], nodes], dim=1)
-    batch = torch.arange(batch_size, device=start.device).view(-1, 1, 1)
+    batch = batch_index(batch_size, start.device, 3)
     dense = counts[batch, with_sentinel.unsqueeze(2), with_sentinel.unsqueeze(1)]
     dense.select(2, 0).fill_(-1)
     dense[:, :, 1:].masked_fill_(graph.padding.unsqueeze(1), -1)
@@ -94,7 +122,7 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     if width is None:
         width = int(mask.sum(dim=1).max()) if mask.numel() else 0
     length = mask.size(1)
-    keys = torch.where(mask, torch.arange(length, device=mask.device), -1)
+    keys = torch.where(mask, arange(length, mask.device), constant(-1, mask.device))
     if width > length:  # more columns than the mask has: the extra ones are padding
         keys = torch.cat([keys.new_full((mask.size(0), width - length), -1), keys], dim=1)
         length = width
@@ -109,7 +137,7 @@ def indices_with_masks(masks: List[torch.Tensor], widths: Optional[List[int]] = 
         widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
     stacked = torch.stack(masks)
     length = stacked.size(2)
-    keys = torch.where(stacked, torch.arange(length, device=stacked.device), -1).sort(dim=2).values
+    keys = torch.where(stacked, arange(length, stacked.device), constant(-1, stacked.device)).sort(dim=2).values
     return [
         keys[k, :, length - width :] if width <= length else indices_with_mask(masks[k], width)
         for k, width in enumerate(widths)
@@ -126,26 +154,27 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
 
 def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
     """``plain.super_unique`` with one host read: the value range and the width (the most distinct values in a slice,
-    counted on a sorted copy) come back together."""
+    counted on a sorted copy) come back together.
+
+    ``ignore`` sorts below every index, so the range read as it is tells apart the cases: no entry ignored (the
+    smallest is not ``ignore``), all of them (the largest is), or some, which the fixed-width walk never makes: that
+    case reads again.
+    """
     if t.numel() == 0:
         return t.new_empty(*t.shape[:dim], 0, *t.shape[dim + 1 :])
     ordered = t.sort(dim=dim).values
-    changes = ordered.diff(dim=dim) != 0
-    if ignore is None:
-        distinct = changes.sum(dim=dim) + 1
-        low, high, width = torch.stack([*torch.aminmax(t), distinct.max()]).tolist()
-        return plain._top_of_occupancy(plain._occupancy(t, dim, low, high), min(t.size(dim), width), dim, low)
-    # ``ignore`` sorts first (it is below every index): a slice's distinct values are the changes after it
-    present = t != ignore
-    distinct = (changes & (ordered[..., 1:] != ignore)).sum(dim=dim) + (ordered[..., 0] != ignore)
-    big = torch.iinfo(t.dtype).max
-    low, high, width = torch.stack(
-        [t.masked_fill(~present, big).min(), t.masked_fill(~present, -big).max(), distinct.max()]
-    ).tolist()
-    if width == 0:
+    length = t.size(dim)
+    distinct = (ordered.narrow(dim, 1, length - 1) != ordered.narrow(dim, 0, length - 1)).sum(dim=dim)
+    low, high, width = torch.stack([*torch.aminmax(t), distinct.max()]).tolist()
+    if ignore is not None and high == ignore:
         return t.new_empty(*t.shape[:-1], 0)
-    occupancy = plain._occupancy(t, dim, low, high, present)
-    return plain._top_of_occupancy(occupancy, width, dim, low)
+    if ignore is not None and low == ignore:
+        return plain.super_unique(t, dim, ignore)
+    if t.numel() // length * (high - low + 1) > plain.MAX_OCCUPANCY:
+        return plain.super_unique(t, dim, ignore)  # which refuses the range
+    occupancy = torch.zeros(*t.shape[:dim], high - low + 1, *t.shape[dim + 1 :], dtype=torch.int32, device=t.device)
+    occupancy.scatter_(dim, (t - low).long(), 1)
+    return plain._top_of_occupancy(occupancy, min(length, width + 1), dim, low)
 
 
 def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tensor, depth: int) -> torch.Tensor:

@@ -160,12 +160,14 @@ def distinct(indices: torch.Tensor) -> torch.Tensor:
     return ordered
 
 
-def fire_together(counts: torch.Tensor, indices: torch.Tensor) -> None:
+def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
     """Add 1 to ``counts[b, i, j]`` for every pair i, j of the distinct non-negative ``indices[b]``, in place.
 
     Args:
         counts: [BatchSize, N, N].
-        indices: [BatchSize, K] in -1..N-1, repeats allowed (each engram fires once).
+        indices: [BatchSize, K] in -1..N-1 (any negative is none), repeats allowed (each engram fires once).
+        spare: row and column N - 1 are read by nobody, so a form may write there for a -1 entry (none is then -1
+            only, no other negative).
     """
     fired = distinct(indices)
     valid = fired >= 0
@@ -195,11 +197,14 @@ def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
     return free.sort(dim=1, descending=True, stable=True).indices[:, :width]
 
 
-def zero_vectors(data: torch.Tensor, slots: torch.Tensor) -> None:
+def zero_vectors(data: torch.Tensor, slots: torch.Tensor, offsets: Optional[torch.Tensor] = None) -> None:
     """Zero the vectors of ``slots`` [BatchSize, K] (-1 skipped) in ``data`` [BatchSize, N + 1, HiddenDim], whose last
-    slot is zero for ever: a -1 entry writes 0 there."""
-    batch_offset = torch.arange(slots.size(0), device=slots.device).unsqueeze(1) * data.size(1)
-    rows = torch.where(slots < 0, data.size(1) - 1, slots) + batch_offset
+    slot is zero for ever: a -1 entry writes 0 there (``offsets``: each batch row's first row in ``data`` seen as
+    [BatchSize * (N + 1), HiddenDim], where the caller has them)."""
+    if offsets is None:
+        offsets = torch.arange(slots.size(0), device=slots.device).unsqueeze(1) * data.size(1)
+    # -1 % (N + 1) is the zero slot
+    rows = slots.remainder(data.size(1)) + offsets
     data.view(-1, data.size(2)).index_fill_(0, rows.flatten(), 0)
 
 
