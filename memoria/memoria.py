@@ -250,15 +250,9 @@ class Memoria:
         if self._rowwise is not None:
             self._rowwise.add_working_memory(stored, device)
         else:
-            new_engrams = Engrams(
-                stored,
-                engrams_types=EngramType.WORKING,
-                lifespan=self.initial_lifespan,
-                engram_ids=self.next_engram_id,
-                track_age=self.track_age,
-                track_engram_id=self.track_id,
+            self._store = EngramStore.with_working(
+                self._store, stored, self.initial_lifespan, self.next_engram_id, self.track_age, self.track_id
             )
-            self._store = EngramStore.appended(self._store, new_engrams, WORKING, no_counts=True)
         self.ext_device, self.device = data.device, device
         self.ext_dtype = data.dtype if data.is_floating_point() else torch.float32
         if self.track_id:

@@ -77,9 +77,11 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return run("indices_with_mask", mask)(mask, width)
 
 
-def indices_with_masks(masks: List[torch.Tensor], widths: Optional[List[int]] = None) -> List[torch.Tensor]:
-    """``indices_with_mask`` of several masks [BatchSize, M] at once (one host read for all their widths, where the
-    caller does not know them)."""
+def indices_with_masks(
+    masks: Union[List[torch.Tensor], torch.Tensor], widths: Optional[List[int]] = None
+) -> List[torch.Tensor]:
+    """``indices_with_mask`` of several masks [BatchSize, M] (a list, or stacked [NumMasks, BatchSize, M]) at once:
+    one host read for all their widths, where the caller does not know them."""
     return run("indices_with_masks", masks[0])(masks, widths)
 
 

@@ -8,7 +8,7 @@ positions are real slots too, because the published algorithm reads and even rev
 """
 
 import warnings
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 
@@ -73,7 +73,12 @@ class EngramStore:
 
     def indices_of(self, *engram_types: int) -> List[torch.Tensor]:
         """Logical positions [BatchSize, K] of the engrams of each type (``EngramType`` values), left-padded."""
-        masks = list(self.type_masks().unbind(0)[engram_type] for engram_type in engram_types)
+        masks: Union[torch.Tensor, List[torch.Tensor]] = self.type_masks()
+        first = engram_types[0] if engram_types else 0
+        if tuple(engram_types) == tuple(range(first, first + len(engram_types))):
+            masks = masks[first : first + len(engram_types)]  # the stacked masks as they are
+        else:
+            masks = [masks[engram_type] for engram_type in engram_types]
         known = self._type_widths
         if known is not None and all(engram_type in known for engram_type in engram_types):
             return ops.indices_with_masks(masks, [known[engram_type] for engram_type in engram_types])
@@ -170,6 +175,31 @@ class EngramStore:
         store.append(new, engram_type, no_counts)
         return store
 
+    @classmethod
+    def with_working(
+        cls,
+        store: Optional["EngramStore"],
+        data: torch.Tensor,
+        lifespan: float,
+        first_id: int,
+        track_age: bool,
+        track_engram_id: bool,
+    ) -> "EngramStore":
+        """``appended`` of new WORKING engrams [BatchSize, Width, HiddenDim] (float32, on the store's device) with
+        ``lifespan``, age 0 and ids from ``first_id`` where tracked, as ``Engrams(data, ...)`` would hold them."""
+        if store is None or store.memory_length == 0:
+            new = Engrams(
+                data,
+                engrams_types=EngramType.WORKING,
+                lifespan=lifespan,
+                engram_ids=first_id,
+                track_age=track_age,
+                track_engram_id=track_engram_id,
+            )
+            return cls.appended(store, new, EngramType.WORKING.value, no_counts=True)
+        store.append(_FreshWorking.of(data, lifespan, first_id, track_age, track_engram_id), EngramType.WORKING.value)
+        return store
+
     def append(self, new: Engrams, engram_type: Optional[int] = None, no_counts: bool = False) -> None:
         """Add ``new``'s engrams after the current ones in every row, as ``Engrams.__add__`` does (``engram_type``: the
         type of every new engram, where the caller knows it; ``no_counts``: its counts are known to be all 0)."""
@@ -192,7 +222,7 @@ class EngramStore:
         # new engrams start with 0 against everything mapped (padding too) and among themselves, like a concatenation
         ops.fill_slots(self.counts, taken, 0, all_valid=True)
         # counts among the new engrams need writing only where they are not 0 (new working memories have none)
-        if not no_counts and ops.may_hold_any(new.induce_counts != 0):
+        if not no_counts and new.induce_counts is not None and ops.may_hold_any(new.induce_counts != 0):
             batch = torch.arange(self.batch_size, device=self.device).view(-1, 1, 1)
             self.counts[batch, taken.unsqueeze(2), taken.unsqueeze(1)] = new.induce_counts
         self.slots = torch.cat([self.slots, taken], dim=1)
@@ -287,6 +317,39 @@ class EngramStore:
         self.data, self.counts = data, counts
         self._data_offsets = self._offsets()
         self._lookup_of = None  # the data rows moved
+
+
+class _FreshWorking(NamedTuple):
+    """New working memories as ``append`` reads an ``Engrams``, without making one: the per-engram fields are shared
+    constants broadcast to [BatchSize, Width] (read once, by the concatenation), the counts all 0 (``None``)."""
+
+    data: torch.Tensor
+    engrams_types: torch.Tensor
+    lifespan: torch.Tensor
+    age: Optional[torch.Tensor]
+    engram_ids: Optional[torch.Tensor]
+    induce_counts: None = None
+
+    @property
+    def memory_length(self) -> int:
+        return self.data.size(1)
+
+    @classmethod
+    def of(
+        cls, data: torch.Tensor, lifespan: float, first_id: int, track_age: bool, track_engram_id: bool
+    ) -> "_FreshWorking":
+        batch_size, width, _ = data.shape
+        device = data.device
+        ids = None
+        if track_engram_id:
+            ids = torch.arange(first_id, first_id + width, dtype=torch.int32, device=device).expand(batch_size, -1)
+        return cls(
+            data,
+            ops.constant(EngramType.WORKING.value, device, torch.uint8).expand(batch_size, width),
+            ops.constant(float(lifespan), device, torch.float32).expand(batch_size, width),
+            ops.constant(0, device, torch.int32).expand(batch_size, width) if track_age else None,
+            ids,
+        )
 
 
 class Survival(NamedTuple):

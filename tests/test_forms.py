@@ -50,6 +50,10 @@ def case_indices_with_mask(seed: int):
 def case_indices_with_masks(seed: int):
     generator = torch.Generator().manual_seed(seed)
     masks = [torch.rand(3, 11, generator=generator) < share for share in (0.2, 0.5, 0.0)]
+    if seed % 3 == 1:  # stacked, as the store passes its type masks
+        return (torch.stack(masks),), []
+    if seed % 3 == 2:  # the widths known to the caller
+        return (masks, [int(mask.sum(dim=1).max()) for mask in masks]), []
     return (masks,), []
 
 

@@ -1,6 +1,6 @@
 """CPU forms: torch ops that may read values on the host (free on a CPU) to do less work."""
 
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Union
 
 import torch
 
@@ -33,7 +33,9 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return plain.indices_with_mask(mask, width)
 
 
-def indices_with_masks(masks: List[torch.Tensor], widths: Optional[List[int]] = None) -> List[torch.Tensor]:
+def indices_with_masks(
+    masks: Union[List[torch.Tensor], torch.Tensor], widths: Optional[List[int]] = None
+) -> List[torch.Tensor]:
     """``plain.indices_with_masks`` by the form above (host reads are free here)."""
     if widths is None:
         return [indices_with_mask(mask) for mask in masks]

@@ -1,6 +1,6 @@
 """GPU forms: torch ops that never make the host wait for the device (no host reads, no data-dependent shapes)."""
 
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 
@@ -54,7 +54,7 @@ def fill_slots(
         slots, all_valid = slots.remainder(counts.size(1)), True
     if all_valid:
         batch = batch_index(slots.size(0), slots.device)
-        counts.index_put_((batch, slots), counts.new_full((), value))
+        counts.index_put_((batch, slots), constant(value, counts.device, counts.dtype))
         counts.scatter_(2, slots.unsqueeze(1).expand(-1, counts.size(1), -1), value)
         return
     valid = slots >= 0
@@ -129,13 +129,15 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return keys.sort(dim=1).values[:, length - width :]
 
 
-def indices_with_masks(masks: List[torch.Tensor], widths: Optional[List[int]] = None) -> List[torch.Tensor]:
+def indices_with_masks(
+    masks: Union[List[torch.Tensor], torch.Tensor], widths: Optional[List[int]] = None
+) -> List[torch.Tensor]:
     """``plain.indices_with_masks`` by one sort of the stacked masks, the widths (where not known) read at once."""
-    if not masks or masks[0].numel() == 0:
+    if len(masks) == 0 or masks[0].numel() == 0:
         return plain.indices_with_masks(masks, widths, indices_with_mask)
     if widths is None:
         widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
-    stacked = torch.stack(masks)
+    stacked = masks if isinstance(masks, torch.Tensor) else torch.stack(masks)
     length = stacked.size(2)
     keys = torch.where(stacked, arange(length, stacked.device), constant(-1, stacked.device)).sort(dim=2).values
     return [

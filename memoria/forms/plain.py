@@ -4,7 +4,7 @@ Counts are indexed ``counts[b, i, j]``; an index of -1 means "none" everywhere (
 written). Every fast form in this package is tested equal to the form here (``tests/test_forms.py``).
 """
 
-from typing import Callable, List, NamedTuple, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 
@@ -64,11 +64,14 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
 
 
 def indices_with_masks(
-    masks: List[torch.Tensor], widths: Optional[List[int]] = None, indices_with_mask: Callable = indices_with_mask
+    masks: Union[List[torch.Tensor], torch.Tensor],
+    widths: Optional[List[int]] = None,
+    indices_with_mask: Callable = indices_with_mask,
 ) -> List[torch.Tensor]:
-    """``indices_with_mask`` (that form, by default this module's) of several [BatchSize, MemoryLength] masks, their
-    ``widths`` read from the device at once where the caller does not know them."""
-    if widths is None and (not masks or masks[0].numel() == 0):
+    """``indices_with_mask`` (that form, by default this module's) of several [BatchSize, MemoryLength] masks (a list,
+    or stacked [NumMasks, BatchSize, MemoryLength]), their ``widths`` read from the device at once where the caller
+    does not know them."""
+    if widths is None and (len(masks) == 0 or masks[0].numel() == 0):
         return [indices_with_mask(mask) for mask in masks]
     if widths is None:
         widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
