@@ -281,6 +281,7 @@ class Memoria:
         working = Working.of(wm_data)
 
         reminded_stm = self._remind_shortterm(working, stm_indices, stm_data)
+        del wm_data, stm_data  # one buffer: free it before the long-term search
         initial_ltm = self._initial_longterm(reminded_stm, ltm_mask, ltm_indices)
         found_ltm = self._search_longterm(initial_ltm, ltm_mask, ltm_indices)
         reminded_ltm = self._select_final_longterm(working, found_ltm)

@@ -5,6 +5,7 @@
   tensors.
 - ``gpu``: torch ops that never make the host wait for the device (no data-dependent shapes, no host reads).
 - ``c``: the optional C extensions (``memoria/native.py``) on CPU tensors.
+- ``ranges``: index ranges and constants the forms (and the store, through ``memoria.ops``) share, made once.
 
 ``memoria.ops`` holds the table of forms and the one switch that chooses among them; nothing else imports these
 modules directly.
