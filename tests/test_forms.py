@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from memoria import Engrams, EngramType, native, ops
-from memoria.forms import plain
+from memoria.forms import gpu, plain
 from memoria.store import EngramStore
 
 
@@ -243,6 +243,17 @@ def test_the_gpu_form_of_may_hold_any_never_says_no_where_there_is_something():
     assert not ops.FORMS["may_hold_any"].plain(torch.zeros(2, 3, dtype=torch.bool))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_the_gpu_walk_without_its_copy_of_the_counts_equals_the_plain_walk(monkeypatch, seed):
+    """Above ``WALK_COPY_ELEMENTS`` the GPU walk reads rows from the counts at every depth instead of copying them."""
+    monkeypatch.setattr(gpu, "WALK_COPY_ELEMENTS", 0)
+    arguments, _ = case_walk(seed)
+    assert torch.equal(gpu.walk(*copy.deepcopy(arguments)), plain.walk(*arguments))
+    arguments, _ = case_walk_from(seed)
+    walked = gpu.walk_from(*copy.deepcopy(arguments))
+    assert torch.equal(AFTER["walk_from"](walked), AFTER["walk_from"](plain.walk_from(*arguments)))
+
+
 @pytest.mark.parametrize("form", ["plain", "cpu"])
 @pytest.mark.parametrize("seed", range(4))
 def test_every_form_of_free_slots_gives_distinct_free_slots_in_order(form, seed):
@@ -341,3 +352,14 @@ def test_the_form_a_gpu_takes_equals_the_plain_form_on_the_cpu(name, seed):
             assert torch.equal(want, have.cpu()), name
         else:
             assert want == have, name
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("copy_limit", [gpu.WALK_COPY_ELEMENTS, 0])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_gpu_walk_on_a_gpu_equals_the_plain_walk_on_the_cpu(monkeypatch, copy_limit, seed):
+    monkeypatch.setattr(gpu, "WALK_COPY_ELEMENTS", copy_limit)
+    arguments, _ = case_walk(seed)
+    expected = plain.walk(*copy.deepcopy(arguments))
+    assert torch.equal(gpu.walk(*to_cuda(copy.deepcopy(arguments))).cpu(), expected)
