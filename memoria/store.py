@@ -269,7 +269,8 @@ class EngramStore:
             return
         # Each row in the order [the dead..., the survivors...], both ascending: the last `width` positions are the
         # survivors, left-padded with dead positions, whose slots become the padding's fresh NULL slots.
-        alive, order = mask.to(torch.uint8).sort(dim=1, stable=True)
+        # (a bool mask read as uint8 is a view, not a copy)
+        alive, order = mask.contiguous().view(torch.uint8).sort(dim=1, stable=True)
         kept, padding = order[:, self.memory_length - width :], alive[:, self.memory_length - width :] == 0
         new_slots = self.slots.gather(1, kept)
         # padding takes at most the first `width - fewest` columns of a row

@@ -25,7 +25,8 @@ class LongtermGraph(NamedTuple):
         positions: [BatchSize, NumLTM] where each long-term engram sits in the memory (global index), -1 at padding.
 
     Counts between two long-term engrams are never negative (new engrams start at 0 against everything, co-firing
-    only adds, and only NULL padding holds -1): the GPU walk relies on it.
+    only adds, and only NULL padding holds -1; states assigned or loaded are checked for it, ``memoria.checkpoint``):
+    the GPU walk relies on it.
     """
 
     counts: torch.Tensor
