@@ -115,6 +115,12 @@ def fill_slots(
     run("fill_slots", counts)(counts, slots, value, all_valid, spare)
 
 
+def padding_slots(slots: torch.Tensor, padding: torch.Tensor, capacity: int) -> torch.Tensor:
+    """A compaction's slots [BatchSize, Width] with the ``padding`` entries (holding dead engrams' slots) given slots
+    that no survivor uses (which ones is not observable)."""
+    return run("padding_slots", slots)(slots, padding, capacity)
+
+
 def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
     """[BatchSize, width] slots in 0..capacity-1 that ``slots`` [BatchSize, M] does not name, ascending."""
     return run("free_slots", slots)(slots, capacity, width)
@@ -192,6 +198,7 @@ FORMS: Dict[str, Forms] = {
     ),
     "fill_slots": Forms(plain.fill_slots, cpu.fill_slots, gpu.fill_slots, c.fill_slots, {"c": _extension("counts")}),
     "free_slots": Forms(plain.free_slots, cpu=cpu.free_slots),
+    "padding_slots": Forms(plain.padding_slots, cpu=cpu.padding_slots),
     "zero_vectors": Forms(plain.zero_vectors, cpu=cpu.zero_vectors),
     "strongest_longterm": Forms(plain.strongest_longterm, cpu=_cpu_strongest_longterm, gpu=gpu.strongest_longterm),
     "walk": Forms(plain.walk, cpu.walk, gpu.walk, c.walk, {"c": _extension("walk")}),

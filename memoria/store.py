@@ -272,7 +272,7 @@ class EngramStore:
         # (a bool mask read as uint8 is a view, not a copy)
         alive, order = mask.contiguous().view(torch.uint8).sort(dim=1, stable=True)
         kept, padding = order[:, self.memory_length - width :], alive[:, self.memory_length - width :] == 0
-        new_slots = self.slots.gather(1, kept)
+        new_slots = ops.padding_slots(self.slots.gather(1, kept), padding, self.capacity)
         # padding takes at most the first `width - fewest` columns of a row
         cleared = width - survival.fewest
         if cleared:

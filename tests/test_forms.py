@@ -181,7 +181,7 @@ CASES: Dict[str, Callable] = {
 
 
 # operations whose forms may answer differently, each checked by a test of its own below
-CHECKED_APART = {"may_hold_any", "free_slots"}
+CHECKED_APART = {"may_hold_any", "free_slots", "padding_slots"}
 
 # outputs compared after this (the forms may differ in padding that it removes)
 AFTER = {"walk_from": lambda walked: plain.super_unique(walked, 1, ignore=ops.ABSENT)}
@@ -268,6 +268,26 @@ def test_every_form_of_free_slots_gives_distinct_free_slots_in_order(form, seed)
         assert not bool((taken.unsqueeze(2) == store.slots.unsqueeze(1)).any())
     # all of them: the plain form and the cpu form then agree
     assert torch.equal(taken, plain.free_slots(store.slots, store.capacity, free))
+
+
+@pytest.mark.parametrize("form", ["plain", "cpu"])
+@pytest.mark.parametrize("seed", range(4))
+def test_every_form_of_padding_slots_keeps_the_survivors_and_gives_the_padding_unused_slots(form, seed):
+    """A compaction's padding slots are not observable either: any distinct slots that no survivor uses will do."""
+    store = random_store(seed)
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.rand(store.batch_size, store.memory_length, generator=generator) < 0.6
+    mask[0] = True  # a row without padding
+    alive, order = mask.view(torch.uint8).sort(dim=1, stable=True)
+    width = int(mask.sum(dim=1).max())
+    kept, padding = order[:, -width:], alive[:, -width:] == 0
+    dead_slots = store.slots.gather(1, kept)
+    slots = getattr(ops.FORMS["padding_slots"], form)(dead_slots.clone(), padding, store.capacity)
+    assert torch.equal(slots[~padding], dead_slots[~padding])  # the survivors keep theirs
+    for row in range(store.batch_size):
+        assert len(set(slots[row].tolist())) == width  # distinct
+        assert bool(((slots[row] >= 0) & (slots[row] < store.capacity)).all())
+    assert bool(padding.any()) and bool(padding[0].logical_not().all())
 
 
 def test_the_switch_chooses_one_form_per_device(monkeypatch):

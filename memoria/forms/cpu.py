@@ -87,6 +87,19 @@ def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
     return candidates.gather(1, chosen).sort(dim=1).values
 
 
+def padding_slots(slots: torch.Tensor, padding: torch.Tensor, capacity: int) -> torch.Tensor:
+    """``plain.padding_slots`` taking the lowest free slots: the padding's counts rows and columns are cleared next, and
+    the C fill writes neighbouring columns of a row as one run."""
+    if not bool(padding.any()):
+        return slots
+    used = torch.zeros(slots.size(0), capacity + 1, dtype=torch.bool)
+    used.scatter_(1, torch.where(padding, capacity, slots), True)
+    free = (~used[:, :capacity]).to(torch.uint8)
+    # padding comes first in a row, so the j-th padding position takes the j-th free slot
+    lowest_free = free.sort(dim=1, descending=True, stable=True).indices[:, : slots.size(1)]
+    return torch.where(padding, lowest_free, slots)
+
+
 def strongest_longterm(
     store,
     rows: torch.Tensor,

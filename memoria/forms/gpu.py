@@ -68,10 +68,6 @@ def fill_slots(
     counts.scatter_(2, columns, torch.where(fill, value, counts.gather(2, columns)))
 
 
-# Entries of the walk's copy of the long-term counts (int32) above which it reads rows from the counts instead: 1 GiB
-WALK_COPY_ELEMENTS = 1 << 28
-
-
 def strongest_longterm(
     store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
 ) -> torch.Tensor:
@@ -87,6 +83,10 @@ def strongest_longterm(
     # the draws are non-negative: times 0 where not best is the plain form's fill with 0
     choice = (noise * (counts == counts.amax(dim=2, keepdim=True))).argmax(dim=2)
     return torch.where(ltm_mask.gather(1, choice), choice, none)
+
+
+# Entries of the walk's copy of the long-term counts (int32) above which it reads rows from the counts instead: 1 GiB
+WALK_COPY_ELEMENTS = 1 << 28
 
 
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:

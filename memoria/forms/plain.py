@@ -201,6 +201,13 @@ def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
     return free.sort(dim=1, descending=True, stable=True).indices[:, :width]
 
 
+def padding_slots(slots: torch.Tensor, padding: torch.Tensor, capacity: int) -> torch.Tensor:
+    """The slots [BatchSize, Width] of a compaction, where ``padding`` (bool, the first columns of a row) holds slots of
+    dead engrams that may be given to the padding: any slots in 0..capacity-1 that no survivor uses will do, distinct.
+    Here the dead engrams' own."""
+    return slots
+
+
 def zero_vectors(data: torch.Tensor, slots: torch.Tensor, offsets: Optional[torch.Tensor] = None) -> None:
     """Zero the vectors of ``slots`` [BatchSize, K] (-1 skipped) in ``data`` [BatchSize, N + 1, HiddenDim], whose last
     slot is zero for ever: a -1 entry writes 0 there (``offsets``: each batch row's first row in ``data`` seen as
