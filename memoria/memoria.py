@@ -329,7 +329,7 @@ class Memoria:
         confirm_adjust(survival.pending, length)
         store.lifespan, store.engrams_types = lifespan, types
         if store.age is not None:
-            store.age += 1
+            store.age = store.age + 1  # (not in place: it may come from an inference-mode step)
         store.keep(alive, survival)
         if self.keep_history:
             if self.history is None:

@@ -161,6 +161,7 @@ class EngramStore:
 
     def fire_together(self, indices: torch.Tensor) -> None:
         """``Engrams.fire_together_wire_together`` on logical ``indices`` [BatchSize, K]."""
+        self._writable()
         ops.fire_together(self.counts, self.physical(indices), spare=True)
 
     @classmethod
@@ -206,6 +207,7 @@ class EngramStore:
         width = new.memory_length
         if width == 0:
             return
+        self._writable()
         widths = self._type_widths
         if widths is not None and engram_type is not None:
             # every row gains `width` engrams of that type
@@ -263,6 +265,7 @@ class EngramStore:
         """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true (``survival``:
         ``survival(mask)`` where the caller read it already)."""
         survival = self.survival(mask) if survival is None else survival
+        self._writable()
         width = survival.width
         self._type_widths = dict(survival.type_widths)
         if survival.fewest == self.memory_length:
@@ -286,6 +289,7 @@ class EngramStore:
 
     def clear_rows(self, rows: torch.Tensor) -> None:
         """Turn every position of the chosen rows (bool [BatchSize]) into fresh NULL padding; other rows untouched."""
+        self._writable()
         self._type_widths = self._masks_of = None
         self.data[rows] = 0
         self.counts[rows] = -1
@@ -297,12 +301,22 @@ class EngramStore:
 
     def to(self, device: torch.device) -> "EngramStore":
         """Move every tensor to ``device`` (in place); returns self."""
-        for name in ("data", "counts", "slots", "engrams_types", "lifespan", "age", "engram_ids"):
+        for name in _TENSOR_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
         self._data_offsets = self._offsets()
         return self
+
+    def _writable(self) -> None:
+        """Copy, once, the tensors made under ``torch.inference_mode`` (an evaluation loop's steps), which cannot be
+        written in place outside it (the training steps after)."""
+        if torch.is_inference_mode_enabled():
+            return
+        for name in _TENSOR_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value.is_inference():
+                setattr(self, name, value.clone())
 
     def _clear_slots(self, slots: torch.Tensor) -> None:
         """Make physical ``slots`` [BatchSize, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
@@ -318,6 +332,9 @@ class EngramStore:
         self.data, self.counts = data, counts
         self._data_offsets = self._offsets()
         self._lookup_of = None  # the data rows moved
+
+
+_TENSOR_FIELDS = ("data", "counts", "slots", "engrams_types", "lifespan", "age", "engram_ids")
 
 
 class _FreshWorking(NamedTuple):

@@ -542,3 +542,36 @@ def test_a_cpu_generator_is_refused_for_engrams_on_a_gpu():
     with pytest.raises(ValueError, match="generator"):
         m.add_working_memory(torch.rand(2, 3, 4, device="cuda"))
     assert m.memory_length == 0 and m.timestep == 0
+
+
+@pytest.mark.parametrize("independent_rows", [False, True])
+@pytest.mark.parametrize("gpu_forms", ["0", "1"])
+def test_steps_under_inference_mode_then_outside_it_are_the_steps_of_a_memory_that_never_was(
+    monkeypatch, independent_rows, gpu_forms
+):
+    """Tensors made under ``torch.inference_mode`` (a Lightning evaluation loop) cannot be written in place outside
+    it; the memory copies them once, so training may go on after an evaluation with the same memory."""
+    monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", gpu_forms)
+    config = dict(
+        num_reminded_stm=3, stm_capacity=8, ltm_search_depth=2, initial_lifespan=3, num_final_ltms=3, track_age=True
+    )
+
+    def run(inference_steps):
+        torch.manual_seed(0)
+        generator = torch.Generator().manual_seed(1)
+        memory, outputs = Memoria(**config, track_id=True, independent_rows=independent_rows), []
+        for inference in inference_steps:
+            with torch.inference_mode(inference):
+                memory.add_working_memory(torch.randn(2, 4, 16, generator=generator))
+                memories, indices = memory.remind()
+                memory.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+            outputs.append((memories.clone(), indices.clone()))
+        memory.reset_memory_rows([0])
+        return outputs, memory.state_dict()["engrams"]
+
+    mixed, mixed_state = run([True] * 4 + [False] * 5 + [True] * 2 + [False] * 2)
+    plain, plain_state = run([False] * 13)
+    for (memories, indices), (expected_memories, expected_indices) in zip(mixed, plain, strict=True):
+        assert torch.equal(memories, expected_memories) and torch.equal(indices, expected_indices)
+    assert mixed_state.keys() == plain_state.keys()
+    assert all(torch.equal(mixed_state[name], plain_state[name]) for name in plain_state)
