@@ -36,10 +36,10 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
 def indices_with_masks(
     masks: Union[List[torch.Tensor], torch.Tensor], widths: Optional[List[int]] = None
 ) -> List[torch.Tensor]:
-    """``plain.indices_with_masks`` by the form above (host reads are free here)."""
-    if widths is None:
-        return [indices_with_mask(mask) for mask in masks]
-    return [indices_with_mask(mask, width) for mask, width in zip(masks, widths)]
+    """``plain.indices_with_masks`` by the form above (host reads are free here: each mask reads its own width)."""
+    return [
+        indices_with_mask(mask, width) for mask, width in zip(masks, [None] * len(masks) if widths is None else widths)
+    ]
 
 
 def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:

@@ -15,9 +15,9 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = Fal
     With a ``spare`` last row and column, the -1 entries fire there and repeats need not be found: every copy of a
     row writes the same new row (its old one plus the fired columns).
 
-    A GPU adds up repeated targets of an accumulating ``index_put_`` one after another, so element pairs (the -1
-    entries all land on index 0) would run serially. Here each batch row has K distinct targets, and a -1 entry, sent
-    to its own position, adds a row of 0s there.
+    Without one: a GPU adds up repeated targets of an accumulating ``index_put_`` one after another, so element pairs
+    (the -1 entries all land on index 0) would run serially. Here each batch row has K distinct targets, and a -1
+    entry, sent to its own position, adds a row of 0s there.
     """
     length = counts.size(2)
     if spare:
@@ -173,15 +173,11 @@ def indices_with_masks(
     """``plain.indices_with_masks`` by one sort of the stacked masks, the widths (where not known) read at once."""
     if len(masks) == 0 or masks[0].numel() == 0:
         return plain.indices_with_masks(masks, widths, indices_with_mask)
-    if widths is None:
-        widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
     stacked = masks if isinstance(masks, torch.Tensor) else torch.stack(masks)
     length = stacked.size(2)
     keys = torch.where(stacked, arange(length, stacked.device), constant(-1, stacked.device)).sort(dim=2).values
-    return [
-        keys[k, :, length - width :] if width <= length else indices_with_mask(masks[k], width)
-        for k, width in enumerate(widths)
-    ]
+    # the last `width` columns of the sorted keys are the left-padded positions (a width never exceeds the length)
+    return [keys[k, :, length - width :] for k, width in enumerate(plain.widest(masks) if widths is None else widths)]
 
 
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:

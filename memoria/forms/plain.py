@@ -74,9 +74,12 @@ def indices_with_masks(
     does not know them."""
     if widths is None and (len(masks) == 0 or masks[0].numel() == 0):
         return [indices_with_mask(mask) for mask in masks]
-    if widths is None:
-        widths = torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
-    return [indices_with_mask(mask, width) for mask, width in zip(masks, widths)]
+    return [indices_with_mask(mask, width) for mask, width in zip(masks, widest(masks) if widths is None else widths)]
+
+
+def widest(masks: Union[List[torch.Tensor], torch.Tensor]) -> List[int]:
+    """The largest true count over rows of each [BatchSize, MemoryLength] mask, read from the device at once."""
+    return torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
 
 
 def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
