@@ -24,12 +24,15 @@ IGNORE_INDEX = -100
 @dataclass
 class SegmentStatistics:
     """Sums over the labelled tokens of a batch: ``loss`` (cross-entropy sum, differentiable when trained),
-    ``correct`` (argmax hits), ``num_targets``, and ``exact`` (examples whose every labelled token is right)."""
+    ``correct`` (argmax hits), ``num_targets``, and ``exact`` (examples whose every labelled token is right);
+    ``auxiliary``: the sum of the model's own ``auxiliary_loss`` (e.g. the ∞-former's KL term) over the segments
+    that hold labels, 0 for a model without one."""
 
     loss: torch.Tensor
     correct: torch.Tensor
     num_targets: torch.Tensor
     exact: torch.Tensor
+    auxiliary: torch.Tensor
 
 
 def optimizer_options(config: dict[str, Any]) -> dict[str, float]:
@@ -68,6 +71,7 @@ def run_segments(
     reset_model_memory(model)
     state: Optional[Any] = None
     loss = torch.zeros((), device=input_ids.device)
+    auxiliary = torch.zeros((), device=input_ids.device)
     correct = torch.zeros((), dtype=torch.long, device=input_ids.device)
     wrong_per_example = torch.zeros(input_ids.size(0), dtype=torch.long, device=input_ids.device)
     for start in range(0, input_ids.size(1), segment_length):
@@ -81,6 +85,8 @@ def run_segments(
         if state_argument is not None:
             state = getattr(output, state_argument)
         if labelled.any():
+            if getattr(output, "auxiliary_loss", None) is not None:
+                auxiliary = auxiliary + output.auxiliary_loss.float()
             logits = output.logits.float()  # (B, S, V)
             loss = loss + F.cross_entropy(
                 logits.reshape(-1, logits.size(-1)),
@@ -92,7 +98,7 @@ def run_segments(
             correct = correct + hits.sum()
             wrong_per_example += (labelled & ~hits).sum(dim=1)
     num_targets = (labels != IGNORE_INDEX).sum()
-    return SegmentStatistics(loss, correct, num_targets, (wrong_per_example == 0).sum())
+    return SegmentStatistics(loss, correct, num_targets, (wrong_per_example == 0).sum(), auxiliary)
 
 
 def segmented_task(config: dict[str, Any], model_config: dict[str, Any], learning_rate: float) -> "SegmentedTask":
@@ -115,8 +121,9 @@ class SegmentedTask(L.LightningModule):
         model_config: the config's ``"model"`` section (see :func:`experiment.models.build_model`).
         segment_length: tokens per segment.
         learning_rate, warmup_rate (fraction of all steps), weight_decay: AdamW with linear warm-up and decay.
-    Logged: ``{train,val,test}/loss`` (mean over labelled tokens), ``/accuracy`` (token accuracy over labelled
-    tokens) and ``/exact_match`` (fraction of examples with every labelled token right).
+    Logged: ``{train,val,test}/loss`` (mean cross-entropy over labelled tokens), ``/accuracy`` (token accuracy over
+    labelled tokens) and ``/exact_match`` (fraction of examples with every labelled token right); for a model with an
+    ``auxiliary_loss`` also ``/auxiliary_loss``, which the optimised loss adds to the cross-entropy.
     """
 
     def __init__(
@@ -141,6 +148,11 @@ class SegmentedTask(L.LightningModule):
         self.log(f"{stage}/loss", loss, batch_size=int(num_targets), **log)
         self.log(f"{stage}/accuracy", stats.correct / num_targets, batch_size=int(num_targets), **log)
         self.log(f"{stage}/exact_match", stats.exact / batch_size, batch_size=batch_size, **{**log, "prog_bar": False})
+        if stats.auxiliary.requires_grad or bool(stats.auxiliary != 0):
+            self.log(
+                f"{stage}/auxiliary_loss", stats.auxiliary.detach(), batch_size=batch_size, **{**log, "prog_bar": False}
+            )
+            return loss + stats.auxiliary
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:

@@ -41,10 +41,11 @@ from experiment.data.lm_stream import (
 )
 from experiment.models import build_model, model_spec
 from experiment.models.compressive_transformer import CompressiveMemories
+from experiment.models.infinity_former_xl import InfinityMemory
 from experiment.tasks.base import optimizer_options
 
 # Memory states that are dataclasses are stored in checkpoints as plain dicts and rebuilt with these.
-STATE_CLASSES = {"compressive_mems": CompressiveMemories}
+STATE_CLASSES = {"compressive_mems": CompressiveMemories, "infinity_memory": InfinityMemory}
 
 
 class LanguageModelingDataModule(L.LightningDataModule):
@@ -201,6 +202,10 @@ class LanguageModelingModule(L.LightningModule):
         if reconstruction is not None:
             loss = loss + self.model.config.reconstruction_loss_weight * reconstruction
             self.log("train/reconstruction_loss", reconstruction.detach(), batch_size=len(batch["input_ids"]))
+        auxiliary = getattr(output, "auxiliary_loss", None)  # already weighted by the model (the ∞-former's KL term)
+        if auxiliary is not None:
+            loss = loss + auxiliary
+            self.log("train/auxiliary_loss", auxiliary.detach(), batch_size=len(batch["input_ids"]))
         batch_size = len(batch["input_ids"])
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
         self.log("train/bpc", (nll / count.clamp(min=1)).detach() / torch.log(torch.tensor(2.0)), batch_size=batch_size)

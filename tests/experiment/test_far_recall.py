@@ -12,7 +12,7 @@ from experiment.scripts import train
 from experiment.tasks import far_recall
 from experiment.tasks.base import run_segments
 
-CONFIGS = sorted(Path("experiment/configs/far_recall").glob("*.json"))
+CONFIGS = sorted(p for p in Path("experiment/configs/far_recall").glob("*.json") if not p.name.startswith("_"))
 
 
 def test_evidence_is_in_segment_zero_only_and_the_label_is_asked_at_sep():
@@ -87,7 +87,7 @@ def test_a_model_without_memory_cannot_see_the_evidence(tiny_xl):
 
 
 def test_build_checks_the_vocabulary():
-    config = json.loads(Path("experiment/configs/far_recall/gpt2_tiny.json").read_text())
+    config = train.load_config("experiment/configs/far_recall/gpt2_tiny.json")
     config["model"]["vocab_size"] = 8
     with pytest.raises(ValueError, match="vocab_size"):
         far_recall.build(config)
@@ -95,10 +95,12 @@ def test_build_checks_the_vocabulary():
 
 def test_every_model_has_tiny_and_cpu_configs():
     assert {path.stem for path in CONFIGS} == {
-        f"{m}_{s}" for m in ("memoria", "transformer_xl", "gpt2") for s in ("tiny", "cpu")
+        f"{m}_{s}"
+        for m in ("memoria", "transformer_xl", "gpt2", "infinity_former", "infinity_former_xl")
+        for s in ("tiny", "cpu")
     }
-    memoria = json.loads(Path("experiment/configs/far_recall/memoria_cpu.json").read_text())
-    xl = json.loads(Path("experiment/configs/far_recall/transformer_xl_cpu.json").read_text())
+    memoria = train.load_config("experiment/configs/far_recall/memoria_cpu.json")
+    xl = train.load_config("experiment/configs/far_recall/transformer_xl_cpu.json")
     # the table's claim: Transformer-XL's memory is shorter than the distance to the evidence
     assert xl["model"]["mem_len"] < memoria["data"]["distance"] * memoria["segment_length"]
     assert memoria["model"].get("memory_init", "scaled") == "scaled"
@@ -144,7 +146,7 @@ def test_engram_analysis_of_a_trained_model_writes_the_history_pictures_and_summ
         "summary.json",
     }
     assert json.loads((out / "summary.json").read_text()) == summary
-    distance = json.loads(Path(config).read_text())["data"]["distance"]
+    distance = train.load_config(config)["data"]["distance"]
     assert summary["stream_steps_row0"] == 3 * (distance + 2) - 1  # every segment of the stream but the first
     # every part read at [SEP] (the working memories made there are not reminded yet)
     gains = summary["lifespan_gained_at_sep_by_part"]
