@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from experiment.models import build_model, model_spec
+from memoria import Memoria
 
 IGNORE_INDEX = -100
+ENGRAM_TYPES = ("working", "shortterm", "longterm")
 
 
 @dataclass
@@ -54,8 +56,32 @@ def reset_model_memory(model: PreTrainedModel) -> None:
         model.reset_memory()
 
 
+def memoria_of(model: torch.nn.Module) -> Optional[Memoria]:
+    """The ``memoria.Memoria`` a model (or one of its modules) holds, or None for a model without one."""
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, Memoria):
+                return value
+    return None
+
+
+def engram_counts(memory: Memoria) -> dict[str, float]:
+    """Engrams alive per type, averaged over the batch rows: ``{"working": .., "shortterm": .., "longterm": ..}``."""
+    engrams = memory.engrams
+    masks = (engrams.working_memory_mask, engrams.shortterm_memory_mask, engrams.longterm_memory_mask)
+    return {
+        name: float(mask.sum(dim=1).float().mean()) if mask.numel() else 0.0 for name, mask in zip(ENGRAM_TYPES, masks)
+    }
+
+
 def run_segments(
-    model: PreTrainedModel, input_ids: torch.Tensor, labels: torch.Tensor, segment_length: int, train: bool
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    segment_length: int,
+    train: bool,
+    reset_every_segment: bool = False,
+    engram_log: Optional[list[dict[str, float]]] = None,
 ) -> SegmentStatistics:
     """Walk a batch of whole examples segment by segment, carrying memory, and sum the statistics.
 
@@ -64,10 +90,14 @@ def run_segments(
         segment_length: tokens per segment (the last segment may be shorter).
         train: build the autograd graph for segments that hold labels. Segments without labels run under
             ``no_grad`` either way: no loss reaches them, and the carried memory is detached.
+        reset_every_segment: empty the memory before every segment (the same weights with the memory removed).
+        engram_log: when given (and the model holds a ``Memoria``), gets per segment, after it is read, the engrams
+            alive per type (:func:`engram_counts`), one entry per segment of the examples.
     """
     if input_ids.shape != labels.shape:
         raise ValueError(f"input_ids {list(input_ids.shape)} and labels {list(labels.shape)} differ in shape")
     state_argument = model_spec(model).state_argument
+    memory = memoria_of(model) if engram_log is not None else None
     reset_model_memory(model)
     state: Optional[Any] = None
     loss = torch.zeros((), device=input_ids.device)
@@ -77,13 +107,18 @@ def run_segments(
     for start in range(0, input_ids.size(1), segment_length):
         segment_labels = labels[:, start : start + segment_length]
         labelled = segment_labels != IGNORE_INDEX
-        if state_argument is None and not labelled.any():
-            continue  # a model without memory gains nothing from reading this segment
+        if (state_argument is None or reset_every_segment) and not labelled.any() and memory is None:
+            continue  # nothing of this segment would reach a labelled one
+        if reset_every_segment:
+            reset_model_memory(model)
+            state = None
         extra = {} if state_argument is None else {state_argument: state}
         with torch.set_grad_enabled(train and bool(labelled.any())):
             output = model(input_ids[:, start : start + segment_length], **extra)
         if state_argument is not None:
             state = getattr(output, state_argument)
+        if memory is not None:
+            engram_log.append(engram_counts(memory))
         if labelled.any():
             if getattr(output, "auxiliary_loss", None) is not None:
                 auxiliary = auxiliary + output.auxiliary_loss.float()
@@ -111,6 +146,7 @@ def segmented_task(config: dict[str, Any], model_config: dict[str, Any], learnin
         learning_rate=optimizer.get("learning_rate", learning_rate),
         warmup_rate=optimizer.get("warmup_rate", 0.06),
         weight_decay=optimizer.get("weight_decay", 0.0),
+        reset_every_segment=bool(config.get("eval", {}).get("reset_every_segment", False)),
     )
 
 
@@ -121,9 +157,13 @@ class SegmentedTask(L.LightningModule):
         model_config: the config's ``"model"`` section (see :func:`experiment.models.build_model`).
         segment_length: tokens per segment.
         learning_rate, warmup_rate (fraction of all steps), weight_decay: AdamW with linear warm-up and decay.
+        reset_every_segment: evaluate (val / test) with the memory emptied before every segment (the config's
+            ``"eval": {"reset_every_segment": true}``); training is unchanged.
     Logged: ``{train,val,test}/loss`` (mean cross-entropy over labelled tokens), ``/accuracy`` (token accuracy over
     labelled tokens) and ``/exact_match`` (fraction of examples with every labelled token right); for a model with an
-    ``auxiliary_loss`` also ``/auxiliary_loss``, which the optimised loss adds to the cross-entropy.
+    ``auxiliary_loss`` also ``/auxiliary_loss``, which the optimised loss adds to the cross-entropy. For a model that
+    holds a ``Memoria``, evaluation also logs the engrams alive per type after each segment,
+    ``{val,test}/engrams/{working,shortterm,longterm}/segment_{i}`` (means over examples).
     """
 
     def __init__(
@@ -133,14 +173,20 @@ class SegmentedTask(L.LightningModule):
         learning_rate: float = 2e-4,
         warmup_rate: float = 0.06,
         weight_decay: float = 0.0,
+        reset_every_segment: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_config)
         self.segment_length = segment_length
+        self.reset_every_segment = reset_every_segment
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        stats = run_segments(self.model, batch["input_ids"], batch["labels"], self.segment_length, stage == "train")
+        reset = self.reset_every_segment and stage != "train"
+        engram_log: Optional[list[dict[str, float]]] = None if stage == "train" else []
+        stats = run_segments(
+            self.model, batch["input_ids"], batch["labels"], self.segment_length, stage == "train", reset, engram_log
+        )
         num_targets = stats.num_targets.clamp(min=1)
         loss = stats.loss / num_targets
         batch_size = batch["input_ids"].size(0)
@@ -148,6 +194,14 @@ class SegmentedTask(L.LightningModule):
         self.log(f"{stage}/loss", loss, batch_size=int(num_targets), **log)
         self.log(f"{stage}/accuracy", stats.correct / num_targets, batch_size=int(num_targets), **log)
         self.log(f"{stage}/exact_match", stats.exact / batch_size, batch_size=batch_size, **{**log, "prog_bar": False})
+        for index, counts in enumerate(engram_log or []):
+            for kind, count in counts.items():
+                self.log(
+                    f"{stage}/engrams/{kind}/segment_{index}",
+                    count,
+                    batch_size=batch_size,
+                    **{**log, "prog_bar": False},
+                )
         if stats.auxiliary.requires_grad or bool(stats.auxiliary != 0):
             self.log(
                 f"{stage}/auxiliary_loss", stats.auxiliary.detach(), batch_size=batch_size, **{**log, "prog_bar": False}

@@ -84,6 +84,37 @@ def test_a_model_without_memory_cannot_see_the_evidence(tiny_xl):
     assert losses["gpt2"][0] == losses["gpt2"][1]
     assert losses["xl"][0] == losses["xl"][1]  # mem_len 8: sees the last noise segment only
     assert losses["memoria"][0] != losses["memoria"][1]
+    # the same Memoria with its memory removed (reset at every segment) no longer sees the evidence
+    model = build_model(memoria).eval()
+    with torch.no_grad():
+        removed = [
+            run_segments(model, ids, target, 8, False, reset_every_segment=True).loss for ids in (tokens, changed)
+        ]
+    assert removed[0] == removed[1]
+
+
+def test_engram_counts_per_segment_show_long_term_engrams_when_the_short_term_store_is_small():
+    config = FarRecallConfig(num_labels=4, vocab_size=21, segment_length=8, distance=4, evidence_fraction=0.5)
+    tokens, labels = generate_far_recall(config, 3, seed=0)
+    target = torch.full_like(tokens, IGNORE_INDEX)
+    target[:, -1] = labels
+    fields = dict(vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2, num_working_memories=4)
+    log, small = [], []
+    with torch.no_grad():
+        model = build_model({"model_type": "memoria_transformer", **fields, "stm_capacity": 64}).eval()
+        run_segments(model, tokens, target, 8, train=False, engram_log=log)
+        model = build_model({"model_type": "memoria_transformer", **fields, "stm_capacity": 4}).eval()
+        run_segments(model, tokens, target, 8, train=False, engram_log=small)
+    assert len(log) == len(small) == config.distance + 2  # every segment, the [SEP] one included
+    assert all(set(counts) == {"working", "shortterm", "longterm"} for counts in log)
+    # after a segment its working memories are short-term already (the model adds the next ones at the next segment)
+    assert [counts["shortterm"] for counts in log] == [0, 4, 8, 12, 16, 20]
+    assert all(counts["working"] == 0 and counts["longterm"] == 0 for counts in log)  # it all fits short-term
+    # with room for one segment's working memories only, older ones are promoted to the long-term store
+    assert max(counts["shortterm"] for counts in small) <= 4 and small[-1]["longterm"] > 0
+    no_memory = []
+    run_segments(build_model({"model_type": "gpt2", **fields}).eval(), tokens, target, 8, False, engram_log=no_memory)
+    assert no_memory == []  # a model without a Memoria logs nothing
 
 
 def test_build_checks_the_vocabulary():

@@ -186,3 +186,27 @@ def test_paper_size_configs_state_the_authors_memory_initialisation(config):
     assert model["memory_init"] == "paper"
     if "classification" in config:
         assert model["memory_placement"] == "inside"
+
+
+PAPER_TRANSFORMER_CONFIGS = [
+    "experiment/configs/sorting/memoria.json",
+    *(f"experiment/configs/language_modeling/{name}_memoria.json" for name in ("wikitext103", "enwik8", "pg19")),
+]
+
+
+@pytest.mark.parametrize("config", PAPER_TRANSFORMER_CONFIGS)
+def test_paper_size_configs_use_the_authors_abstractor_width(config):
+    # theirs: Abstractor(feedforward_dim=4 * n_embd); a null width (older configs, the CPU ones) still means n_embd
+    model = load_config(config)["model"]
+    assert model["abstractor_feedforward_dim"] == 4 * model["n_embd"]
+
+
+def test_small_configs_keep_the_measured_abstractor_width_and_the_authors_settings_hold_elsewhere():
+    for config in ("sorting/memoria_cpu.json", "far_recall/memoria_cpu.json", "language_modeling/tiny_memoria.json"):
+        assert "abstractor_feedforward_dim" not in load_config(f"experiment/configs/{config}")["model"], config
+    for config in ("sorting/memoria.json", "sorting/transformer_xl.json", "sorting/gpt2.json"):
+        assert load_config(f"experiment/configs/{config}")["model"]["n_head"] == 4  # their sorting models: 4 heads
+    enwik8 = load_config("experiment/configs/language_modeling/enwik8_memoria.json")
+    assert enwik8["memory_reset_period"] == 500 and enwik8["memory_around_eval"] == "reset"  # as the authors
+    tiny = load_config("experiment/configs/language_modeling/tiny_memoria.json")
+    assert tiny["memory_around_eval"] == "keep"  # the measured CPU runs keep the training memory across validation
