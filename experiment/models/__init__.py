@@ -4,12 +4,14 @@ Importing ``experiment.models`` registers all of them, with :data:`MODEL_REGISTR
 Auto classes, so ``AutoConfig`` / ``AutoModel...`` know every ``model_type``. The registrations live in this one
 table rather than at the end of each model's module because a model saved with its code (``save_code=True``) is
 loaded by ``transformers`` in a process that never imported ``experiment``: such a module imports only its
-siblings, relatively, and cannot reach the registry. A new model is one line in :data:`_MODELS` (and, for a
-peer from PyPI, one in :data:`_PEERS`).
+siblings, relatively, and cannot reach the registry. A new model is one line in :data:`_MODELS`; a peer from PyPI
+(an optional dependency, ``experiment/requirements-peers.txt``) one in :data:`_PEERS`: when its package is missing,
+its ``model_type`` is listed in :data:`UNAVAILABLE_MODELS` and ``build_model`` says what to install.
 
 A model with a ``reset_memory()`` method is also reset between examples by the tasks.
 """
 
+import importlib
 from typing import Any
 
 from transformers import (
@@ -80,3 +82,16 @@ _MODELS: list[tuple[Any, Any, Any, dict[str, Any]]] = [
 ]
 for _config, _model, _state, _options in _MODELS:
     register_model(_config, _model, _state, **_options)
+
+# model_type -> (module, config class, model class, pip requirement)
+_PEERS = {
+    "rmt": ("peer_rmt", "RMTConfig", "RMTForCausalLM", "recurrent-memory-transformer-pytorch"),
+    "titans_mac": ("peer_titans", "TitansMACConfig", "TitansMACForCausalLM", "titans-pytorch"),
+}
+for _model_type, (_module, _config_name, _model_name, _requirement) in _PEERS.items():
+    try:
+        _peer = importlib.import_module(f"{__name__}.{_module}")
+    except ImportError:
+        UNAVAILABLE_MODELS[_model_type] = _requirement
+        continue
+    register_model(getattr(_peer, _config_name), getattr(_peer, _model_name), None, whole_example=True)

@@ -15,12 +15,15 @@ class ModelSpec:
     """A registered model: its config and model classes; ``state_argument``, the keyword through which it carries
     memory from one segment to the next (the output attribute of the same name goes back in with the next segment;
     None for a model without memory); ``loader``, how ``"pretrained"`` is loaded when that is not the model class's
-    own ``from_pretrained`` (e.g. the Memoria Transformer also takes a GPT-2 checkpoint)."""
+    own ``from_pretrained`` (e.g. the Memoria Transformer also takes a GPT-2 checkpoint); ``whole_example``: the model
+    reads a whole example in one call and walks its segments itself (the peers from PyPI: their memory keeps its
+    gradient across segments, as they train), so the tasks give it the example rather than segment by segment."""
 
     config_class: type[PretrainedConfig]
     model_class: type[PreTrainedModel]
     state_argument: Optional[str]
     loader: Optional[Loader] = None
+    whole_example: bool = False
 
 
 MODEL_REGISTRY: dict[str, ModelSpec] = {}
@@ -35,6 +38,7 @@ def register_model(
     auto_class: Optional[Any] = AutoModelForCausalLM,
     save_code: bool = False,
     loader: Optional[Loader] = None,
+    whole_example: bool = False,
 ) -> None:
     """Add a model to :data:`MODEL_REGISTRY` and, unless ``transformers`` knows it already, to the Auto classes.
 
@@ -47,7 +51,7 @@ def register_model(
             raise ValueError(f"{model_type}: save_code needs the auto_class that is to load the saved code")
         config_class.register_for_auto_class()
         model_class.register_for_auto_class(auto_class.__name__)
-    MODEL_REGISTRY[model_type] = ModelSpec(config_class, model_class, state_argument, loader)
+    MODEL_REGISTRY[model_type] = ModelSpec(config_class, model_class, state_argument, loader, whole_example)
     UNAVAILABLE_MODELS.pop(model_type, None)
     try:
         AutoConfig.register(model_type, config_class)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from experiment.models import build_model, model_spec
+from experiment.models import MODEL_REGISTRY, build_model, model_spec
 from memoria import Memoria
 
 IGNORE_INDEX = -100
@@ -56,6 +56,34 @@ def reset_model_memory(model: PreTrainedModel) -> None:
         model.reset_memory()
 
 
+class _Totals:
+    """Running sums of :class:`SegmentStatistics` over the labelled segments of a batch."""
+
+    def __init__(self, input_ids: torch.Tensor) -> None:
+        device = input_ids.device
+        self.loss = torch.zeros((), device=device)
+        self.auxiliary = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.wrong_per_example = torch.zeros(input_ids.size(0), dtype=torch.long, device=device)
+
+    def add(self, output: Any, labels: torch.Tensor) -> None:
+        """A model output over ``labels`` [Batch, S] (its logits [Batch, S, Vocab])."""
+        labelled = labels != IGNORE_INDEX
+        if getattr(output, "auxiliary_loss", None) is not None:
+            self.auxiliary = self.auxiliary + output.auxiliary_loss.float()
+        logits = output.logits.float()  # (B, S, V)
+        flat = logits.reshape(-1, logits.size(-1))
+        self.loss = self.loss + F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        hits = (logits.argmax(-1) == labels) & labelled
+        self.correct = self.correct + hits.sum()
+        self.wrong_per_example += (labelled & ~hits).sum(dim=1)
+
+    def statistics(self, labels: torch.Tensor) -> SegmentStatistics:
+        num_targets = (labels != IGNORE_INDEX).sum()
+        exact = (self.wrong_per_example == 0).sum()
+        return SegmentStatistics(self.loss, self.correct, num_targets, exact, self.auxiliary)
+
+
 def memoria_of(model: torch.nn.Module) -> Optional[Memoria]:
     """The ``memoria.Memoria`` a model (or one of its modules) holds, or None for a model without one."""
     for module in model.modules():
@@ -93,17 +121,26 @@ def run_segments(
         reset_every_segment: empty the memory before every segment (the same weights with the memory removed).
         engram_log: when given (and the model holds a ``Memoria``), gets per segment, after it is read, the engrams
             alive per type (:func:`engram_counts`), one entry per segment of the examples.
+
+    A model registered with ``whole_example`` (the peers from PyPI) gets the whole example in one call and walks
+    its segments itself, with its memory's gradient across them when ``train``.
     """
     if input_ids.shape != labels.shape:
         raise ValueError(f"input_ids {list(input_ids.shape)} and labels {list(labels.shape)} differ in shape")
-    state_argument = model_spec(model).state_argument
+    spec = model_spec(model)
+    if spec.whole_example:
+        if reset_every_segment:
+            raise ValueError(f"{model.config.model_type} reads whole examples: its memory cannot be reset per segment")
+        with torch.set_grad_enabled(train):
+            output = model(input_ids)  # it walks the segments itself (its config's segment_length)
+        totals = _Totals(input_ids)
+        totals.add(output, labels)
+        return totals.statistics(labels)
+    state_argument = spec.state_argument
     memory = memoria_of(model) if engram_log is not None else None
     reset_model_memory(model)
     state: Optional[Any] = None
-    loss = torch.zeros((), device=input_ids.device)
-    auxiliary = torch.zeros((), device=input_ids.device)
-    correct = torch.zeros((), dtype=torch.long, device=input_ids.device)
-    wrong_per_example = torch.zeros(input_ids.size(0), dtype=torch.long, device=input_ids.device)
+    totals = _Totals(input_ids)
     for start in range(0, input_ids.size(1), segment_length):
         segment_labels = labels[:, start : start + segment_length]
         labelled = segment_labels != IGNORE_INDEX
@@ -120,26 +157,21 @@ def run_segments(
         if memory is not None:
             engram_log.append(engram_counts(memory))
         if labelled.any():
-            if getattr(output, "auxiliary_loss", None) is not None:
-                auxiliary = auxiliary + output.auxiliary_loss.float()
-            logits = output.logits.float()  # (B, S, V)
-            loss = loss + F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)),
-                segment_labels.reshape(-1),
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-            hits = (logits.argmax(-1) == segment_labels) & labelled
-            correct = correct + hits.sum()
-            wrong_per_example += (labelled & ~hits).sum(dim=1)
-    num_targets = (labels != IGNORE_INDEX).sum()
-    return SegmentStatistics(loss, correct, num_targets, (wrong_per_example == 0).sum(), auxiliary)
+            totals.add(output, segment_labels)
+    return totals.statistics(labels)
 
 
 def segmented_task(config: dict[str, Any], model_config: dict[str, Any], learning_rate: float) -> "SegmentedTask":
     """The :class:`SegmentedTask` a config describes: its ``segment_length`` and optimizer section (``learning_rate``
     is the default when the section names none)."""
     optimizer = optimizer_options(config)
+    spec = MODEL_REGISTRY.get(model_config.get("model_type"))
+    if spec is not None and spec.whole_example:  # it walks the segments itself: the task's segments
+        if model_config.setdefault("segment_length", config["segment_length"]) != config["segment_length"]:
+            raise ValueError(
+                f"model.segment_length ({model_config['segment_length']}) differs from segment_length "
+                f"({config['segment_length']})"
+            )
     return SegmentedTask(
         model_config,
         segment_length=config["segment_length"],
