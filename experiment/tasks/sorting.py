@@ -8,6 +8,8 @@ Config sections used (see ``experiment/configs/sorting/*.json``)::
     "optimizer": {"learning_rate": 2e-4, "warmup_rate": 0.06, "weight_decay": 0.0}
 
 With ``"generate": true`` missing split files are generated (once, on the first process) before training.
+``dir`` may name the sequence length as ``{sequence_length}`` (``"data/sorting/L{sequence_length}"``), so that a
+length trend changes one entry: ``--override data.sequence_length=4096``.
 """
 
 from pathlib import Path
@@ -26,7 +28,7 @@ class SortingDataModule(L.LightningDataModule):
     def __init__(self, data_config: dict[str, Any], batch_size: int, eval_batch_size: int) -> None:
         super().__init__()
         self.config = data_config
-        self.directory = Path(data_config["dir"])
+        self.directory = Path(data_config["dir"].format(sequence_length=data_config["sequence_length"]))
         self.tie_rule = data_config.get("tie_rule", DEFAULT_TIE_RULE)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size

@@ -124,17 +124,48 @@ def test_build_checks_the_vocabulary():
         far_recall.build(config)
 
 
-def test_every_model_has_tiny_and_cpu_configs():
+def test_every_model_has_tiny_and_cpu_configs_and_the_long_term_setting():
+    models = ("memoria", "transformer_xl", "gpt2", "infinity_former", "infinity_former_xl", "rmt", "titans_mac")
+    long_term = {f"{m}_longterm_cpu" for m in models if m != "gpt2"}
+    ablations = {"memoria_longterm_no_ltm_cpu", "memoria_longterm_no_walk_cpu"}
     assert {path.stem for path in CONFIGS} == {
-        f"{m}_{s}"
-        for m in ("memoria", "transformer_xl", "gpt2", "infinity_former", "infinity_former_xl", "rmt", "titans_mac")
-        for s in ("tiny", "cpu")
-    }
+        f"{m}_{s}" for m in models for s in ("tiny", "cpu")
+    } | long_term | ablations
     memoria = train.load_config("experiment/configs/far_recall/memoria_cpu.json")
     xl = train.load_config("experiment/configs/far_recall/transformer_xl_cpu.json")
     # the table's claim: Transformer-XL's memory is shorter than the distance to the evidence
     assert xl["model"]["mem_len"] < memoria["data"]["distance"] * memoria["segment_length"]
     assert memoria["model"].get("memory_init", "scaled") == "scaled"
+
+
+def test_the_long_term_setting_keeps_the_evidence_out_of_the_short_term_store_at_equal_budget():
+    memoria = train.load_config("experiment/configs/far_recall/memoria_longterm_cpu.json")["model"]
+    for distance in (3, 6, 12, 24):  # the working memories written between the evidence and the question
+        assert memoria["stm_capacity"] < memoria["num_working_memories"] * distance
+    xl = train.load_config("experiment/configs/far_recall/transformer_xl_longterm_cpu.json")
+    read = memoria["num_working_memories"] + memoria["num_reminded_stm"] + memoria["num_final_ltms"]
+    assert xl["model"]["mem_len"] == read == 32  # the same memory budget in vectors
+    for name, change in (("no_ltm", {"num_final_ltms": 0}), ("no_walk", {"ltm_search_depth": 0})):
+        ablation = train.load_config(f"experiment/configs/far_recall/memoria_longterm_{name}_cpu.json")["model"]
+        assert ablation == {**memoria, **change}  # one change each
+    for path in Path("experiment/configs/far_recall").glob("*_longterm*_cpu.json"):
+        assert train.load_config(path)["data"]["distance"] == 12, path  # the headline distance; others by override
+
+
+def test_a_short_long_term_run_shows_long_term_engrams_at_the_question(tmp_path):
+    shrink = [
+        "model.n_embd=16",
+        "model.n_head=2",
+        "data.distance=3",
+        'data.num_examples={"train": 8, "dev": 4, "test": 4}',
+    ]
+    shrink += ["batch_size=4", "eval_batch_size=4", "trainer.max_steps=2", "trainer.val_check_interval=2"]
+    overrides = [f"output_dir={tmp_path}", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+    config = "experiment/configs/far_recall/memoria_longterm_cpu.json"
+    metrics = train.main(["--config", config, "--override", *shrink, *overrides])
+    # segments 0..4: the evidence's working memories (added at segment 1) left the 8-engram short-term store
+    assert metrics["test/engrams/shortterm/segment_4"] <= 8
+    assert metrics["test/engrams/longterm/segment_4"] > 0 and metrics["test/engrams/longterm/segment_1"] == 0
 
 
 @pytest.mark.parametrize("config", [p for p in CONFIGS if p.stem.endswith("_tiny")], ids=lambda p: p.stem)
@@ -193,3 +224,21 @@ def test_engram_analysis_of_a_trained_model_writes_the_history_pictures_and_summ
     from memoria import HistoryManager
 
     assert len(HistoryManager.load(str(out / "history.gz"))) == summary["stream_steps_row0"]
+
+
+def test_the_cost_script_times_steps_and_projects_the_run(capsys):
+    from experiment.scripts import cost
+
+    config = train.load_config("experiment/configs/far_recall/memoria_cpu.json")
+    # 9,600 examples at batch 32: 300 steps; a validation every 100 steps on 200 / 100 = 2 batches; 10 test batches
+    assert cost.run_shape(config, 300, 2, 10) == {"train_steps": 300, "eval_batches": 3 * 2 + 10}
+    sorting = train.load_config("experiment/configs/sorting/memoria_cpu.json")
+    assert cost.run_shape(sorting, 125, 7, 25) == {"train_steps": 250, "eval_batches": 2 * 7 + 25}  # once an epoch
+    result = cost.main(
+        ["--config", "experiment/configs/far_recall/gpt2_tiny.json", "--steps", "1", "--eval-batches", "1"]
+    )
+    assert result["train_steps"] == 2 and result["eval_batches"] == 1 + 1  # max_steps 2; one validation, one test
+    assert result["seconds_per_train_step"] > 0 and result["seconds_per_eval_batch"] > 0
+    expected = 2 * result["seconds_per_train_step"] + 2 * result["seconds_per_eval_batch"]
+    assert result["projected_seconds"] == pytest.approx(expected, abs=0.2)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
