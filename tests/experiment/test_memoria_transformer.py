@@ -39,7 +39,7 @@ def test_forward_backward_over_segments_trains_every_part(tiny_memoria):
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
         n for n, g in grads.items() if g is None
     ]
-    assert grads["transformer.abstractor.query_embeddings"].abs().sum() > 0
+    assert grads["transformer.memory.abstractor.query_embeddings"].abs().sum() > 0
     assert grads["transformer.h.0.memory.cross_attention.query.weight"].abs().sum() > 0
 
 
