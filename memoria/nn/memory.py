@@ -224,14 +224,15 @@ class MemoriaMemory(nn.Module):
     @torch.compiler.disable
     def _write_and_remind(
         self, working: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[int]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Add ``working`` [B, W, D] to ``Memoria`` and remind: memories [B, R, D], indices [B, R], and with
         ``write_gradient_segments`` the reminded engrams' ids [B, R] (-1: none) and the first new engram's id."""
-        first_id = self.memoria.next_engram_id
+        first_id = ids = None
+        if self.write_gradient_segments:  # a tensor: a compiled model would recompile for each new int
+            first_id = torch.tensor(self.memoria.next_engram_id, device=working.device)
         self.memoria.add_working_memory(working)
         reminded, indices = self.memoria.remind()
         indices = indices.to(working.device)
-        ids = None
         if self.write_gradient_segments:
             engram_ids = self.memoria.engrams.engram_ids.to(working.device)  # (B, M)
             ids = engram_ids.gather(1, indices.clamp(min=0)).long().masked_fill(indices < 0, -1)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch._dynamo
 from torch import nn
+from torch._dynamo.utils import counters
 
 from memoria.nn import MemoriaLayer
 
@@ -21,10 +22,10 @@ BOUNDARY = {"_write_and_remind", "_adjust"}
 
 
 class TinyModel(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, **options) -> None:
         super().__init__()
         self.embed = nn.Embedding(11, 16)
-        self.memory = MemoriaLayer(16, 2, 4, **SMALL)
+        self.memory = MemoriaLayer(16, 2, 4, **{**SMALL, **options})
         self.head = nn.Linear(16, 11)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -43,6 +44,30 @@ def train(model: nn.Module, step: nn.Module, segments: torch.Tensor) -> list[tor
         optimizer.zero_grad()
         losses.append(loss.detach())
     return losses
+
+
+@pytest.mark.parametrize("write_gradient_segments", [0, 2])
+def test_a_compiled_model_compiles_nothing_more_once_the_memory_is_full(write_gradient_segments):
+    """Each new engram count or id would otherwise recompile the model at every segment."""
+    torch._dynamo.reset()
+    eager = TinyModel(write_gradient_segments=write_gradient_segments)
+    compiled = copy.deepcopy(eager)
+    step = torch.compile(compiled, backend="eager")
+    segments = torch.randint(0, 11, (8, 2, 6))
+    expected = train(eager, eager, segments)
+    got, compiled_per_segment = [], []
+    optimizer = torch.optim.SGD(compiled.parameters(), lr=0.1)
+    for index, tokens in enumerate(segments):
+        counters.clear()
+        torch.manual_seed(index)
+        loss = step(tokens)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        got.append(loss.detach())
+        compiled_per_segment.append(counters["stats"]["unique_graphs"])
+    assert torch.equal(torch.stack(got), torch.stack(expected))
+    assert compiled_per_segment[1] > 0 and compiled_per_segment[5:] == [0, 0, 0], compiled_per_segment
 
 
 def boundary_breaks(explanation) -> list[str]:
