@@ -66,8 +66,10 @@ def lifespan_delta(
 
 
 def _count(value: Any, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
@@ -87,9 +89,9 @@ class MemoriaMemory(nn.Module):
         num_reminded_stm, stm_capacity, ltm_search_depth, initial_lifespan, num_final_ltms: ``Memoria``'s
             arguments (see :class:`memoria.Memoria`); the defaults are the paper's language-modelling settings.
         lifespan_extend_scale: a reminded memory gains ``mean attention * R * scale`` lifespan (the paper: 8).
-        memory_init: how the abstractor starts: ``"scaled"`` (default; memories as large as the hidden states they
-            summarise at every width) or ``"paper"`` (the authors' N(0, ``init_std``)); see
-            :func:`memoria.nn.abstractor_init_stds`.
+        memory_init: how the abstractor starts: ``"scaled"`` (default; distinct memories whose size does not shrink
+            with the width) or ``"paper"`` (the authors' N(0, ``init_std``), which shrinks them at small widths);
+            see :func:`memoria.nn.abstractor_init_stds`.
         init_std: the ``"paper"`` scheme's standard deviation (a model's ``initializer_range``).
         write_gradient_segments: K >= 0. 0 (default, the paper's form): engrams are stored detached, and only the
             working memories of the current segment carry a gradient to the abstractor. K > 0: a reminded engram

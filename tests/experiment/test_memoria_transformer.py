@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from experiment.models import build_model
@@ -71,6 +72,9 @@ def test_save_and_load_round_trip_through_auto_classes(tiny_memoria, tmp_path):
     model = _model(tiny_memoria)
     model.save_pretrained(tmp_path)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "memoria_transformer"
+    # the file keeps the names of the checkpoints written before memoria.nn (experiment/models/memory_names.py)
+    saved = set(load_file(tmp_path / "model.safetensors"))
+    assert "transformer.abstractor.query_embeddings" in saved and not any("memory.abstractor" in k for k in saved)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, MemoriaTransformerLMHeadModel)
     for name, tensor in model.state_dict().items():

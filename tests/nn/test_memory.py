@@ -174,6 +174,8 @@ def test_bad_arguments_are_named():
         small_memory(write_gradient_segments=-1)
     with pytest.raises(ValueError, match="num_working_memories"):
         small_memory(working=0)
+    with pytest.raises(TypeError, match="write_gradient_segments"):
+        small_memory(write_gradient_segments=1.5)
     with pytest.raises(TypeError, match="read"):
         small_memory().adjust((torch.zeros(1, 1),), [])
 
