@@ -117,7 +117,9 @@ def run_segments(
         input_ids: [Batch, Length]; labels: [Batch, Length], shifted, -100 where nothing is predicted.
         segment_length: tokens per segment (the last segment may be shorter).
         train: build the autograd graph for segments that hold labels. Segments without labels run under
-            ``no_grad`` either way: no loss reaches them, and the carried memory is detached.
+            ``no_grad``: no loss reaches them, and the carried memory is detached; except, for a model whose config
+            sets ``write_gradient_segments`` K > 0 (its engrams carry the gradient of a later loss back to the write
+            that made them, K writes back), the K segments before a labelled one, which then build the graph too.
         reset_every_segment: empty the memory before every segment (the same weights with the memory removed).
         engram_log: when given (and the model holds a ``Memoria``), gets per segment, after it is read, the engrams
             alive per type (:func:`engram_counts`), one entry per segment of the examples.
@@ -141,7 +143,10 @@ def run_segments(
     reset_model_memory(model)
     state: Optional[Any] = None
     totals = _Totals(input_ids)
-    for start in range(0, input_ids.size(1), segment_length):
+    starts = range(0, input_ids.size(1), segment_length)
+    has_labels = [bool((labels[:, start : start + segment_length] != IGNORE_INDEX).any()) for start in starts]
+    reach = int(getattr(model.config, "write_gradient_segments", 0) or 0)  # segments a later loss reaches back
+    for index, start in enumerate(starts):
         segment_labels = labels[:, start : start + segment_length]
         labelled = segment_labels != IGNORE_INDEX
         if (state_argument is None or reset_every_segment) and not labelled.any() and memory is None:
@@ -150,7 +155,7 @@ def run_segments(
             reset_model_memory(model)
             state = None
         extra = {} if state_argument is None else {state_argument: state}
-        with torch.set_grad_enabled(train and bool(labelled.any())):
+        with torch.set_grad_enabled(train and any(has_labels[index : index + reach + 1])):
             output = model(input_ids[:, start : start + segment_length], **extra)
         if state_argument is not None:
             state = getattr(output, state_argument)

@@ -242,3 +242,22 @@ def test_the_cost_script_times_steps_and_projects_the_run(capsys):
     expected = 2 * result["seconds_per_train_step"] + 2 * result["seconds_per_eval_batch"]
     assert result["projected_seconds"] == pytest.approx(expected, abs=0.2)
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+
+
+def test_writes_within_reach_of_the_loss_are_trained_when_the_model_asks_for_it():
+    # write_gradient_segments=K: the K segments before the labelled one build their graph too, so the question's loss
+    # reaches the abstractor through the engrams written there (with K=0 only through the last segment's own write)
+    config = FarRecallConfig(num_labels=4, vocab_size=21, segment_length=8, distance=2)
+    tokens, labels = generate_far_recall(config, 4, seed=0)
+    target = torch.full_like(tokens, IGNORE_INDEX)
+    target[:, -1] = labels
+    fields = dict(model_type="memoria_transformer", vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2)
+    fields.update(num_working_memories=4, stm_capacity=16, num_reminded_stm=16)
+    gradients = {}
+    for reach in (0, 3):
+        torch.manual_seed(0)
+        model = build_model({**fields, "write_gradient_segments": reach}).train()
+        run_segments(model, tokens, target, 8, train=True).loss.backward()
+        query = next(p for name, p in model.named_parameters() if name.endswith("abstractor.query_embeddings"))
+        gradients[reach] = query.grad.clone()
+    assert not torch.allclose(gradients[0], gradients[3])  # the earlier writes added their share
