@@ -102,3 +102,31 @@ def status_summary(engrams: Any) -> list[EngramsInfo]:
             )
         )
     return summaries
+
+
+def _connection_as_plain(edge: EngramConnection) -> tuple:
+    return (edge.source_id, edge.target_id, edge.weight, edge.cofire_count)
+
+
+def summary_as_plain(summary: EngramsInfo) -> dict[str, Any]:
+    """An ``EngramsInfo`` as plain lists, tuples, numbers and strings (``memoria.history.files`` reads it back)."""
+    engrams = [
+        (
+            info.id,
+            info.type,
+            info.lifespan,
+            info.age,
+            info.fire_count,
+            [_connection_as_plain(e) for e in info.outgoings],
+            [_connection_as_plain(e) for e in info.incoming],
+        )
+        for info in summary.engrams.values()
+    ]
+    return {
+        "engrams": engrams,
+        "edges": [_connection_as_plain(edge) for edge in summary.edges.values()],
+        "edge_keys": [tuple(key) for key in summary.edges.keys()],
+        "working": list(summary.working),
+        "shortterm": list(summary.shortterm),
+        "longterm": list(summary.longterm),
+    }
