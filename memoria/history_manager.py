@@ -11,7 +11,14 @@ from typing import Any, Optional
 
 from .history.files import FILE_FORMAT, MAX_FILE_BYTES, STATE_VERSION, Files
 from .history.queries import HistoryStep, Queries, SummaryList
-from .history.record import TYPE_VALUES, Recorder, check_history_rows, record_history, steps_kept
+from .history.record import (
+    TYPE_VALUES,
+    Recorder,
+    check_history_rows,
+    check_keep_history,
+    record_history,
+    steps_kept,
+)
 
 __all__ = [
     "FILE_FORMAT",
@@ -22,6 +29,7 @@ __all__ = [
     "HistoryStep",
     "SummaryList",
     "check_history_rows",
+    "check_keep_history",
     "histories_for",
     "record_history",
 ]

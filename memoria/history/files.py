@@ -20,7 +20,7 @@ import torch
 
 from ..summary import summary_as_plain
 from ..types import EngramConnection, EngramInfo, EngramsInfo
-from .record import TYPE_VALUES, CountModel, IdLookup, as_first_step, check_max_steps
+from .record import TYPE_VALUES, CountModel, IdLookup, as_first_step
 
 #: ``state_dict``'s format: 1 for a history that keeps every step, 2 adds the window (``max_steps``, ``hidden``,
 #: ``dropped``).
@@ -278,8 +278,10 @@ def read_state(state: Any, make: Any) -> Any:
 
 def read_gzip(path: Union[str, "os.PathLike[str]"], max_bytes: Optional[int]) -> bytes:
     """The decompressed bytes of a gzip file, refused past ``max_bytes`` (None: no bound) without reading further."""
-    if max_bytes is not None:
-        check_max_steps(max_bytes)  # the same rule: None or an int >= 1
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)):
+        raise TypeError(f"max_bytes must be None or an int, got {type(max_bytes).__name__}")
+    if max_bytes is not None and max_bytes < 1:
+        raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
     try:
         with gzip.open(path, "rb") as file:
             content = file.read() if max_bytes is None else file.read(max_bytes + 1)
@@ -287,8 +289,8 @@ def read_gzip(path: Union[str, "os.PathLike[str]"], max_bytes: Optional[int]) ->
         raise ValueError(f"{path} is not a gzip-compressed history file: {error}") from None
     if max_bytes is not None and len(content) > max_bytes:
         raise ValueError(
-            f"{path} decompresses to more than max_bytes={max_bytes} bytes ({max_bytes / 2**20:.0f} MiB): refused. "
-            "For a larger history file you trust, pass a larger max_bytes (or None) to HistoryManager.load"
+            f"{path} decompresses to more than max_bytes={max_bytes} bytes ({max_bytes / 2**20:g} MiB): refused; "
+            "for a larger history file you trust, raise max_bytes"
         )
     if not content:
         raise ValueError(f"{path} is empty")
