@@ -20,7 +20,7 @@ import torch
 
 from ..summary import summary_as_plain
 from ..types import EngramConnection, EngramInfo, EngramsInfo
-from .record import TYPE_VALUES, CountModel, IdLookup, as_first_step
+from .record import TYPE_VALUES, CountModel, IdLookup
 
 #: ``state_dict``'s format: 1 for a history that keeps every step, 2 adds the window (``max_steps``, ``hidden``,
 #: ``dropped``).
@@ -82,8 +82,8 @@ class _Reader:
 
     def ids(self, value: Any, field: str, length: Optional[int] = None) -> torch.Tensor:
         """Distinct engram ids."""
-        ids = self.tensor(value, field, "integer", length).long()
-        if ids.numel() and bool((ids.sort().values.diff() == 0).any()):
+        ids = self.tensor(value, field, "integer", length)
+        if ids.numel() and bool((ids.long().sort().values.diff() == 0).any()):
             self.fail(field, "distinct engram ids")
         return ids
 
@@ -269,8 +269,6 @@ def read_state(state: Any, make: Any) -> Any:
     for index, entry in enumerate(records):
         last_without_fire_set = _read_record(reader, fresh, entry, index, last_without_fire_set)
     fresh._model = _read_model(reader, fresh, state["model"])
-    if records:
-        as_first_step(fresh._records[hidden])
     fresh._hidden, fresh._dropped = hidden, dropped
     fresh._reset_derived()
     return fresh

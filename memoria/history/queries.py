@@ -15,7 +15,7 @@ import torch
 
 from ..summary import engrams_info_from_arrays
 from ..types import EngramHistory, EngramInfo, EngramsInfo, Firing
-from .record import IdLookup, Record, cofire
+from .record import Changes, IdLookup, Record, changes, cofire
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,10 @@ class Queries:
         """The record of step ``timestep`` (0 the first step in view)."""
         return self._records[self._hidden + timestep]
 
+    def _changes(self, timestep: int) -> Changes:
+        """What step ``timestep`` changed; the first step in view changed everything (as a history's first step)."""
+        return changes(self._record(timestep - 1) if timestep > 0 else None, self._record(timestep))
+
     def __len__(self) -> int:
         return len(self._records) - self._hidden
 
@@ -116,9 +120,9 @@ class Queries:
         if not -len(self) <= timestep < len(self):
             raise IndexError(f"step {timestep} out of range for {len(self)} steps")
         timestep = timestep if timestep >= 0 else len(self) + timestep
-        record = self._record(timestep)
+        record, changed = self._record(timestep), self._changes(timestep)
         reminded = torch.zeros(record.ids.numel(), dtype=torch.bool)
-        reminded[record.fired_positions] = True
+        reminded[changed.fired_positions] = True
         return HistoryStep(
             timestep=timestep,
             ids=record.ids.long(),
@@ -126,7 +130,7 @@ class Queries:
             lifespan=record.lifespan,
             age=record.age,
             fire_counts=record.fire_counts.long(),
-            created=record.created,
+            created=changed.created,
             reminded=reminded,
         )
 
@@ -182,19 +186,19 @@ class Queries:
     def _fold(self) -> None:
         """Bring the per-engram dictionaries up to the latest step."""
         for timestep in range(self._folded, len(self)):
-            record = self._record(timestep)
+            record, changed = self._record(timestep), self._changes(timestep)
             ids = record.ids.tolist()
-            for position in record.created.nonzero(as_tuple=True)[0].tolist():
+            for position in changed.created.nonzero(as_tuple=True)[0].tolist():
                 self._creation[ids[position]] = timestep
             firings = [
                 Firing(timestep=timestep, engram_id=ids[position], lifespan_gain=gain)
-                for position, gain in zip(record.fired_positions.tolist(), record.gains.tolist())
+                for position, gain in zip(changed.fired_positions.tolist(), changed.gains.tolist())
             ]
             for firing in firings:
                 self._firing_times[firing.engram_id].append(timestep)
                 self._firings[firing.engram_id].append(firing)
             self._firings_per_time.append(firings)
-            for engram_id in record.deleted_ids.tolist():
+            for engram_id in changed.deleted_ids.tolist():
                 self._deletion[engram_id] = timestep
                 self._deleted.append(engram_id)
         self._folded = len(self)

@@ -15,7 +15,7 @@ Shapes: Live the live engrams of one row at one step, K the engrams that fired a
 """
 
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -24,6 +24,9 @@ from ..summary import TYPE_NAMES
 from ..types import EngramsInfo
 
 TYPE_VALUES = {name: value for value, name in TYPE_NAMES.items()}
+#: A keyframe is stored once the count model holds more fire events than this per live engram (and 4096), so that
+#: its check costs O(Live) per step however long the history runs.
+EVENTS_PER_ENGRAM = 16
 
 
 def cofire(counts: torch.Tensor, fired: torch.Tensor) -> None:
@@ -61,7 +64,8 @@ class IdLookup:
 
 
 class Record:
-    """One step: the live engrams (every tensor [Live], memory-slot order) plus what the step changed."""
+    """One step: the live engrams (every tensor [Live], memory-slot order), its fire set and its counts' base. What
+    the step changed is derived from it and the previous step when asked (``changes``), not kept."""
 
     __slots__ = (
         "ids",
@@ -69,10 +73,6 @@ class Record:
         "lifespan",
         "age",
         "fire_counts",
-        "created",
-        "fired_positions",
-        "gains",
-        "deleted_ids",
         "summary",
         "cofired_ids",
         "keyframe",
@@ -88,12 +88,40 @@ class Record:
         self.events_from = 0  # index of the first step whose fire set adds to the counts
 
 
-def as_first_step(record: Record) -> None:
-    """Make ``record`` read as a history's first step: every engram new, nothing fired or deleted before it."""
-    record.created = torch.ones(record.ids.shape, dtype=torch.bool)
-    record.fired_positions = torch.zeros(0, dtype=torch.long)
-    record.gains = torch.zeros(0, dtype=torch.float64)
-    record.deleted_ids = torch.zeros(0, dtype=torch.long)
+class Changes(NamedTuple):
+    """What a step changed against the step before it."""
+
+    #: [Live] each engram's position in the previous step, -1 for engrams new at this step.
+    previous_positions: torch.Tensor
+    #: bool [Live], true for engrams new at this step.
+    created: torch.Tensor
+    #: [F] positions of the engrams whose fire count rose (a ``Firing``: they were reminded).
+    fired_positions: torch.Tensor
+    #: [F] float64 lifespan each of them gained, not counting the decrement of 1 every step applies.
+    gains: torch.Tensor
+    #: [X] ids alive at the previous step and gone at this one.
+    deleted_ids: torch.Tensor
+
+
+def changes(previous: Optional[Record], record: Record, lookup: Optional[IdLookup] = None) -> Changes:
+    """``record`` against ``previous`` (None: the first step, where every engram is new and nothing fired before);
+    ``lookup``: ``IdLookup(previous.ids)`` where the caller has it."""
+    ids = record.ids
+    if previous is None:
+        nothing = torch.zeros(0, dtype=torch.long)
+        everything_new = torch.ones(ids.shape, dtype=torch.bool)
+        return Changes(torch.full(ids.shape, -1, dtype=torch.long), everything_new, nothing, nothing.double(), nothing)
+    previous_positions = (lookup or IdLookup(previous.ids)).positions(ids)  # [Live]
+    created = previous_positions < 0
+    survived = torch.zeros(previous.ids.numel(), dtype=torch.bool)
+    survived[previous_positions[~created]] = True
+    # only survivors are compared (a previous step without engrams has nothing to compare with)
+    survivors = (~created).nonzero(as_tuple=True)[0]
+    rose = record.fire_counts.long()[survivors] > previous.fire_counts.long()[previous_positions[survivors]]
+    fired = survivors[rose]
+    # Float64 like the published package's Python floats: new - old + 1 undoes the step's decrement.
+    gains = record.lifespan[fired].double() - previous.lifespan[previous_positions[fired]].double() + 1.0
+    return Changes(previous_positions, created, fired, gains, previous.ids[~survived].long())
 
 
 class CountModel:
@@ -265,41 +293,16 @@ class Recorder:
         lifespan: torch.Tensor,
         age: Optional[torch.Tensor],
         fire_counts: torch.Tensor,
-    ) -> tuple[Record, torch.Tensor]:
-        """Store one step and derive creations, deletions and firings against the previous step.
-
-        Returns:
-            the record and each engram's position in the previous step shaped [Live] (-1 for new engrams)
-        """
+    ) -> tuple[Record, Changes]:
+        """Store one step; returns its record and what it changed against the previous step."""
         previous = self._records[-1] if self._records else None
         record = Record()
         record.ids, record.types, record.lifespan, record.age = ids, types, lifespan, age
         record.fire_counts = fire_counts
-        if previous is None:
-            previous_positions = torch.full(ids.shape, -1, dtype=torch.long)
-        else:
-            previous_positions = self._lookup.positions(ids)  # [Live]
-        record.created = previous_positions < 0
-        if previous is None:
-            record.deleted_ids = torch.zeros(0, dtype=torch.long)
-            record.fired_positions = torch.zeros(0, dtype=torch.long)
-            record.gains = torch.zeros(0, dtype=torch.float64)
-        else:
-            survived = torch.zeros(previous.ids.numel(), dtype=torch.bool)
-            survived[previous_positions[~record.created]] = True
-            record.deleted_ids = previous.ids[~survived].long()
-            # only survivors are compared (a previous step without engrams has nothing to compare with)
-            survivors = (~record.created).nonzero(as_tuple=True)[0]
-            matched = previous_positions.clamp(min=0)
-            rose = fire_counts.long()[survivors] > previous.fire_counts.long()[previous_positions[survivors]]
-            record.fired_positions = survivors[rose]
-            # Float64 like the published package's Python floats: new - old + 1 undoes the step's decrement.
-            now = lifespan[record.fired_positions].double()
-            before = previous.lifespan[matched[record.fired_positions]].double()
-            record.gains = now - before + 1.0
+        changed = changes(previous, record, self._lookup)
         self._records.append(record)
         self._lookup = IdLookup(ids)
-        return record, previous_positions
+        return record, changed
 
     def _record_row(
         self,
@@ -315,23 +318,25 @@ class Recorder:
         (on their own device) and the live engrams' ``slots`` [Live] in them (see ``record_history``)."""
         previous = self._records[-1] if self._records else None
         previous_fire_counts = previous.fire_counts.long() if previous is not None else None
-        record, previous_positions = self._append(ids.long(), types, lifespan, age, fire_counts)
+        record, changed = self._append(ids, types, lifespan, age, fire_counts)  # ids as the memory has them
         step = len(self._records) - 1
         fire_counts = fire_counts.long()
         model, gains = self._model, cofiring_gains()
 
-        # a windowed history forces a keyframe once the last one is max_steps old, so that few records are hidden
+        # A keyframe is forced once the model holds many events (its check would cost O(steps)) and, with a window,
+        # once the last keyframe is max_steps old (so that few records are kept beyond the window).
         consistent = model is not None and gains is not None
+        consistent = consistent and model.event_ids.numel() <= EVENTS_PER_ENGRAM * max(ids.numel(), 256)
         consistent = consistent and (self.max_steps is None or step - model.base_step < self.max_steps)
         if consistent:
             # one fire-together per adjust: every fire count rose by 0 or by what one firing adds
             rise = fire_counts.clone()
-            survived = ~record.created
-            rise[survived] -= previous_fire_counts[previous_positions[survived]]
+            survived = ~changed.created
+            rise[survived] -= previous_fire_counts[changed.previous_positions[survived]]
             consistent = bool(((rise == 0) | (rise == gains[0])).all())
         if consistent:
             fired = (rise == gains[0]).nonzero(as_tuple=True)[0]
-            model.forget(record.deleted_ids)
+            model.forget(changed.deleted_ids)
             record.cofired_ids = ids[fired].long()
             model.add(step, record.cofired_ids)
             if fired.numel():
@@ -356,12 +361,11 @@ class Recorder:
         self._model = CountModel(step, (ids[rows], ids[cols]), record.keyframe[2])
 
     def _slide(self) -> None:
-        """Keep the last ``max_steps`` steps: the oldest step in view becomes a first step (nothing before it), and
-        records that no kept step's counts start from are dropped."""
+        """Keep the last ``max_steps`` steps in view (the oldest of them reads as a first step: ``queries``), and
+        drop the records that no step in view counts from."""
         if self.max_steps is None or len(self._records) - self._hidden <= self.max_steps:
             return
         self._hidden = len(self._records) - self.max_steps
-        as_first_step(self._records[self._hidden])
         # bases only grow with the step, so the first kept step with a base has the oldest one
         bases = (r.base_step for r in self._records[self._hidden :] if r.base_step is not None)
         oldest = min(next(bases, self._hidden), self._hidden)
