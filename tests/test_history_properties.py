@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from memoria import Memoria
@@ -30,20 +30,21 @@ def sequences(draw):
         num_reminded_stm=draw(st.integers(0, 3)),
         stm_capacity=draw(st.integers(0, 5)),
         ltm_search_depth=draw(st.integers(0, 3)),
-        initial_lifespan=draw(st.integers(1, 4)),
+        initial_lifespan=draw(st.integers(1, 8)),
         num_final_ltms=draw(st.integers(0, 3)),
         independent_rows=draw(st.booleans()),
         keep_history=draw(st.sampled_from([True, 2, 3, 5])),
     )
     batch = draw(st.integers(1, 3))
+    step = st.tuples(st.just("step"), st.integers(0, 3), st.booleans())  # width, a second remind before the adjust
     call = st.one_of(
-        st.tuples(st.just("step"), st.integers(0, 3), st.booleans()),  # width, a second remind before the adjust
+        *[step] * 6,  # mostly steps, so that windows fill and slide
         st.tuples(st.just("reset rows"), st.lists(st.booleans(), min_size=batch, max_size=batch)),
         st.tuples(st.just("checkpoint")),
         st.tuples(st.just("reset")),
         st.tuples(st.just("other batch"), st.sampled_from([b for b in (1, 2, 3, 4) if b != batch])),
     )
-    calls = draw(st.lists(call, min_size=3, max_size=14))
+    calls = draw(st.lists(call, min_size=3, max_size=24))
     return config, batch, calls, draw(st.integers(0, 2**16))
 
 
@@ -94,8 +95,26 @@ def check(memoria: Memoria, expected: list, window) -> None:
             assert getattr(history, name) == getattr(fed, name), name
 
 
+def long_lived(independent_rows: bool, keep_history) -> dict:
+    """A configuration whose engrams outlive a window of 3 (the window's first step then holds older engrams)."""
+    return dict(
+        num_reminded_stm=2, stm_capacity=3, ltm_search_depth=2, initial_lifespan=8, num_final_ltms=2,
+        independent_rows=independent_rows, keep_history=keep_history,
+    )  # fmt: skip
+
+
+SLIDING = (
+    [("step", 2, False)] * 4
+    + [("checkpoint",), ("step", 1, True), ("reset rows", [False, True])]
+    + [("step", 2, False)] * 4
+)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequences())
+@example((long_lived(False, 3), 2, SLIDING, 0))
+@example((long_lived(True, 3), 2, SLIDING, 1))
+@example((long_lived(False, True), 2, SLIDING, 2))
 def test_histories_follow_every_call_sequence(sequence):
     config, batch, calls, seed = sequence
     window = None if config["keep_history"] is True else config["keep_history"]
