@@ -155,7 +155,7 @@ def test_load_state_dict_rejects_garbage_and_keeps_state():
     with pytest.raises(ValueError, match="HistoryManager state"):
         history.load_state_dict({"records": []})
     broken = history.state_dict()
-    del broken["records"][3]["fire_counts"]
+    del broken["fire_counts"]
     with pytest.raises(ValueError, match="malformed"):
         history.load_state_dict(broken)
     assert plain(history.engram_creation_times) == before and len(history) == 10
@@ -307,7 +307,22 @@ def test_saved_file_is_data_only(tmp_path):
     recorded_history().save(path)
     with gzip.open(path, "rb") as file:
         saved = torch.load(io.BytesIO(file.read()), weights_only=True)
-    assert saved["format"] == "memoria-history-1" and saved["state"]["version"] == 1
+    assert saved["format"] == "memoria-history-1" and saved["state"]["version"] == 2
+    # a few columns whatever the length of the history (one tensor per field and step took seconds to load)
+    assert sum(isinstance(value, torch.Tensor) for value in saved["state"].values()) == 15
+
+
+def test_a_version_1_file_still_loads():
+    """What earlier versions saved (one dict of tensors per step): the README's example history."""
+    history = HistoryManager.load(EXAMPLE)
+    assert len(history) == 120 and history.state_dict()["version"] == 2
+    restored = HistoryManager()
+    restored.load_state_dict(history.state_dict())
+    assert plain_state(restored.state_dict()) == plain_state(history.state_dict())
+    for name in ("engram_creation_times", "engram_deletion_times", "engram_firings", "alive_engram_ids"):
+        assert getattr(restored, name) == getattr(history, name)
+    assert [restored[t] for t in (0, 59, 119)] == [history[t] for t in (0, 59, 119)]
+    assert sum(len(info.edges) for info in (history[t] for t in (0, 59, 119))) > 1000
 
 
 @pytest.mark.parametrize(
@@ -454,35 +469,99 @@ print("same history")
     assert result.returncode == 0 and "same history" in result.stdout, (result.returncode, result.stderr[-2000:])
 
 
-def tamper(path, value):
-    """A function that sets the state entry at ``path`` (keys and indices) to ``value(old)``."""
+EXAMPLE = Path(__file__).parent.parent / "docs" / "images" / "history_example.gz"
 
-    def edit(state):
-        target = state
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value(target[path[-1]])
-        return state
 
-    return edit
+def version_1_state() -> dict:
+    """The state inside the README's example history file, written by an earlier version (format 1)."""
+    import gzip
+
+    with gzip.open(EXAMPLE, "rb") as file:
+        state = torch.load(io.BytesIO(file.read()), weights_only=True)["state"]
+    assert state["version"] == 1
+    return state
+
+
+def step_slice(state: dict, step: int) -> slice:
+    """Where a step's engrams lie in a version 2 state's per-engram columns."""
+    start = int(state["lengths"][:step].sum())
+    return slice(start, start + int(state["lengths"][step]))
+
+
+def edit(change):
+    """A function that applies ``change`` to a state and returns it."""
+    return lambda state: (change(state), state)[1]
+
+
+def repeat_ids(state):
+    where = step_slice(state, 2)
+    assert where.stop - where.start >= 2
+    state["ids"][where] = 4
+
+
+def keyframe_to_lose(state):
+    assert state["keyframe_lengths"][3] < 0
+    state["base_steps"][4] = 3
 
 
 BAD_STATES = {
-    "ids as a list": (tamper(("records", 0, "ids"), lambda t: t.tolist()), r"records\[0\]\['ids'\].*tensor"),
-    "NaN ids": (tamper(("records", 2, "ids"), lambda t: t.double().fill_(float("nan"))), r"records\[2\]\['ids'\]"),
-    "repeated ids": (tamper(("records", 2, "ids"), lambda t: t.fill_(4)), r"records\[2\]\['ids'\].*distinct"),
-    "type 9": (tamper(("records", 1, "types"), lambda t: t.fill_(9)), r"records\[1\]\['types'\].*1\.\.3"),
+    "ids as a list": (edit(lambda s: s.update(ids=s["ids"].tolist())), r"ids must be a 1-D integer tensor, got list"),
+    "NaN ids": (edit(lambda s: s.update(ids=s["ids"].double().fill_(float("nan")))), r"ids must be a 1-D integer"),
+    "repeated ids": (edit(repeat_ids), r"ids of step 2 must be distinct"),
+    "type 9": (edit(lambda s: s["types"][step_slice(s, 1)].fill_(9)), r"types of step 1 must be EngramType values"),
     "keyframe row out of range": (
-        tamper(("records", 0, "keyframe"), lambda k: [k[0] + 1000, k[1], k[2]]),
-        r"records\[0\]\['keyframe'\].*positions",
+        edit(lambda s: s["keyframe_rows"].add_(1000)),
+        r"keyframe_rows of step 0 .*positions",
     ),
-    "lifespan too short": (tamper(("records", 3, "lifespan"), lambda t: t[:-1]), r"records\[3\]\['lifespan'\]"),
-    "base without keyframe": (tamper(("records", 4, "base_step"), lambda b: 3), r"records\[4\]\['base_step'\]"),
-    "count model lengths differ": (tamper(("model", "event_ids"), lambda t: t[:-1]), r"model\['event_steps'\]"),
-    "count model of dead engrams": (tamper(("model", "event_ids"), lambda t: t + 10**6), r"model\['event_ids'\]"),
-    "fired ids of another step": (tamper(("records", 5, "cofired_ids"), lambda t: t + 10**6), r"records\[5\]"),
-    "summary of a wrong kind": (tamper(("records", 1, "summary"), lambda s: [1, 2]), r"records\[1\]\['summary'\]"),
+    "lifespan too short": (edit(lambda s: s.update(lifespan=s["lifespan"][:-1])), r"lifespan must be one entry per"),
+    "base without keyframe": (edit(keyframe_to_lose), r"base_steps of step 4 must be a keyframe's step"),
+    "count model lengths differ": (
+        edit(lambda s: s["model"].update(event_ids=s["model"]["event_ids"][:-1])),
+        r"model\['event_steps'\] and \['event_ids'\] must be of one length",
+    ),
+    "count model of dead engrams": (
+        edit(lambda s: s["model"]["event_ids"].add_(10**6)),
+        r"model\['event_ids'\] must be ids of engrams alive at the latest step",
+    ),
+    "fired ids of another step": (edit(lambda s: s["fire_sets"].add_(10**6)), r"fire_sets of step \d+ must be ids"),
+    "fire set lengths that do not add up": (
+        edit(lambda s: s["fire_set_lengths"][5].add_(1)),
+        r"fire_sets must be as long as fire_set_lengths say",
+    ),
+    "a column short of a step": (edit(lambda s: s.update(with_age=s["with_age"][:-1])), r"with_age must be one entry"),
+    "an id beyond int32 in a recorded step": (
+        edit(lambda s: (s.update(ids=s["ids"].long()), s["ids"][0].fill_(2**40))),
+        r"ids of step 0 must be int32",
+    ),
+    "a window hiding too little": (edit(lambda s: s.update(max_steps=2)), r"hidden must be enough to leave at most"),
+    "summary of a wrong kind": (edit(lambda s: s.update(summaries=[[1, [1, 2]]])), r"summaries\[0\]\[1\] must be"),
 }
+VERSION_1_BAD_STATES = {
+    "ids as a list": (edit(lambda s: s["records"][0].update(ids=[0, 1])), r"records\[0\]\['ids'\] must be a 1-D"),
+    "NaN ids": (
+        edit(lambda s: s["records"][2].update(ids=s["records"][2]["ids"].double().fill_(float("nan")))),
+        r"records\[2\]\['ids'\] must be a 1-D integer tensor",
+    ),
+    "type 9": (edit(lambda s: s["records"][1]["types"].fill_(9)), r"types of step 1 must be EngramType values"),
+    "keyframe of two parts": (
+        edit(lambda s: s["records"][0].update(keyframe=s["records"][0]["keyframe"][:2])),
+        r"records\[0\]\['keyframe'\] must be a tuple of 3",
+    ),
+    "count model lengths differ": (
+        edit(lambda s: s["model"].update(event_steps=s["model"]["event_steps"][:-1])),
+        r"model\['event_steps'\] and \['event_ids'\] must be of one length",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(VERSION_1_BAD_STATES))
+def test_d4_a_version_1_state_is_checked_too(name):
+    change, words = VERSION_1_BAD_STATES[name]
+    history = HistoryManager.load(EXAMPLE)
+    before = plain_state(history.state_dict())
+    with pytest.raises(ValueError, match=words):
+        history.load_state_dict(change(version_1_state()))
+    assert plain_state(history.state_dict()) == before
 
 
 @pytest.mark.parametrize("name", list(BAD_STATES))
@@ -553,38 +632,33 @@ def test_d8_a_file_that_decompresses_past_the_bound_is_refused_before_it_is_read
 def test_d8_a_small_file_cannot_name_one_object_many_times(tmp_path):
     import time
 
-    state = live_memory().history[0].state_dict()
-    entry = state["records"][0]
+    entry = version_1_state()["records"][0]
     crafted = {"version": 1, "records": [entry] * 100_000, "model": None}
     path = _history_file(tmp_path / "refs.gz", crafted)
     assert path.stat().st_size < 20_000
     start = time.perf_counter()
     with pytest.raises(ValueError, match=r"records\[1\].*one object in two places"):
         HistoryManager.load(path)
-    assert time.perf_counter() - start < 5  # refused at the second record, not after replaying 100,000
+    assert time.perf_counter() - start < 5  # refused at the second record, not after reading 100,000
 
-    # one summary naming one engram list 1,000 times over
+    # one summary naming one engram 1,000 times over
     history = HistoryManager()
     history.add_summary(live_memory().history[0][-1])
     state = history.state_dict()
-    engrams = state["records"][0]["summary"]["engrams"]
-    state["records"][0]["summary"]["engrams"] = [engrams[0]] * 1000
-    with pytest.raises(ValueError, match="one object in two places"):
+    engrams = state["summaries"][0][1]["engrams"]
+    state["summaries"][0][1]["engrams"] = [engrams[0]] * 1000
+    with pytest.raises(ValueError, match=r"summaries\[0\]\[1\]\['engrams'\]\[1\].*one object in two places"):
         HistoryManager.load(_history_file(tmp_path / "summary.gz", state))
 
 
 def test_d8_tensors_must_hold_their_own_elements(tmp_path):
     state = live_memory().history[0].state_dict()
-    length = state["records"][0]["ids"].numel()
-    expanded = dict(state)
-    expanded["records"] = [dict(state["records"][0], fire_counts=torch.zeros(1, dtype=torch.long).expand(length))]
-    expanded["model"] = None
-    with pytest.raises(ValueError, match=r"records\[0\]\['fire_counts'\].*storage of its own"):
-        HistoryManager.load(_history_file(tmp_path / "expanded.gz", expanded))
+    state["fire_counts"] = torch.zeros(1, dtype=torch.long).expand(state["ids"].numel())
+    with pytest.raises(ValueError, match=r"fire_counts must be a tensor with storage of its own, holding its elements"):
+        HistoryManager.load(_history_file(tmp_path / "expanded.gz", state))
     shared = live_memory().history[0].state_dict()
-    shared["records"][1]["age"] = shared["records"][1]["age"][:]  # a view of another entry's storage... its own
-    shared["records"][1]["fire_counts"] = shared["records"][1]["age"][:]  # ...and a second one of the same storage
-    with pytest.raises(ValueError, match=r"records\[1\]\['fire_counts'\].*storage of its own"):
+    shared["age"] = shared["ids"][: shared["age"].numel()]  # a second view of one storage
+    with pytest.raises(ValueError, match=r"age must be a tensor with storage of its own"):
         HistoryManager().load_state_dict(shared)
 
 

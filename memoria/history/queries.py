@@ -148,10 +148,12 @@ class Queries:
         rows, cols = lookup.positions(base_ids[rows.long()]), lookup.positions(base_ids[cols.long()])
         keep = (rows >= 0) & (cols >= 0)
         counts[rows[keep], cols[keep]] = values[keep].int()
-        for step in range(record.events_from, index + 1):
-            fired = self._records[step].cofired_ids
-            if fired.numel():
-                cofire(counts, lookup.positions(fired))
+        fire_sets = [self._records[step].cofired_ids for step in range(record.events_from, index + 1)]
+        if fire_sets:
+            alive = lookup.positions(torch.cat(fire_sets))  # -1 for engrams gone by this step
+            for fired in alive.split([fire_set.numel() for fire_set in fire_sets]):
+                if fired.numel() and bool((fired >= 0).any()):
+                    cofire(counts, fired)
         return counts
 
     def _summary_at(self, timestep: int) -> EngramsInfo:
