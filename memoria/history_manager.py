@@ -2,9 +2,9 @@
 
 The published package keeps a full ``EngramsInfo`` (a Python object per engram and per edge) for every step, which
 costs far more than the step itself once the graph grows. Here a step is recorded as a few small tensors and its
-``EngramsInfo`` is built only when it is read. The class is put together from three modules of ``memoria.history``:
-``record`` (recording, the co-firing count model, the bounded window), ``queries`` (what a history answers) and
-``files`` (state dicts and files); this module keeps the published import path, which old pickles name.
+``EngramsInfo`` is built only when it is read. The class is put together from ``memoria.history``: ``record``
+(recording, the co-firing count model, the bounded window), ``queries`` (what a history answers) and ``files`` with
+``state`` (files, and the state dict they hold); this module keeps the published import path, which old pickles name.
 """
 
 from typing import Any, Optional

@@ -528,6 +528,10 @@ BAD_STATES = {
         edit(lambda s: s["fire_set_lengths"][5].add_(1)),
         r"fire_sets must be as long as fire_set_lengths say",
     ),
+    "a length that would size a huge tensor": (
+        edit(lambda s: s["lengths"][0].fill_(2**40)),
+        r"lengths of step 0 must be in 0\.\.",
+    ),
     "a column short of a step": (edit(lambda s: s.update(with_age=s["with_age"][:-1])), r"with_age must be one entry"),
     "an id beyond int32 in a recorded step": (
         edit(lambda s: (s.update(ids=s["ids"].long()), s["ids"][0].fill_(2**40))),

@@ -237,11 +237,14 @@ def read_state(state: Any, make: Any) -> Any:
         if found[name].numel() != steps:
             reader.fail(name, f"one entry per step ({steps})", found[name].numel())
     step_index = torch.arange(steps)
-    reader.first(lengths < 0, step_index, "lengths", "non-negative")
+    entries = found["ids"].numel()  # the lengths must add up to it before anything is sized by them
+    reader.first((lengths < 0) | (lengths > entries), step_index, "lengths", f"in 0..{entries} (the ids there are)")
+    if int(lengths.sum()) != entries:
+        reader.fail("ids", f"one entry per engram of every step ({int(lengths.sum())})", entries)
     step_of = step_index.repeat_interleave(lengths)  # [E]
-    for name in ("ids", "types", "lifespan", "fire_counts"):
-        if found[name].numel() != step_of.numel():
-            reader.fail(name, f"one entry per engram of every step ({step_of.numel()})", found[name].numel())
+    for name in ("types", "lifespan", "fire_counts"):
+        if found[name].numel() != entries:
+            reader.fail(name, f"one entry per engram of every step ({entries})", found[name].numel())
     types = found["types"]
     reader.first((types < 1) | (types > 3), step_of, "types", "EngramType values 1..3 (WORKING, SHORTTERM, LONGTERM)")
     with_age = found["with_age"]
@@ -249,7 +252,8 @@ def read_state(state: Any, make: Any) -> Any:
         reader.fail("age", "one entry per engram of every step with ages", found["age"].numel())
     sizes = {}
     for name, column in (("fire_set_lengths", "fire_sets"), ("keyframe_lengths", "keyframe_rows")):
-        reader.first(found[name] < -1, step_index, name, "-1 (none) or a length")
+        too_long = found[name] > found[column].numel()
+        reader.first((found[name] < -1) | too_long, step_index, name, f"-1 (none) or a length of {column}")
         sizes[name] = found[name].clamp(min=0)
         if found[column].numel() != int(sizes[name].sum()):
             reader.fail(column, f"as long as {name} say", found[column].numel())
