@@ -656,6 +656,11 @@ def test_d8_a_small_file_cannot_name_one_object_many_times(tmp_path):
 
 
 def test_d8_tensors_must_hold_their_own_elements(tmp_path):
+    old = version_1_state()  # what earlier versions wrote, and still read
+    length = old["records"][0]["ids"].numel()
+    old["records"][0]["fire_counts"] = torch.zeros(1, dtype=torch.int32).expand(length)
+    with pytest.raises(ValueError, match=r"records\[0\]\['fire_counts'\] must be a tensor with storage of its own"):
+        HistoryManager.load(_history_file(tmp_path / "expanded_1.gz", old))
     state = live_memory().history[0].state_dict()
     state["fire_counts"] = torch.zeros(1, dtype=torch.long).expand(state["ids"].numel())
     with pytest.raises(ValueError, match=r"fire_counts must be a tensor with storage of its own, holding its elements"):
