@@ -34,7 +34,7 @@ class EngramStore:
         self.track_age = engrams.track_age
         self.track_engram_id = engrams.track_engram_id
         # one slot beyond capacity stays zero for ever: null positions read it, so reads need no fill pass
-        self.data = torch.zeros(batch_size, capacity + 1, hidden, device=device)
+        self.data = torch.zeros(batch_size, capacity + 1, hidden, dtype=torch.float32, device=device)
         self.data[:, :length] = engrams.data
         self.counts = torch.full((batch_size, capacity + 1, capacity + 1), -1, dtype=torch.int32, device=device)
         self.counts[:, :length, :length] = engrams.induce_counts
@@ -130,11 +130,6 @@ class EngramStore:
         """
         physical_columns = self.slots if columns is None else self.physical(columns)
         return ops.pair_gather(self.counts, self.physical(rows), physical_columns)
-
-    def count_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """``counts_at(rows)`` for ``rows`` [BatchSize, K] that name engrams (no -1): [BatchSize, K, MemoryLength]."""
-        batch = ops.batch_index(self.batch_size, self.device, 3)
-        return self.counts[batch, self.slots.gather(1, rows).unsqueeze(2), self.slots.unsqueeze(1)]
 
     def longterm_graph(self, ltm_indices: torch.Tensor) -> ops.LongtermGraph:
         """The co-firing graph among the long-term engrams at logical ``ltm_indices`` [BatchSize, NumLTM] (-1 padding),
@@ -243,23 +238,20 @@ class EngramStore:
             return None
         return torch.cat([mine, new], dim=1)
 
-    def survival(
-        self, mask: torch.Tensor, types: Optional[torch.Tensor] = None, pending: Optional[torch.Tensor] = None
-    ) -> "Survival":
-        """What ``keep(mask)`` needs to know, in one host read: the survivors' width (the most in a row) and the fewest
-        in a row, the width of each engram type among them (``types``: the types they will have; default the current
-        ones), so that the next remind needs no read for its lists, and the caller's ``pending`` device values."""
+    def survival_parts(self, mask: torch.Tensor, types: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """What ``keep(mask)`` needs to know, as device values not yet read (``Survival.of`` reads them): the
+        survivors' width (the most in a row) and the fewest in a row, and the width of each engram type among them
+        (``types``: the types they will have; default the current ones), so that the next remind needs no read for
+        its lists. A caller with device values of its own reads them in the same host read."""
         types = self.engrams_types if types is None else types
         kinds = ops.arange(len(EngramType), self.device).view(-1, 1, 1)
-        # [NumTypes, BatchSize] survivors of each type in each row
+        # [NumTypes, B] survivors of each type in each row
         per_type = ((types == kinds) & mask).sum(dim=2)
-        parts = [torch.stack(torch.aminmax(mask.sum(dim=1))[::-1]), per_type.amax(dim=1)]
-        if pending is not None:
-            parts.append(pending.to(self.device, torch.long))
-        values = torch.cat(parts).tolist()
-        # (NULL is left out: compaction adds padding)
-        widths = {kind.value: values[2 + kind.value] for kind in EngramType if kind is not EngramType.NULL}
-        return Survival(values[0], values[1], widths, values[2 + len(EngramType) :])
+        return [torch.stack(torch.aminmax(mask.sum(dim=1))[::-1]), per_type.amax(dim=1)]
+
+    def survival(self, mask: torch.Tensor, types: Optional[torch.Tensor] = None) -> "Survival":
+        """``survival_parts`` read (one host read)."""
+        return Survival.of(torch.cat(self.survival_parts(mask, types)).tolist())
 
     def keep(self, mask: torch.Tensor, survival: Optional["Survival"] = None) -> None:
         """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true (``survival``:
@@ -371,13 +363,22 @@ class _FreshWorking(NamedTuple):
 
 
 class Survival(NamedTuple):
-    """``EngramStore.survival``'s host values: the survivors' width (the most in a row), the fewest in a row, each
-    engram type's width among them, and the caller's pending values."""
+    """``EngramStore.survival``'s host values: the survivors' width (the most in a row), the fewest in a row, and each
+    engram type's width among them."""
 
     width: int
     fewest: int
     type_widths: Dict[int, int]
-    pending: List[int]
+
+    #: how many values ``EngramStore.survival_parts`` holds
+    SIZE = 2 + len(EngramType)
+
+    @classmethod
+    def of(cls, values: List[int]) -> "Survival":
+        """From the ``SIZE`` values of ``survival_parts``, read."""
+        # (NULL is left out: compaction adds padding)
+        widths = {kind.value: values[2 + kind.value] for kind in EngramType if kind is not EngramType.NULL}
+        return cls(values[0], values[1], widths)
 
 
 def _grown_capacity(needed: int) -> int:

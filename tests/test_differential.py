@@ -15,7 +15,7 @@ import torch
 
 import memoria
 from benchmarks.reference import load_reference
-from memoria import draw
+from memoria.forms import draw
 
 NEAR_TIE = 1e-5
 
@@ -283,7 +283,7 @@ def zero_word_state() -> torch.Tensor:
 def test_all_zero_tie_break_draw_matches_reference(ref, monkeypatch, kind):
     """When every candidate of an entry drew 0, the published argmax lands on column 0; ours must too.
 
-    Ours draws the same stream in one of three ways on a CPU (``memoria.draw``); each of them is run on a generator
+    Ours draws the same stream in one of three ways on a CPU (``memoria.forms.draw``); each of them is run on a generator
     that only draws zeros, as the reference is.
     """
     if kind == "native" and not draw.native_draw_matches():

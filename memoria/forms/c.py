@@ -11,8 +11,15 @@ import torch
 from .. import native
 from . import cpu, plain
 from .plain import LongtermGraph
+from .registry import form
 
 
+def _built(extension: str):
+    """Whether the extension ``native.<extension>`` is built and allowed (``MEMORIA_NATIVE``), at every call."""
+    return lambda: native.active(getattr(native, extension))
+
+
+@form("c", usable=_built("counts"))
 def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``plain.pair_gather`` reading the counts where they lie (the torch form copies whole rows first)."""
     columns = rows if columns is None else columns
@@ -28,6 +35,7 @@ def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torc
     return out
 
 
+@form("c", usable=_built("counts"))
 def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
     """``plain.fire_together`` with the counts incremented in place, row by row (no [BatchSize, K, K] temporary)."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
@@ -44,6 +52,7 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = Fal
     )
 
 
+@form("c", usable=_built("counts"))
 def fill_slots(
     counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
 ) -> None:
@@ -56,6 +65,7 @@ def fill_slots(
     )
 
 
+@form("c", usable=_built("walk"))
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     """``plain.walk`` with each depth one pass over the distinct nodes' long-term columns."""
     counts = graph.counts

@@ -7,8 +7,10 @@ import torch
 from . import plain
 from .plain import LongtermGraph
 from .ranges import arange, batch_index, constant
+from .registry import form
 
 
+@form("gpu")
 def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
     """``plain.fire_together`` as whole rows: each fired engram's row gains a [N] row of 1s at the fired columns.
 
@@ -39,6 +41,7 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = Fal
     counts.index_put_((batch, safe), ones.unsqueeze(2) * columns.unsqueeze(1), accumulate=True)
 
 
+@form("gpu")
 def fill_slots(
     counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
 ) -> None:
@@ -68,20 +71,29 @@ def fill_slots(
     counts.scatter_(2, columns, torch.where(fill, value, counts.gather(2, columns)))
 
 
+@form("gpu")
 def strongest_longterm(
-    store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
+    counts: torch.Tensor,
+    slots: torch.Tensor,
+    rows: torch.Tensor,
+    ltm_mask: torch.Tensor,
+    ltm_indices: torch.Tensor,
+    generator: Optional[torch.Generator],
 ) -> torch.Tensor:
-    """``plain.strongest_longterm`` with the counts read by one index (``store.count_rows``: the rows name engrams)."""
+    """``plain.strongest_longterm`` with the counts read by one index (the rows name engrams, never -1)."""
     batch_size, num_entries = rows.shape
     noise = torch.rand(
-        (batch_size, num_entries, store.memory_length), dtype=torch.float16, device=rows.device, generator=generator
+        (batch_size, num_entries, slots.size(1)), dtype=torch.float16, device=rows.device, generator=generator
     )
     if ltm_indices.size(1) == 0 or num_entries == 0:
         return torch.full_like(rows, -1)
     none = constant(-1, rows.device)
-    counts = torch.where(ltm_mask.unsqueeze(1), store.count_rows(rows), none)
+    # [BatchSize, K, M] the counts of each entry's row against every position
+    batch = batch_index(batch_size, rows.device, 3)
+    row_counts = counts[batch, slots.gather(1, rows).unsqueeze(2), slots.unsqueeze(1)]
+    row_counts = torch.where(ltm_mask.unsqueeze(1), row_counts, none)
     # the draws are non-negative: times 0 where not best is the plain form's fill with 0
-    choice = (noise * (counts == counts.amax(dim=2, keepdim=True))).argmax(dim=2)
+    choice = (noise * (row_counts == row_counts.amax(dim=2, keepdim=True))).argmax(dim=2)
     return torch.where(ltm_mask.gather(1, choice), choice, none)
 
 
@@ -89,6 +101,7 @@ def strongest_longterm(
 WALK_COPY_ELEMENTS = 1 << 28
 
 
+@form("gpu")
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     """``plain.walk`` in three ops a depth, on a copy of the long-term counts with a sentinel node in front.
 
@@ -154,6 +167,7 @@ def walk_reading_rows(graph: LongtermGraph, start: torch.Tensor, depth: int) -> 
     return found.view(batch_size, -1)
 
 
+@form("gpu")
 def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
     """``plain.indices_with_mask`` by one sort: false entries as -1, true ones as their position; the last ``width``
     columns of the sorted rows are the left-padded positions."""
@@ -167,6 +181,7 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return keys.sort(dim=1).values[:, length - width :]
 
 
+@form("gpu")
 def indices_with_masks(
     masks: Union[List[torch.Tensor], torch.Tensor], widths: Optional[List[int]] = None
 ) -> List[torch.Tensor]:
@@ -180,6 +195,7 @@ def indices_with_masks(
     return [keys[k, :, length - width :] for k, width in enumerate(plain.widest(masks) if widths is None else widths)]
 
 
+@form("gpu")
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
     """``plain.gather_slots``; a [BatchSize, M] field gains a column of ``fill_value`` that -1 picks."""
     if values.dim() != 2 or values.size(1) == 0:
@@ -188,6 +204,7 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     return padded.gather(1, indices.remainder(values.size(1) + 1))
 
 
+@form("gpu")
 def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
     """``plain.super_unique`` with one host read: the value range and the width (the most distinct values in a slice,
     counted on a sorted copy) come back together.
@@ -213,6 +230,7 @@ def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> tor
     return plain._top_of_occupancy(occupancy, min(length, width + 1), dim, low)
 
 
+@form("gpu")
 def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tensor, depth: int) -> torch.Tensor:
     """``plain.walk_from`` without reading how many starts the widest row has: every row gets as many walkers as the
     most it can have.
@@ -238,6 +256,7 @@ def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tenso
     return walked.masked_fill_(extra[-1], plain.ABSENT)
 
 
+@form("gpu")
 def may_hold_any(mask: torch.Tensor) -> bool:
     """Always true: the answer would cost a host round trip, and the work it could skip is a no-op anyway."""
     return True

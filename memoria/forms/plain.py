@@ -8,6 +8,8 @@ from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 
+from .registry import operation
+
 #: What a walk's result holds where there is nothing (the GPU form's padding): ``super_unique(..., ignore=ABSENT)``
 #: leaves it out.
 ABSENT = -(2**62)
@@ -42,6 +44,7 @@ def mask_with_indices(indices: torch.Tensor, length: int) -> torch.Tensor:
     return mask[:, :length]
 
 
+@operation("mask")
 def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
     """Positions of the true entries of every row, ascending, left-padded with ``-1``.
 
@@ -64,6 +67,7 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return out[:, :width].contiguous()
 
 
+@operation("masks")
 def indices_with_masks(
     masks: Union[List[torch.Tensor], torch.Tensor],
     widths: Optional[List[int]] = None,
@@ -82,6 +86,7 @@ def widest(masks: Union[List[torch.Tensor], torch.Tensor]) -> List[int]:
     return torch.stack([mask.sum(dim=1).max() for mask in masks]).tolist()
 
 
+@operation("t")
 def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
     """Distinct values of every slice of ``t`` along ``dim``, padded with -1, in the order ``torch.topk`` gives for
     the largest entries of a 0/1 occupancy mask over the value range (observable, so kept): see ``utils.super_unique``.
@@ -127,6 +132,7 @@ def _top_of_occupancy(occupancy: torch.Tensor, width: int, dim: int, low: int) -
     return (values + low).masked_fill_(present == 0, -1)
 
 
+@operation("values")
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
     """Per-row gather along axis 1 with -1 meaning "none".
 
@@ -146,6 +152,7 @@ def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float 
     return picked.masked_fill_(null, fill_value)
 
 
+@operation("counts")
 def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``counts[b, rows[b, i], columns[b, j]]`` [BatchSize, R, C], -1 wherever a row or column index is -1.
 
@@ -167,6 +174,7 @@ def distinct(indices: torch.Tensor) -> torch.Tensor:
     return ordered
 
 
+@operation("counts")
 def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
     """Add 1 to ``counts[b, i, j]`` for every pair i, j of the distinct non-negative ``indices[b]``, in place.
 
@@ -185,6 +193,7 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = Fal
     counts.index_put_((batch, safe.unsqueeze(2), safe.unsqueeze(1)), pair_valid, accumulate=True)
 
 
+@operation("counts")
 def fill_slots(
     counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
 ) -> None:
@@ -195,6 +204,7 @@ def fill_slots(
     counts.masked_fill_(chosen.unsqueeze(2) | chosen.unsqueeze(1), value)
 
 
+@operation("slots")
 def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
     """[BatchSize, width] slots in 0..capacity-1 that no entry of ``slots`` [BatchSize, M] names, ascending (every row
     has capacity - M >= width of them)."""
@@ -204,6 +214,7 @@ def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
     return free.sort(dim=1, descending=True, stable=True).indices[:, :width]
 
 
+@operation("slots")
 def padding_slots(slots: torch.Tensor, padding: torch.Tensor, capacity: int) -> torch.Tensor:
     """The slots [BatchSize, Width] of a compaction, where ``padding`` (bool, the first columns of a row) holds slots of
     dead engrams that may be given to the padding: any slots in 0..capacity-1 that no survivor uses will do, distinct.
@@ -211,6 +222,7 @@ def padding_slots(slots: torch.Tensor, padding: torch.Tensor, capacity: int) -> 
     return slots
 
 
+@operation("data")
 def zero_vectors(data: torch.Tensor, slots: torch.Tensor, offsets: Optional[torch.Tensor] = None) -> None:
     """Zero the vectors of ``slots`` [BatchSize, K] (-1 skipped) in ``data`` [BatchSize, N + 1, HiddenDim], whose last
     slot is zero for ever: a -1 entry writes 0 there (``offsets``: each batch row's first row in ``data`` seen as
@@ -222,15 +234,28 @@ def zero_vectors(data: torch.Tensor, slots: torch.Tensor, offsets: Optional[torc
     data.view(-1, data.size(2)).index_fill_(0, rows.flatten(), 0)
 
 
+def slots_at(slots: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Physical slots [BatchSize, K] of logical ``indices`` [BatchSize, K] in the map ``slots`` [BatchSize, M]; -1 stays
+    -1."""
+    return torch.where(indices >= 0, slots.gather(1, indices.clamp(min=0)), -1)
+
+
+@operation("rows")
 def strongest_longterm(
-    store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
+    counts: torch.Tensor,
+    slots: torch.Tensor,
+    rows: torch.Tensor,
+    ltm_mask: torch.Tensor,
+    ltm_indices: torch.Tensor,
+    generator: Optional[torch.Generator],
 ) -> torch.Tensor:
     """For each entry, the long-term engram its row co-fired with most, ties broken by one random draw.
 
     Args:
-        store: what holds the counts (``counts_at(rows, columns=None)``, ``memory_length``).
-        rows: [BatchSize, K] the engram whose counts each entry reads (0..MemoryLength-1).
-        ltm_mask: bool [BatchSize, MemoryLength]; ltm_indices: its ``indices_with_mask``.
+        counts: [BatchSize, N, N] co-firing counts by physical slot.
+        slots: [BatchSize, M] the physical slot of every logical position (M: the memory length).
+        rows: [BatchSize, K] the engram whose counts each entry reads (0..M-1).
+        ltm_mask: bool [BatchSize, M]; ltm_indices: its ``indices_with_mask``.
         generator: the draw's source (None: the global RNG of the rows' device).
     Returns:
         [BatchSize, K] global indices, -1 where the pick is not long-term.
@@ -238,16 +263,18 @@ def strongest_longterm(
     batch_size, num_entries = rows.shape
     # one float16 draw of this shape per step, used or not: the RNG stream it advances is observable
     noise = torch.rand(
-        (batch_size, num_entries, store.memory_length), dtype=torch.float16, device=rows.device, generator=generator
+        (batch_size, num_entries, slots.size(1)), dtype=torch.float16, device=rows.device, generator=generator
     )
     if ltm_indices.size(1) == 0 or num_entries == 0:
         return torch.full_like(rows, -1)
-    counts = store.counts_at(rows).masked_fill_(~ltm_mask.unsqueeze(1), -1)
+    # [BatchSize, K, M] the counts of each entry's row against every position
+    counts = pair_gather(counts, slots.gather(1, rows), slots).masked_fill_(~ltm_mask.unsqueeze(1), -1)
     best = counts == counts.max(dim=2, keepdim=True).values
     choice = noise.masked_fill_(~best, 0).argmax(dim=2)
     return choice.masked_fill(~ltm_mask.gather(1, choice), -1)
 
 
+@operation("start")
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     """The long-term graph walk: from each start, ``depth`` steps to the strongest unvisited neighbour.
 
@@ -289,6 +316,7 @@ def local_mask(partial_mask: torch.Tensor, global_indices: torch.Tensor, width: 
     return marked[:, :width]
 
 
+@operation("initial")
 def walk_from(
     graph: LongtermGraph,
     ltm_mask: torch.Tensor,
@@ -307,6 +335,7 @@ def walk_from(
     return torch.cat([start, walk(graph, start, depth)], dim=1)
 
 
+@operation("columns")
 def first_max_at_columns(
     length: int,
     columns: torch.Tensor,
@@ -341,11 +370,13 @@ def first_max_at_columns(
     return position, drew
 
 
+@operation("device")
 def advance(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
     """Spend the RNG as ``torch.rand(shape, dtype=float16)`` does, the values unkept."""
     torch.rand(shape, dtype=torch.float16, device=device, generator=generator)
 
 
+@operation("mask")
 def may_hold_any(mask: torch.Tensor) -> bool:
     """Whether ``mask`` has a true entry (callers skip work that would change nothing)."""
     return bool(mask.any())
