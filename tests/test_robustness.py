@@ -628,3 +628,19 @@ def test_sparse_tensor_raises_clean_errors():
         SparseTensor([[0, 0]], torch.ones(1))
     with pytest.raises(ValueError):
         SparseTensor(torch.zeros(2, 2, dtype=torch.long), torch.ones(3))
+
+
+def test_an_input_whose_memory_cannot_be_allocated_is_refused_before_it_is_read():
+    """An expanded input costs nothing, but the memory it would make must hold a [B, M, M] count matrix: 2**20 new
+    engrams per row need terabytes (issue #27, D13: the allocator's RuntimeError, after summing the whole input). Refused
+    with a ValueError naming ``data``, before anything changes."""
+    memoria = live_memory()
+    before = fingerprint(memoria)
+    huge = torch.zeros(()).expand(BATCH, 2**20, HIDDEN)
+    with pytest.raises(ValueError, match="data would make the memory .* co-firing counts need"):
+        memoria.add_working_memory(huge)
+    assert_same(memoria, before)
+    fresh = Memoria(2, 4, 2, 3, 2)
+    with pytest.raises(ValueError, match="^data "):
+        fresh.add_working_memory(torch.zeros(()).expand(1, 2**20, 1))
+    assert fresh.memory_length == 0 and fresh.device is None

@@ -220,3 +220,41 @@ def test_engrams_view_setter_and_devices():
     assert memories.dtype == torch.bfloat16
     with pytest.raises(ValueError, match="batch size"):
         memory.add_working_memory(torch.randn(BATCH + 1, WIDTH, HIDDEN))
+
+
+def test_a_memory_whose_rows_are_all_reset_checkpoints_and_resumes():
+    """Every row reset (issue #27, D6): the stacked view is B rows of length 0, so the checkpoint holds as many rows as
+    row states and loads (it used to be refused: "2 row states for a batch of 0"); the resumed memory goes on as the
+    original does."""
+    torch.manual_seed(17)
+    memory = Memoria(**CONFIG, independent_rows=True, keep_history=True)
+    steps = list(stream(10, seed=18))
+    for data, logits in steps[:5]:
+        step(memory, data, logits)
+    memory.reset_memory_rows(list(range(BATCH)))
+    view = memory.engrams
+    assert (view.batch_size, view.memory_length, view.hidden_dim) == (BATCH, 0, HIDDEN) and memory.history is None
+    buffer = io.BytesIO()
+    torch.save(memory.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = Memoria(**CONFIG, independent_rows=True, keep_history=True)
+    resumed.load_state_dict(torch.load(buffer))
+    assert resumed.engrams == view and resumed.timestep == memory.timestep
+    for data, logits in steps[5:]:
+        expected_memories, expected_indices = step(memory, data, logits)
+        memories, indices = step(resumed, data, logits)
+        assert torch.equal(indices, expected_indices) and torch.equal(memories, expected_memories)
+    assert resumed.engrams == memory.engrams and (resumed.engrams.engrams_types > 0).any()
+    assert [len(history) for history in resumed.history] == [len(history) for history in memory.history]
+
+
+def test_a_remind_width_that_cannot_be_allocated_is_refused_at_the_first_add():
+    """With independent rows every remind returns [B, num_reminded_stm + num_final_ltms + 1, D]: at 2**31 - 1 each, no
+    machine holds that (issue #27, D13, where every remind raised the allocator's RuntimeError). The first add refuses
+    it with a ValueError naming them, and nothing changes, the rows' seeds included."""
+    memory, data = Memoria(2**31 - 1, 4, 2, 3, 2**31 - 1, independent_rows=True), torch.randn(2, 3, 1024)
+    before = torch.get_rng_state()
+    with pytest.raises(ValueError, match=r"num_reminded_stm \+ num_final_ltms"):
+        memory.add_working_memory(data)
+    assert torch.equal(torch.get_rng_state(), before) and memory.memory_length == 0 and memory.timestep == 0
+    assert not memory._backend.rows
