@@ -160,16 +160,13 @@ class EngramStore:
         ops.fire_together(self.counts, self.physical(indices), spare=True)
 
     @classmethod
-    def appended(
-        cls, store: Optional["EngramStore"], new: Engrams, engram_type: Optional[int] = None, no_counts: bool = False
+    def empty(
+        cls, batch_size: int, hidden_dim: int, device: torch.device, track_age: bool, track_engram_id: bool, spare: int
     ) -> "EngramStore":
-        """``store`` with ``new`` appended; like ``Engrams.__add__``, an empty (or no) store is replaced by ``new``.
-        ``engram_type``: the type of every new engram, where the caller knows it; ``no_counts``: the caller knows that
-        ``new``'s counts are all 0 (new working memories)."""
-        if store is None or store.memory_length == 0:
-            return cls(new, spare=new.memory_length)
-        store.append(new, engram_type, no_counts)
-        return store
+        """A store of ``batch_size`` rows of hidden size ``hidden_dim`` that holds no engram yet, with room for
+        ``spare``."""
+        nothing = torch.zeros(batch_size, 0, hidden_dim, dtype=torch.float32, device=device)
+        return cls(Engrams(nothing, track_age=track_age, track_engram_id=track_engram_id), spare)
 
     @classmethod
     def with_working(
@@ -181,18 +178,12 @@ class EngramStore:
         track_age: bool,
         track_engram_id: bool,
     ) -> "EngramStore":
-        """``appended`` of new WORKING engrams [BatchSize, Width, HiddenDim] (float32, on the store's device) with
-        ``lifespan``, age 0 and ids from ``first_id`` where tracked, as ``Engrams(data, ...)`` would hold them."""
+        """``store`` with new WORKING engrams ``data`` [B, L, D] (float32, on the store's device) appended, with
+        ``lifespan``, age 0 and ids from ``first_id`` where tracked, as ``Engrams(data, ...)`` would hold them; like
+        ``Engrams.__add__``, an empty (or no) store is replaced."""
         if store is None or store.memory_length == 0:
-            new = Engrams(
-                data,
-                engrams_types=EngramType.WORKING,
-                lifespan=lifespan,
-                engram_ids=first_id,
-                track_age=track_age,
-                track_engram_id=track_engram_id,
-            )
-            return cls.appended(store, new, EngramType.WORKING.value, no_counts=True)
+            batch_size, length, hidden = data.shape
+            store = cls.empty(batch_size, hidden, data.device, track_age, track_engram_id, spare=2 * length)
         store.append(_FreshWorking.of(data, lifespan, first_id, track_age, track_engram_id), EngramType.WORKING.value)
         return store
 
