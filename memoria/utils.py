@@ -1,4 +1,5 @@
-"""Index utilities shared by the engram container and the memory stages."""
+"""Index utilities shared by the engram container and the algorithm (shapes: B batch rows, M memory length, K
+indices)."""
 
 from typing import Optional
 
@@ -13,7 +14,7 @@ def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Distinct values of every slice of ``t`` along ``dim``, padded with ``-1``.
 
     Args:
-        t: integer tensor, e.g. indices shaped [BatchSize, Length]; ``-1`` counts as an ordinary value.
+        t: integer tensor, e.g. indices shaped [B, Length]; ``-1`` counts as an ordinary value.
         dim: the axis whose slices are made unique.
     Returns:
         int64 tensor whose ``dim`` axis has width ``min(t.size(dim), largest distinct count over slices)``. Its order
@@ -35,14 +36,14 @@ def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
 def local_indices(
     partial_mask: torch.Tensor, global_indices: torch.Tensor, width: Optional[int] = None
 ) -> torch.Tensor:
-    """Where ``global_indices`` [BatchSize, K] sit in the compacted, left-padded list of ``partial_mask`` slots.
+    """Where ``global_indices`` [B, K] sit in the compacted, left-padded list of ``partial_mask`` slots.
 
     Args:
-        partial_mask: bool [BatchSize, MemoryLength] choosing the sub-list.
-        global_indices: [BatchSize, K] positions; -1 and positions outside the sub-list are ignored.
+        partial_mask: bool [B, M] choosing the sub-list.
+        global_indices: [B, K] positions; -1 and positions outside the sub-list are ignored.
         width: the sub-list's width (the largest true count of a row), when the caller knows it already.
     Returns:
-        local positions [BatchSize, K'], ascending, left-padded with -1.
+        local positions [B, K'], ascending, left-padded with -1.
     """
     if width is None:
         width = int(partial_mask.sum(dim=1).max()) if partial_mask.numel() else 0

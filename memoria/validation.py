@@ -3,6 +3,9 @@
 Each check runs before the caller changes anything, so a refused call leaves the memory as it was. Inputs the published
 package accepts (Python lists, tuples and numpy arrays as indices, numpy scalars as sizes, broadcastable lifespan
 deltas) are converted here into the tensors the algorithm expects.
+
+Shapes (the legend of ``docs/algorithm.md``): B batch rows, L new engrams per row, M memory length, D hidden size, R
+reminded. (Error messages name the published package's ``[BatchSize, Length, HiddenDim]``, which its users know.)
 """
 
 import functools
@@ -114,7 +117,7 @@ def check_index_range(indices: torch.Tensor, length: int, name: str = "indices",
 def as_lifespan_delta(
     value: Any, shape: torch.Size, name: str = "lifespan_delta", check_finite: bool = True
 ) -> torch.Tensor:
-    """Lifespan deltas broadcast to ``shape`` [BatchSize, K]: a number, a 0-dim tensor, a [1, K] row or [BatchSize, K].
+    """Lifespan deltas broadcast to ``shape`` [B, K]: a number, a 0-dim tensor, a [1, K] row or [B, K].
 
     Returns a float32 tensor; values that float32 cannot hold as finite numbers (NaN, infinity, beyond its range) are
     refused, since a stored infinity makes the memory's own checkpoint unloadable.
@@ -151,7 +154,7 @@ def raise_not_finite(name: str) -> None:
 
 
 def check_data(data: Any, name: str = "data") -> None:
-    """A dense [BatchSize, Length, HiddenDim] tensor of real numbers (integers are taken as floats)."""
+    """A dense [B, L, D] tensor of real numbers (integers are taken as floats)."""
     if not isinstance(data, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor shaped [BatchSize, Length, HiddenDim], got {type(data).__name__}"
@@ -175,7 +178,7 @@ def check_data(data: Any, name: str = "data") -> None:
 
 
 def check_memory_length(batch_size: int, length: int, name: str = "data") -> None:
-    """A memory of ``length`` engrams per row must fit int32 positions and a [BatchSize, M, M] count matrix."""
+    """A memory of ``length`` engrams per row must fit int32 positions and a [B, M, M] count matrix."""
     # int32 counts: 4 * B * M * M bytes must be a size torch can compute
     if length > INT32_MAX or batch_size * length * length >= 2**61:
         raise ValueError(
@@ -193,7 +196,7 @@ def as_float32_data(data: torch.Tensor, device: torch.device, name: str = "data"
 
 
 def check_rows(rows: Any, batch_size: int, device: Optional[torch.device] = None) -> torch.Tensor:
-    """``reset_memory_rows``' argument as a bool mask [BatchSize]: a bool mask (tensor, list or numpy array) or row
+    """``reset_memory_rows``' argument as a bool mask [B]: a bool mask (tensor, list or numpy array) or row
     indices (tensor, list, tuple or numpy array)."""
     if isinstance(rows, bool) or isinstance(rows, numbers.Integral):
         rows = [rows]

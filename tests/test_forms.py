@@ -6,6 +6,7 @@ tensors the operation writes in place, and the generator state after it.
 """
 
 import copy
+import inspect
 from typing import Callable, Dict, List, Tuple
 
 import pytest
@@ -215,6 +216,20 @@ def after(arguments: tuple, written: list) -> list:
 
 def test_every_operation_with_forms_has_a_case():
     assert set(CASES) | CHECKED_APART == set(ops.OPERATIONS)
+
+
+def test_every_form_takes_the_arguments_of_the_plain_form_that_declares_it():
+    """The wrapper ``ops.<name>`` passes the caller's arguments to whichever form runs: each fast form takes the plain
+    form's arguments, in its order and with its defaults (the plain form may take more, to be composed of others)."""
+    for name, operation in ops.OPERATIONS.items():
+        declared = [(p.name, p.default) for p in inspect.signature(operation.plain).parameters.values()]
+        assert getattr(ops, name).__wrapped__ is operation.plain and operation.where in dict(declared)
+        for kind in ("cpu", "gpu", "c"):
+            form = getattr(operation, kind)
+            if form is not None:
+                taken = [(p.name, p.default) for p in inspect.signature(form).parameters.values()]
+                required = sum(default is inspect.Parameter.empty for _, default in declared)
+                assert taken == declared[: len(taken)] and len(taken) >= max(required, operation.position + 1), name
 
 
 @pytest.mark.parametrize("name, form", fast_forms(), ids=[f"{name}-{form}" for name, form in fast_forms()])

@@ -1,4 +1,7 @@
-"""CPU forms: torch ops that may read values on the host (free on a CPU) to do less work."""
+"""CPU forms: torch ops that may read values on the host (free on a CPU) to do less work.
+
+Shapes as in ``plain.py``: B batch rows, M memory length, D hidden size, N slots, T long-term entries, K entries.
+"""
 
 from typing import List, Optional, Union
 
@@ -95,7 +98,7 @@ def free_slots(slots: torch.Tensor, capacity: int, width: int) -> torch.Tensor:
     free.scatter_(1, slots, False)
     groups = free.view(batch_size, num_groups, SLOT_GROUP)
     order = groups.sum(dim=2).argsort(dim=1, descending=True, stable=True)
-    # [BatchSize, NumGroups * Group] every slot, freest group first
+    # [B, NumGroups * Group] every slot, freest group first
     candidates = (order.unsqueeze(2) * SLOT_GROUP + torch.arange(SLOT_GROUP)).flatten(1)
     # every row has the same number of free slots (capacity - memory length), so no row is padded
     chosen = indices_with_mask(free.gather(1, candidates), capacity - slots.size(1))[:, :width]
@@ -128,7 +131,7 @@ def strongest_longterm(
     """``plain.strongest_longterm`` reading each distinct row's counts once, at the long-term columns only.
 
     Entries that read the same row share a table row, and the draw is read only at the long-term columns
-    (``first_max_at_columns``), so neither the [BatchSize, K, M] counts nor the draw is ever held.
+    (``first_max_at_columns``), so neither the [B, K, M] counts nor the draw is ever held.
     """
     batch_size, num_entries = rows.shape
     length = slots.size(1)
@@ -140,7 +143,7 @@ def strongest_longterm(
     table = _indices_with_mask(own)
     table_rows = torch.where(table >= 0, rows.gather(1, table.clamp(min=0)), length - 1)
     table_rows = torch.cat([table_rows, torch.full((batch_size, 1), length - 1, dtype=torch.long)], dim=1)
-    # [BatchSize, Distinct, NumLTM]; padding columns read -1
+    # [B, Distinct, T]; padding columns read -1
     table_counts = _pair_gather(counts, slots.gather(1, table_rows), plain.slots_at(slots, ltm_indices))
     top = table_counts.max(dim=2, keepdim=True).values
     has_ltm = (ltm_indices >= 0).any(dim=1).view(-1, 1, 1)
@@ -164,17 +167,17 @@ def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tenso
     return plain.walk_from(graph, ltm_mask, initial, depth, _walk, _indices_with_mask)
 
 
-# above this many [Distinct, NumLTM] elements a walk step reads its rows one batch row at a time
+# above this many [Distinct, T] elements a walk step reads its rows one batch row at a time
 WALK_SPLIT_ELEMENTS = 1 << 18
 
 
 @form("cpu")
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     """``plain.walk`` reading each distinct node's row once per depth (all dead-end walkers share the last node),
-    straight from the counts instead of a [BatchSize, NumLTM, NumLTM] copy."""
+    straight from the counts instead of a [B, T, T] copy."""
     batch_size, num_ltm = graph.nodes.shape
     last = num_ltm - 1
-    # nodes are numbered flat, batch row * NumLTM + local position, so one index reaches any row's engram
+    # nodes are numbered flat, batch row * T + local position, so one index reaches any row's engram
     offset = torch.arange(batch_size).unsqueeze(1) * num_ltm
     visited = graph.padding.flatten().clone()
     node = (torch.where(start < 0, last, start) + offset).flatten()
@@ -196,7 +199,7 @@ def strongest_unvisited(
     graph: LongtermGraph, nodes: torch.Tensor, rows_batch: torch.Tensor, visited: torch.Tensor
 ) -> torch.Tensor:
     """For each flat node [Unique] (ascending), the first local position with the largest count among the unvisited
-    ones of its batch row ``rows_batch`` [Unique] (all visited: 0); ``visited`` is bool [BatchSize * NumLTM]."""
+    ones of its batch row ``rows_batch`` [Unique] (all visited: 0); ``visited`` is bool [B * T]."""
     counts, ltm_slots = graph.counts, graph.nodes
     batch_size, capacity = counts.shape[:2]
     num_ltm = ltm_slots.size(1)
@@ -207,7 +210,7 @@ def strongest_unvisited(
         rows = counts.view(-1, capacity).index_select(0, physical_rows).gather(1, ltm_slots.index_select(0, rows_batch))
         return rows.masked_fill_(visited.index_select(0, rows_batch), -1).argmax(dim=1)
     # Large steps (the first one reads a row per start) go one batch row at a time, where the column index broadcasts
-    # instead of being a [Unique, NumLTM] int64 tensor that costs more than the counts it picks.
+    # instead of being a [Unique, T] int64 tensor that costs more than the counts it picks.
     steps = []
     sizes = torch.bincount(rows_batch, minlength=batch_size).tolist()
     for batch, batch_nodes in enumerate(nodes.split(sizes)):

@@ -1,13 +1,13 @@
 """The long-term tie-break: one ``float16`` uniform draw per step, read only where it matters.
 
 The published package breaks ties among the long-term engrams an entry co-fired with most by multiplying a
-``torch.rand([BatchSize, NumSTM, MemoryLength], dtype=float16)`` draw with the tie mask and taking the argmax. The draw
+``torch.rand([B, S, M], dtype=float16)`` draw with the tie mask and taking the argmax. The draw
 is observable twice: through the choices, and through the global RNG stream it advances. Both must stay as they are.
 
 On a CPU the generator is an MT19937 that spends one 32-bit word per element, and a ``float16`` element is the low 24
 bits of that word times 2^-24, rounded to ``float16``. ``random_`` on an ``int32`` tensor spends the same words (keeping
 their low 31 bits) about twice as fast, so the same stream can be drawn as integers in small chunks, each chunk read at
-the long-term columns only and then dropped: no ``[BatchSize, NumSTM, MemoryLength]`` tensor is ever held. Whether
+the long-term columns only and then dropped: no ``[B, S, M]`` tensor is ever held. Whether
 this torch build really draws that way is checked once per process; if not, the plain ``float16`` draw is used.
 
 Faster still, where the optional C extension ``memoria._mt19937`` was built (``memoria/native.py``): it runs the same

@@ -1,4 +1,7 @@
-"""GPU forms: torch ops that never make the host wait for the device (no host reads, no data-dependent shapes)."""
+"""GPU forms: torch ops that never make the host wait for the device (no host reads, no data-dependent shapes).
+
+Shapes as in ``plain.py``: B batch rows, M memory length, D hidden size, N slots, T long-term entries, K entries.
+"""
 
 from typing import List, Optional, Union
 
@@ -34,7 +37,7 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = Fal
     position = arange(fired.size(1), fired.device) % length
     safe = torch.where(valid, fired, position)
     ones = valid.to(counts.dtype)
-    # [BatchSize, N] 1 at every fired column (fired entries are distinct, the 0s may land anywhere)
+    # [B, N] 1 at every fired column (fired entries are distinct, the 0s may land anywhere)
     columns = torch.zeros(fired.size(0), length, dtype=counts.dtype, device=fired.device)
     columns.scatter_add_(1, safe, ones)
     batch = batch_index(fired.size(0), fired.device)
@@ -88,7 +91,7 @@ def strongest_longterm(
     if ltm_indices.size(1) == 0 or num_entries == 0:
         return torch.full_like(rows, -1)
     none = constant(-1, rows.device)
-    # [BatchSize, K, M] the counts of each entry's row against every position
+    # [B, K, M] the counts of each entry's row against every position
     batch = batch_index(batch_size, rows.device, 3)
     row_counts = counts[batch, slots.gather(1, rows).unsqueeze(2), slots.unsqueeze(1)]
     row_counts = torch.where(ltm_mask.unsqueeze(1), row_counts, none)
@@ -105,7 +108,7 @@ WALK_COPY_ELEMENTS = 1 << 28
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     """``plain.walk`` in three ops a depth, on a copy of the long-term counts with a sentinel node in front.
 
-    Index 0 of the [BatchSize, NumLTM + 1, NumLTM + 1] copy is the sentinel: its row is the last node's and its column
+    Index 0 of the [B, T + 1, T + 1] copy is the sentinel: its row is the last node's and its column
     -1; node j is index j + 1. A visited node's column is set to -1 in every row. Counts between long-term engrams are
     never negative (``LongtermGraph``) and walkers stand on long-term engrams, so a walker sees only -1s exactly when
     every node is visited (a dead end): the first maximum is then the sentinel, which reports -1 and walks on as the
@@ -127,7 +130,7 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     dense.select(2, 0).fill_(-1)
     dense[:, :, 1:].masked_fill_(graph.padding.unsqueeze(1), -1)
     width = num_ltm + 1
-    # a start of -1 stands on the last node (R3), whose index is -1 % NumLTM + 1
+    # a start of -1 stands on the last node (R3), whose index is -1 % T + 1
     node = start.remainder(num_ltm).add_(1)
     found = torch.empty(batch_size, depth, start.size(1), dtype=torch.long, device=start.device)
     for step_index in range(depth):
@@ -147,7 +150,7 @@ def walk_reading_rows(graph: LongtermGraph, start: torch.Tensor, depth: int) -> 
     batch_size, num_ltm = ltm_slots.shape
     capacity = counts.size(1)
     last = num_ltm - 1
-    # [BatchSize, NumLTM] the row of each long-term engram in the counts seen as [BatchSize * Capacity, Capacity]
+    # [B, T] the row of each long-term engram in the counts seen as [B * N, N]
     count_rows = ltm_slots + batch_index(batch_size, start.device) * capacity
     flat_counts = counts.view(-1, capacity)
     columns = ltm_slots.unsqueeze(1).expand(-1, start.size(1), -1)
@@ -157,7 +160,7 @@ def walk_reading_rows(graph: LongtermGraph, start: torch.Tensor, depth: int) -> 
     found = torch.empty(batch_size, depth, start.size(1), dtype=torch.long, device=start.device)
     none = constant(-1, start.device)
     for step_index in range(depth):
-        # [BatchSize, K, NumLTM] the walkers' rows at the long-term columns
+        # [B, K, T] the walkers' rows at the long-term columns
         rows = flat_counts.index_select(0, count_rows.gather(1, node).flatten()).view(batch_size, -1, capacity)
         step = rows.gather(2, columns).masked_fill_(visited.unsqueeze(1), -1).argmax(dim=2)
         dead_end = visited.gather(1, step)
@@ -197,7 +200,7 @@ def indices_with_masks(
 
 @form("gpu")
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
-    """``plain.gather_slots``; a [BatchSize, M] field gains a column of ``fill_value`` that -1 picks."""
+    """``plain.gather_slots``; a [B, M] field gains a column of ``fill_value`` that -1 picks."""
     if values.dim() != 2 or values.size(1) == 0:
         return plain.gather_slots(values, indices, fill_value)
     padded = torch.cat([values, values.new_full((values.size(0), 1), fill_value)], dim=1)
@@ -247,7 +250,7 @@ def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tenso
     width = min(initial.size(1), num_ltm)
     if width == 0:
         return initial.new_empty(batch_size, 0)
-    # [BatchSize, NumLTM] the long-term engrams among the initial ones (padding -1 must not match a -1 entry)
+    # [B, T] the long-term engrams among the initial ones (padding -1 must not match a -1 entry)
     marked = (graph.positions.unsqueeze(2) == initial.unsqueeze(1)).any(dim=2).masked_fill_(graph.padding, False)
     start = indices_with_mask(marked, width)
     extra = (start < 0).all(dim=0)
