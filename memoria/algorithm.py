@@ -281,6 +281,6 @@ class BatchedMemoria:
         """What a checkpoint holds beyond the engrams, counters and history: nothing."""
         return None
 
-    def load(self, engrams: Engrams, rows: None, hidden_dim: int) -> None:
-        """Take a checked checkpoint's engrams."""
+    def load(self, engrams: Engrams, rows: Optional[list], hidden_dim: int) -> None:
+        """Take a checked checkpoint's engrams (``rows`` and ``hidden_dim`` are independent rows' only)."""
         self.set_engrams(engrams)

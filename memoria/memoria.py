@@ -315,7 +315,11 @@ class Memoria:
         self.__init__(**published.config)
         if published.engrams is not None:
             self.engrams = published.engrams
-        self.ext_device, self.timestep, self.next_engram_id = published.ext_device, *published[3:5]
+        self.ext_device, self.timestep, self.next_engram_id = (
+            published.ext_device,
+            published.timestep,
+            published.next_engram_id,
+        )
         if published.history is not None and self.keep_history and published.engrams is not None:
             if len(published.history) != self._backend.batch_size or not all(
                 isinstance(history, HistoryManager) for history in published.history

@@ -97,6 +97,10 @@ def test_the_forms_import_no_part_of_the_memory():
     for path in (PACKAGE / "forms").glob("*.py"):
         outside = {module for module in imports_of(path) if not module.startswith("memoria.forms")}
         assert outside <= {"memoria.native"}, (path.name, outside)
+    # and only the boundary imports them
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent != PACKAGE / "forms" and path.name != "ops.py":
+            assert not any(module.startswith("memoria.forms") for module in imports_of(path)), path.name
 
 
 SPLIT_ELSEWHERE = {
@@ -257,3 +261,28 @@ def test_the_data_of_an_add_enters_each_file_once(independent_rows):
         assert entered[:3] == ["memoria.py", "validation.py", *backend, "algorithm.py"][:3] and "store.py" in entered
         _, indices = memory.remind()
         memory.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+
+
+#: What the façade may ask of a backend: the verbs and sizes both backends have.
+BACKEND_PROTOCOL = {
+    "add", "remind", "adjust", "clear_rows", "engrams", "set_engrams", "to", "state", "restored", "load",
+    "batch_size", "memory_length", "device", "fixed_shape", "output_width", "generator", "rows_in_use",
+}  # fmt: skip
+
+
+def test_both_backends_speak_the_one_protocol_the_facade_uses():
+    from memoria.algorithm import BatchedMemoria
+    from memoria.rows import IndependentRows
+
+    config = Memoria(2, 3, 2, 3, 2).config()
+    for backend in (BatchedMemoria(2, 3, 2, 3, 2, False, False), IndependentRows(config)):
+        missing = {name for name in BACKEND_PROTOCOL if not hasattr(backend, name)}
+        assert not missing, (type(backend).__name__, missing)
+    tree = ast.parse((PACKAGE / "memoria.py").read_text())
+    asked = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, (ast.Name, ast.Attribute)):
+            owner = node.value.attr if isinstance(node.value, ast.Attribute) else node.value.id
+            if owner in ("_backend", "backend"):
+                asked.add(node.attr)
+    assert asked and asked <= BACKEND_PROTOCOL, asked - BACKEND_PROTOCOL
