@@ -15,7 +15,7 @@ import torch
 
 import memoria
 from benchmarks.reference import load_reference
-from memoria.forms import draw
+from memoria.forms import draw, registry
 
 NEAR_TIE = 1e-5
 
@@ -228,22 +228,23 @@ def test_gpu_branches_match_reference_on_cpu(ref, name, monkeypatch, capsys):
     # the CPU forms of the draw spend int32 words
     monkeypatch.setattr(torch.Tensor, "random_", cpu_only)
     chosen = collections.Counter()
-    choose = memoria.ops.form_for
+    choose = registry.form_for
 
     def recorded(op, where):
         form = choose(op, where)
         chosen[op, form] += 1
         return form
 
-    monkeypatch.setattr(memoria.ops, "form_for", recorded)
+    # the switch every operation's dispatch calls
+    monkeypatch.setattr(registry, "form_for", recorded)
     total = run_seeds(ref, CONFIGS[name], 30)
     with capsys.disabled():
         print(f"\n[differential, GPU branches] {name}: {total.steps} steps, {total.near_ties} near-ties")
     assert total.steps == 30 * len(SEEDS) and total.unexplained == []
-    assert {form for _, form in chosen} <= {"gpu", "plain"}, chosen
+    assert chosen and {form for _, form in chosen} <= {"gpu", "plain"}, chosen
     # every operation with a GPU form took it
     assert {op for op, form in chosen if form == "gpu"} == {
-        op for op, _ in chosen if memoria.ops.FORMS[op].gpu is not None
+        op for op, _ in chosen if memoria.ops.OPERATIONS[op].gpu is not None
     }
 
 
