@@ -67,12 +67,12 @@ class BatchedMemoria:
         track_id: bool,
         generator: Optional[torch.Generator] = None,
     ) -> None:
-        self.num_reminded_stm, self.stm_capacity, self.ltm_search_depth = (
-            num_reminded_stm,
-            stm_capacity,
+        self.num_reminded_stm, self.stm_capacity = num_reminded_stm, stm_capacity
+        self.ltm_search_depth, self.initial_lifespan, self.num_final_ltms = (
             ltm_search_depth,
+            initial_lifespan,
+            num_final_ltms,
         )
-        self.initial_lifespan, self.num_final_ltms = initial_lifespan, num_final_ltms
         self.track_age, self.track_id = track_age, track_id
         self.generator = generator
         self.store: Optional[EngramStore] = None

@@ -315,11 +315,8 @@ class Memoria:
         self.__init__(**published.config)
         if published.engrams is not None:
             self.engrams = published.engrams
-        self.ext_device, self.timestep, self.next_engram_id = (
-            published.ext_device,
-            published.timestep,
-            published.next_engram_id,
-        )
+        self.ext_device = published.ext_device
+        self.timestep, self.next_engram_id = published.timestep, published.next_engram_id
         if published.history is not None and self.keep_history and published.engrams is not None:
             if len(published.history) != self._backend.batch_size or not all(
                 isinstance(history, HistoryManager) for history in published.history

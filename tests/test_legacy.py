@@ -142,3 +142,50 @@ def test_this_packages_own_objects_pickle_and_unpickle_as_they_were():
     for each in (memory, copy):
         each.add_working_memory(data)
     assert torch.equal(copy.remind()[1], memory.remind()[1])
+
+
+PUBLISHED_1_1_0_RUN = textwrap.dedent("""
+    import pickle, sys
+    import torch
+    import memoria
+
+    assert memoria.__file__.startswith(sys.argv[2]), memoria.__file__
+    torch.manual_seed(0)
+    memory = memoria.Memoria(**CONFIG, keep_history=True)
+    for _ in range(8):
+        memory.add_working_memory(torch.randn(2, 4, 6))
+        memories, indices = memory.remind()
+        memory.adjust_lifespan_and_memories(indices, torch.rand(indices.shape) * 3)
+    with open(sys.argv[1], "wb") as handle:
+        pickle.dump({"memoria": memory, "engrams": memory.engrams, "steps": [len(h) for h in memory.history]}, handle)
+    """).replace("**CONFIG", ", ".join(f"{key}={value}" for key, value in CONFIG.items()))
+
+
+def test_a_published_1_1_0_memoria_with_its_history_unpickles_and_goes_on(tmp_path):
+    """1.1.0 added ids, ages and history: they come along (its remind ranks otherwise, README difference 1, so the
+    steps after are ours, not compared)."""
+    from benchmarks.reference import reference_dir
+
+    try:
+        folder = str(reference_dir("1.1.0"))
+    except (subprocess.CalledProcessError, OSError) as error:
+        pytest.skip(f"memoria-pytorch 1.1.0 cannot be installed (is the package registry reachable?): {error}")
+    path = tmp_path / "run.pkl"
+    done = subprocess.run(
+        [sys.executable, "-c", PUBLISHED_1_1_0_RUN, str(path), folder],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": folder},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    with open(path, "rb") as handle:
+        published = pickle.load(handle)
+    memory = published["memoria"]
+    assert memory.config()["keep_history"] and memory.engrams == published["engrams"] and memory.timestep == 8
+    assert [len(history) for history in memory.history] == published["steps"] == [8, 8]
+    assert memory.next_engram_id == 32 and int(memory.engrams.engram_ids.max()) < 32
+    memory.add_working_memory(torch.randn(2, 4, 6))
+    _, indices = memory.remind()
+    memory.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    assert [len(history) for history in memory.history] == [9, 9] and int(memory.engrams.engram_ids.max()) >= 32
