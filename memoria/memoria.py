@@ -51,12 +51,12 @@ def _memory_call(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        kinds = set(AUTOCAST_DEVICES) | ({self.device.type} if self.device is not None else set())
+        kinds = AUTOCAST_DEVICES if self.device is None else {*AUTOCAST_DEVICES, self.device.type}
+        autocast = [kind for kind in kinds if torch.is_autocast_enabled(kind)]
         try:
             with torch.no_grad(), contextlib.ExitStack() as stack:
-                for kind in kinds:
-                    if torch.is_autocast_enabled(kind):
-                        stack.enter_context(torch.autocast(kind, enabled=False))
+                for kind in autocast:
+                    stack.enter_context(torch.autocast(kind, enabled=False))
                 return method(self, *args, **kwargs)
         finally:
             self._view = None
