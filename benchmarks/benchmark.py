@@ -745,8 +745,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         return 2 if args.quick else config.auto_warmup()
 
     machine = machine_description(device)
-    # whether ours drew its CPU tie-break with the optional C extension (memoria/draw.py) or with torch ops
-    native_draw = getattr(getattr(ours, "draw", None), "native_draw_matches", None)
+    # whether ours drew its CPU tie-break with the optional C extension (memoria/forms/draw.py) or with torch ops
+    draw = getattr(getattr(ours, "forms", None), "draw", None) or getattr(ours, "draw", None)
+    native_draw = getattr(draw, "native_draw_matches", None)
     if native_draw is not None and device.type == "cpu":
         machine["native_draw"] = native_draw()
     print(f"# Memoria benchmark on {machine}, ours = {args.ours_module} ({getattr(ours, '__file__', '?')})")

@@ -1,12 +1,11 @@
 """The checkpoint format of ``Memoria.state_dict``: plain tensors, numbers and lists, checked on the way in."""
 
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, Callable, List, NamedTuple, Optional
 
 import torch
 
 from .engram import Engrams, EngramType
 from .history_manager import HistoryManager
-from .rows import RowwiseMemoria
 from .validation import DATA_DTYPES, INT32_MAX
 
 STATE_FORMAT = "memoria-state-1"
@@ -121,10 +120,11 @@ def memoria_state(
     next_engram_id: int,
     ext_dtype: torch.dtype,
     history: Optional[List[HistoryManager]],
-    rows: Optional[RowwiseMemoria],
+    rows: Optional[dict],
 ) -> dict:
     """A memory's state dict: its engrams (copies), counters, flags and history; with independent rows also every
-    row's own state and generator (``rows``), ``engrams`` then being the stacked view, for reading only."""
+    row's own state and generator (``rows``, ``IndependentRows.state()``), ``engrams`` then being the stacked view, for
+    reading only."""
     state = {
         "format": STATE_FORMAT,
         "config": config,
@@ -135,10 +135,10 @@ def memoria_state(
             name: getattr(engrams, name).clone() for name in ENGRAM_FIELDS if getattr(engrams, name) is not None
         },
         # with independent rows every row's own state holds its history
-        "history": None if history is None or rows else [entry.state_dict() for entry in history],
+        "history": None if history is None or rows is not None else [entry.state_dict() for entry in history],
     }
-    if rows:
-        state["rows"] = rows.state_dict()
+    if rows is not None:
+        state["rows"] = rows
     return state
 
 
@@ -155,10 +155,11 @@ class LoadedState(NamedTuple):
 
 
 def read_memoria_state(
-    state: Any, config: dict, rowwise: Optional[RowwiseMemoria], device: Optional[torch.device]
+    state: Any, config: dict, restore_rows: Optional[Callable[[dict, Any], list]], device: Optional[torch.device]
 ) -> LoadedState:
-    """Check ``state`` against a memory with ``config`` (and ``rowwise`` with independent rows): every field, before
-    anything changes. Raises ``ValueError`` naming what is wrong."""
+    """Check ``state`` against a memory with ``config`` (and, with independent rows, ``restore_rows``, which checks and
+    builds the rows of ``state["rows"]``): every field, before anything changes. Raises ``ValueError`` naming what is
+    wrong."""
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"not a Memoria state dict (expected a dict with format {STATE_FORMAT!r})")
     missing = {"config", "timestep", "next_engram_id", "engrams", "history"} - set(state)
@@ -198,10 +199,10 @@ def read_memoria_state(
         raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
 
     rows, hidden_dim = None, 0
-    if rowwise is not None and "rows" in state:
+    if restore_rows is not None and "rows" in state:
         if not isinstance(state["rows"], dict):
-            raise ValueError("Memoria state dict rows must be a dict (RowwiseMemoria.state_dict())")
-        rows = rowwise.restored(state["rows"], device)
+            raise ValueError("Memoria state dict rows must be a dict (IndependentRows.state())")
+        rows = restore_rows(state["rows"], device)
         hidden_dim = state["rows"].get("hidden_dim", 0)
         if len(rows) != engrams.batch_size:
             raise ValueError(f"state holds {len(rows)} row states for a batch of {engrams.batch_size}")

@@ -7,6 +7,7 @@ from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 
+from .legacy import engrams_state
 from .ops import fire_together, gather_slots, indices_with_mask, pair_gather
 
 # the records are re-exported here, where the published package defined them
@@ -106,6 +107,11 @@ class Engrams:
                 ids = torch.arange(start, start + memory_length, dtype=torch.int32, device=device)
                 engram_ids = ids.unsqueeze(0).repeat(batch_size, 1)
             self.engram_ids = engram_ids.detach().to(torch.int32)
+        self._check_shapes()
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling: also engrams pickled by the published package (``memoria.legacy``), or a ``ValueError``."""
+        self.__dict__.update(engrams_state(state))
         self._check_shapes()
 
     def _check_shapes(self) -> None:

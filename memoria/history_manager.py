@@ -7,7 +7,7 @@ costs far more than the step itself once the graph grows. Here a step is recorde
 ``state`` (files, and the state dict they hold); this module keeps the published import path, which old pickles name.
 """
 
-from typing import Any, Optional
+from typing import Optional
 
 from .history.files import FILE_FORMAT, MAX_FILE_BYTES, STATE_VERSION, Files
 from .history.queries import HistoryStep, Queries, SummaryList
@@ -30,8 +30,8 @@ __all__ = [
     "SummaryList",
     "check_history_rows",
     "check_keep_history",
-    "histories_for",
     "record_history",
+    "steps_kept",
 ]
 
 
@@ -60,15 +60,3 @@ class HistoryManager(Recorder, Queries, Files):
         """
         self._start_recording(max_steps)
         self._reset_derived()
-
-
-def histories_for(history: Optional[list], batch_size: int, keep_history: Any) -> Optional[list]:
-    """The histories an adjust of a ``batch_size``-row memory records into: ``history`` (checked to hold one per row,
-    ``check_history_rows``), new ones on the first adjust (``keep_history``: True for every step, an int N >= 2 for
-    the last N), or None without ``keep_history``. Changes nothing, so that it can run before the adjust does."""
-    if not keep_history:
-        return None
-    if history is None:
-        return [HistoryManager(max_steps=steps_kept(keep_history)) for _ in range(batch_size)]
-    check_history_rows(history, batch_size)
-    return history

@@ -5,7 +5,7 @@ memoria computes the same values with torch ops, only slower on a CPU. Set ``MEM
 anyway (for example to compare the two), or ``MEMORIA_NATIVE=walk,counts`` (a comma list of the names below) to use
 only those extensions and torch ops for the rest; unset or ``1``: every extension that is built.
 
-- ``mt19937``: the long-term tie-break draw on a copy of a CPU generator's state (``memoria/draw.py``).
+- ``mt19937``: the long-term tie-break draw on a copy of a CPU generator's state (``memoria/forms/draw.py``).
 - ``walk``: the long-term graph walk on CPU count tensors (``memoria/forms/c.py``).
 - ``counts``: CPU count tensors: co-firing, new or cleared slots, counts between chosen rows and columns
   (``memoria/forms/c.py``).

@@ -1,10 +1,14 @@
-"""Physical storage behind ``Memoria``: engram vectors and co-firing counts in slots that never move.
+"""Physical storage behind the algorithm (``memoria.algorithm``): engram vectors and co-firing counts in slots that
+never move.
 
 ``Engrams`` describes the memory in its *logical* layout: every row compacted and left-padded, so forgetting one engram
-shifts every later row and column of the ``[Batch, M, M]`` count matrix. Doing that every step costs a full copy of the
-matrix (and of the ``[Batch, M, Hidden]`` vectors). The store keeps those two big tensors in physical slots instead
-and moves only a ``[Batch, M]`` map from logical positions to slots; the small per-engram fields stay logical. Padding
-positions are real slots too, because the published algorithm reads and even revives them (quirks R2, R4).
+shifts every later row and column of the ``[B, M, M]`` co-firing counts. Doing that every step costs a full copy of
+them (and of the ``[B, M, D]`` vectors). The store keeps those two big tensors in physical slots instead and moves
+only a ``[B, M]`` map from logical positions to slots; the small per-engram fields stay logical. Padding positions are
+real slots too, because the published algorithm reads and even revives them (quirks R2, R4).
+
+Shapes: B batch rows, M memory length (logical positions), D hidden size, N physical slots (capacity + 1), L new
+engrams, K indices.
 """
 
 import warnings
@@ -17,14 +21,14 @@ from .engram import PADDING, Engrams, EngramType
 
 
 class EngramStore:
-    """Engrams of a batch: logical ``[Batch, M]`` fields plus physically slotted data and counts.
+    """Engrams of a batch: logical ``[B, M]`` fields plus physically slotted data and counts.
 
     Attributes:
-        data: [BatchSize, Capacity + 1, HiddenDim] vectors by physical slot; the last slot is always zero.
-        counts: [BatchSize, Capacity + 1, Capacity + 1] co-firing counts by physical slot (unmapped slots hold
-            garbage); the last row and column are a spare that nothing reads, where writes for "no slot" may land.
-        slots: [BatchSize, MemoryLength] physical slot of every logical position (padding included).
-        engrams_types, lifespan, age, engram_ids: [BatchSize, MemoryLength] logical fields, as in ``Engrams``.
+        data: [B, N, D] vectors by physical slot; the last slot is always zero.
+        counts: [B, N, N] co-firing counts by physical slot (unmapped slots hold garbage); the last row and column are a
+            spare that nothing reads, where writes for "no slot" may land.
+        slots: [B, M] physical slot of every logical position (padding included).
+        engrams_types, lifespan, age, engram_ids: [B, M] logical fields, as in ``Engrams``.
     """
 
     def __init__(self, engrams: Engrams, spare: int = 0) -> None:
@@ -34,7 +38,7 @@ class EngramStore:
         self.track_age = engrams.track_age
         self.track_engram_id = engrams.track_engram_id
         # one slot beyond capacity stays zero for ever: null positions read it, so reads need no fill pass
-        self.data = torch.zeros(batch_size, capacity + 1, hidden, device=device)
+        self.data = torch.zeros(batch_size, capacity + 1, hidden, dtype=torch.float32, device=device)
         self.data[:, :length] = engrams.data
         self.counts = torch.full((batch_size, capacity + 1, capacity + 1), -1, dtype=torch.int32, device=device)
         self.counts[:, :length, :length] = engrams.induce_counts
@@ -72,7 +76,7 @@ class EngramStore:
     # ------------------------------------------------------------------ reading by logical index
 
     def indices_of(self, *engram_types: int) -> List[torch.Tensor]:
-        """Logical positions [BatchSize, K] of the engrams of each type (``EngramType`` values), left-padded."""
+        """Logical positions [B, K] of the engrams of each type (``EngramType`` values), left-padded."""
         masks: Union[torch.Tensor, List[torch.Tensor]] = self.type_masks()
         first = engram_types[0] if engram_types else 0
         if tuple(engram_types) == tuple(range(first, first + len(engram_types))):
@@ -85,19 +89,19 @@ class EngramStore:
         return ops.indices_with_masks(masks)
 
     def type_masks(self) -> torch.Tensor:
-        """bool [NumTypes, BatchSize, MemoryLength]: where the engrams of each type are (``EngramType`` value order)."""
+        """bool [NumTypes, B, M]: where the engrams of each type are (``EngramType`` value order)."""
         kinds = ops.arange(len(EngramType), self.device).view(-1, 1, 1)
         if self._masks_of is not self.engrams_types:
             self._masks, self._masks_of = self.engrams_types == kinds, self.engrams_types
         return self._masks
 
     def _offsets(self) -> torch.Tensor:
-        """[BatchSize, 1] where each batch row starts in ``data`` seen as [BatchSize * (Capacity + 1), HiddenDim]."""
+        """[B, 1] where each batch row starts in ``data`` seen as [B * N, D]."""
         return torch.arange(self.data.size(0), device=self.data.device).unsqueeze(1) * self.data.size(1)
 
     def _lookup(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """[BatchSize, MemoryLength + 1] tables by logical position: the physical slot, and the row of ``data`` seen
-        as [BatchSize * (Capacity + 1), HiddenDim]. Their last column answers -1 (none): slot -1, the zero vector.
+        """[B, M + 1] tables by logical position: the physical slot, and the row of ``data`` seen
+        as [B * N, D]. Their last column answers -1 (none): slot -1, the zero vector.
 
         Built once for every new ``slots`` (which is replaced, never written in place), so that a read is one gather.
         """
@@ -109,35 +113,30 @@ class EngramStore:
         return self._tables
 
     def physical(self, indices: torch.Tensor) -> torch.Tensor:
-        """Physical slots of logical ``indices`` [BatchSize, K]; -1 stays -1."""
+        """Physical slots of logical ``indices`` [B, K]; -1 stays -1."""
         # -1 is the tables' last column
         return self._lookup()[0].gather(1, indices.remainder(self.memory_length + 1))
 
     def data_at(self, indices: torch.Tensor) -> torch.Tensor:
-        """Vectors at logical ``indices`` [BatchSize, K] -> [BatchSize, K, HiddenDim], zeros at -1."""
+        """Vectors at logical ``indices`` [B, K] -> [B, K, D], zeros at -1."""
         rows = self._lookup()[1].gather(1, indices.remainder(self.memory_length + 1))
         return self.data.view(-1, self.hidden_dim).index_select(0, rows.flatten()).view(*indices.shape, self.hidden_dim)
 
     def data_at_each(self, *indices: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """``data_at`` of several index lists [BatchSize, K_i] in one read (views of one tensor)."""
+        """``data_at`` of several index lists [B, K_i] in one read (views of one tensor)."""
         return self.data_at(torch.cat(indices, dim=1)).split([part.size(1) for part in indices], dim=1)
 
     def counts_at(self, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Counts between logical ``rows`` [BatchSize, R] and ``columns`` [BatchSize, C] (all positions by default).
+        """Counts between logical ``rows`` [B, R] and ``columns`` [B, C] (all positions by default).
 
         Returns:
-            [BatchSize, R, C], -1 wherever a row or column index is -1.
+            [B, R, C], -1 wherever a row or column index is -1.
         """
         physical_columns = self.slots if columns is None else self.physical(columns)
         return ops.pair_gather(self.counts, self.physical(rows), physical_columns)
 
-    def count_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """``counts_at(rows)`` for ``rows`` [BatchSize, K] that name engrams (no -1): [BatchSize, K, MemoryLength]."""
-        batch = ops.batch_index(self.batch_size, self.device, 3)
-        return self.counts[batch, self.slots.gather(1, rows).unsqueeze(2), self.slots.unsqueeze(1)]
-
     def longterm_graph(self, ltm_indices: torch.Tensor) -> ops.LongtermGraph:
-        """The co-firing graph among the long-term engrams at logical ``ltm_indices`` [BatchSize, NumLTM] (-1 padding),
+        """The co-firing graph among the long-term engrams at logical ``ltm_indices`` [B, T] (-1 padding),
         read in place from the counts."""
         # padding reads the slot of position 0: the walk treats it as visited from the start, so its counts never matter
         return ops.LongtermGraph(
@@ -160,21 +159,18 @@ class EngramStore:
     # ------------------------------------------------------------------ writing
 
     def fire_together(self, indices: torch.Tensor) -> None:
-        """``Engrams.fire_together_wire_together`` on logical ``indices`` [BatchSize, K]."""
+        """``Engrams.fire_together_wire_together`` on logical ``indices`` [B, K]."""
         self._writable()
         ops.fire_together(self.counts, self.physical(indices), spare=True)
 
     @classmethod
-    def appended(
-        cls, store: Optional["EngramStore"], new: Engrams, engram_type: Optional[int] = None, no_counts: bool = False
+    def empty(
+        cls, batch_size: int, hidden_dim: int, device: torch.device, track_age: bool, track_engram_id: bool, spare: int
     ) -> "EngramStore":
-        """``store`` with ``new`` appended; like ``Engrams.__add__``, an empty (or no) store is replaced by ``new``.
-        ``engram_type``: the type of every new engram, where the caller knows it; ``no_counts``: the caller knows that
-        ``new``'s counts are all 0 (new working memories)."""
-        if store is None or store.memory_length == 0:
-            return cls(new, spare=new.memory_length)
-        store.append(new, engram_type, no_counts)
-        return store
+        """A store of ``batch_size`` rows of hidden size ``hidden_dim`` that holds no engram yet, with room for
+        ``spare``."""
+        nothing = torch.zeros(batch_size, 0, hidden_dim, dtype=torch.float32, device=device)
+        return cls(Engrams(nothing, track_age=track_age, track_engram_id=track_engram_id), spare)
 
     @classmethod
     def with_working(
@@ -186,18 +182,12 @@ class EngramStore:
         track_age: bool,
         track_engram_id: bool,
     ) -> "EngramStore":
-        """``appended`` of new WORKING engrams [BatchSize, Width, HiddenDim] (float32, on the store's device) with
-        ``lifespan``, age 0 and ids from ``first_id`` where tracked, as ``Engrams(data, ...)`` would hold them."""
+        """``store`` with new WORKING engrams ``data`` [B, L, D] (float32, on the store's device) appended, with
+        ``lifespan``, age 0 and ids from ``first_id`` where tracked, as ``Engrams(data, ...)`` would hold them; like
+        ``Engrams.__add__``, an empty (or no) store is replaced."""
         if store is None or store.memory_length == 0:
-            new = Engrams(
-                data,
-                engrams_types=EngramType.WORKING,
-                lifespan=lifespan,
-                engram_ids=first_id,
-                track_age=track_age,
-                track_engram_id=track_engram_id,
-            )
-            return cls.appended(store, new, EngramType.WORKING.value, no_counts=True)
+            batch_size, length, hidden = data.shape
+            store = cls.empty(batch_size, hidden, data.device, track_age, track_engram_id, spare=2 * length)
         store.append(_FreshWorking.of(data, lifespan, first_id, track_age, track_engram_id), EngramType.WORKING.value)
         return store
 
@@ -243,26 +233,23 @@ class EngramStore:
             return None
         return torch.cat([mine, new], dim=1)
 
-    def survival(
-        self, mask: torch.Tensor, types: Optional[torch.Tensor] = None, pending: Optional[torch.Tensor] = None
-    ) -> "Survival":
-        """What ``keep(mask)`` needs to know, in one host read: the survivors' width (the most in a row) and the fewest
-        in a row, the width of each engram type among them (``types``: the types they will have; default the current
-        ones), so that the next remind needs no read for its lists, and the caller's ``pending`` device values."""
+    def survival_parts(self, mask: torch.Tensor, types: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """What ``keep(mask)`` needs to know, as device values not yet read (``Survival.of`` reads them): the
+        survivors' width (the most in a row) and the fewest in a row, and the width of each engram type among them
+        (``types``: the types they will have; default the current ones), so that the next remind needs no read for
+        its lists. A caller with device values of its own reads them in the same host read."""
         types = self.engrams_types if types is None else types
         kinds = ops.arange(len(EngramType), self.device).view(-1, 1, 1)
-        # [NumTypes, BatchSize] survivors of each type in each row
+        # [NumTypes, B] survivors of each type in each row
         per_type = ((types == kinds) & mask).sum(dim=2)
-        parts = [torch.stack(torch.aminmax(mask.sum(dim=1))[::-1]), per_type.amax(dim=1)]
-        if pending is not None:
-            parts.append(pending.to(self.device, torch.long))
-        values = torch.cat(parts).tolist()
-        # (NULL is left out: compaction adds padding)
-        widths = {kind.value: values[2 + kind.value] for kind in EngramType if kind is not EngramType.NULL}
-        return Survival(values[0], values[1], widths, values[2 + len(EngramType) :])
+        return [torch.stack(torch.aminmax(mask.sum(dim=1))[::-1]), per_type.amax(dim=1)]
+
+    def survival(self, mask: torch.Tensor, types: Optional[torch.Tensor] = None) -> "Survival":
+        """``survival_parts`` read (one host read)."""
+        return Survival.of(torch.cat(self.survival_parts(mask, types)).tolist())
 
     def keep(self, mask: torch.Tensor, survival: Optional["Survival"] = None) -> None:
-        """``Engrams.mask_select``: keep the positions where ``mask`` [BatchSize, MemoryLength] is true (``survival``:
+        """``Engrams.mask_select``: keep the positions where ``mask`` [B, M] is true (``survival``:
         ``survival(mask)`` where the caller read it already)."""
         survival = self.survival(mask) if survival is None else survival
         self._writable()
@@ -288,7 +275,7 @@ class EngramStore:
                 setattr(self, name, value.gather(1, kept).masked_fill_(padding, PADDING[name]))
 
     def clear_rows(self, rows: torch.Tensor) -> None:
-        """Turn every position of the chosen rows (bool [BatchSize]) into fresh NULL padding; other rows untouched."""
+        """Turn every position of the chosen rows (bool [B]) into fresh NULL padding; other rows untouched."""
         self._writable()
         self._type_widths = self._masks_of = None
         self.data[rows] = 0
@@ -319,7 +306,7 @@ class EngramStore:
                 setattr(self, name, value.clone())
 
     def _clear_slots(self, slots: torch.Tensor) -> None:
-        """Make physical ``slots`` [BatchSize, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
+        """Make physical ``slots`` [B, K] (-1 skipped) fresh NULL padding: zero vector, -1 counts."""
         ops.zero_vectors(self.data, slots, self._data_offsets)
         ops.fill_slots(self.counts, slots, -1, spare=True)
 
@@ -339,7 +326,7 @@ _TENSOR_FIELDS = ("data", "counts", "slots", "engrams_types", "lifespan", "age",
 
 class _FreshWorking(NamedTuple):
     """New working memories as ``append`` reads an ``Engrams``, without making one: the per-engram fields are shared
-    constants broadcast to [BatchSize, Width] (read once, by the concatenation), the counts all 0 (``None``)."""
+    constants broadcast to [B, Width] (read once, by the concatenation), the counts all 0 (``None``)."""
 
     data: torch.Tensor
     engrams_types: torch.Tensor
@@ -371,13 +358,22 @@ class _FreshWorking(NamedTuple):
 
 
 class Survival(NamedTuple):
-    """``EngramStore.survival``'s host values: the survivors' width (the most in a row), the fewest in a row, each
-    engram type's width among them, and the caller's pending values."""
+    """``EngramStore.survival``'s host values: the survivors' width (the most in a row), the fewest in a row, and each
+    engram type's width among them."""
 
     width: int
     fewest: int
     type_widths: Dict[int, int]
-    pending: List[int]
+
+    #: how many values ``EngramStore.survival_parts`` holds
+    SIZE = 2 + len(EngramType)
+
+    @classmethod
+    def of(cls, values: List[int]) -> "Survival":
+        """From the ``SIZE`` values of ``survival_parts``, read."""
+        # (NULL is left out: compaction adds padding)
+        widths = {kind.value: values[2 + kind.value] for kind in EngramType if kind is not EngramType.NULL}
+        return cls(values[0], values[1], widths)
 
 
 def _grown_capacity(needed: int) -> int:

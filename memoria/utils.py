@@ -1,13 +1,12 @@
-"""Index utilities shared by the engram container and the memory stages."""
+"""Index utilities shared by the engram container and the algorithm (shapes: B batch rows, M memory length, K
+indices)."""
 
 from typing import Optional
 
 import torch
 
 from . import ops
-from .forms.plain import MAX_OCCUPANCY  # noqa: F401
-from .forms.plain import local_mask, mask_with_indices  # noqa: F401  (mask_with_indices: used by the engram container)
-from .ops import gather_slots, indices_with_mask  # noqa: F401
+from .ops import MAX_OCCUPANCY, gather_slots, indices_with_mask, local_mask, mask_with_indices  # noqa: F401
 from .validation import IndexRangeError, all_finite  # noqa: F401
 
 
@@ -15,7 +14,7 @@ def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Distinct values of every slice of ``t`` along ``dim``, padded with ``-1``.
 
     Args:
-        t: integer tensor, e.g. indices shaped [BatchSize, Length]; ``-1`` counts as an ordinary value.
+        t: integer tensor, e.g. indices shaped [B, Length]; ``-1`` counts as an ordinary value.
         dim: the axis whose slices are made unique.
     Returns:
         int64 tensor whose ``dim`` axis has width ``min(t.size(dim), largest distinct count over slices)``. Its order
@@ -37,14 +36,14 @@ def super_unique(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
 def local_indices(
     partial_mask: torch.Tensor, global_indices: torch.Tensor, width: Optional[int] = None
 ) -> torch.Tensor:
-    """Where ``global_indices`` [BatchSize, K] sit in the compacted, left-padded list of ``partial_mask`` slots.
+    """Where ``global_indices`` [B, K] sit in the compacted, left-padded list of ``partial_mask`` slots.
 
     Args:
-        partial_mask: bool [BatchSize, MemoryLength] choosing the sub-list.
-        global_indices: [BatchSize, K] positions; -1 and positions outside the sub-list are ignored.
+        partial_mask: bool [B, M] choosing the sub-list.
+        global_indices: [B, K] positions; -1 and positions outside the sub-list are ignored.
         width: the sub-list's width (the largest true count of a row), when the caller knows it already.
     Returns:
-        local positions [BatchSize, K'], ascending, left-padded with -1.
+        local positions [B, K'], ascending, left-padded with -1.
     """
     if width is None:
         width = int(partial_mask.sum(dim=1).max()) if partial_mask.numel() else 0
@@ -52,19 +51,25 @@ def local_indices(
 
 
 def add_at(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
-    """``values`` [BatchSize, M] plus ``amounts[b, k]`` at ``indices[b, k]`` (-1 skipped, repeats add up), in place."""
+    """``values`` [B, M] plus ``amounts[b, k]`` at ``indices[b, k]`` (negative skipped, repeats add up), in place."""
     return values.add_(_gain(values, indices, amounts))
 
 
-def added_at(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
-    """``add_at`` into a new tensor (``values`` unchanged)."""
-    return values + _gain(values, indices, amounts)
+def added_at(
+    values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor, highest: Optional[int] = None
+) -> torch.Tensor:
+    """``add_at`` into a new tensor (``values`` unchanged); indices above ``highest`` count as ``highest`` (for a caller
+    that refuses them before it uses the result)."""
+    return values + _gain(values, indices, amounts, highest)
 
 
-def _gain(values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
-    """[BatchSize, M] the sum of ``amounts`` landing on each position (-1 indices skipped)."""
+def _gain(
+    values: torch.Tensor, indices: torch.Tensor, amounts: torch.Tensor, highest: Optional[int] = None
+) -> torch.Tensor:
+    """[B, M] the sum of ``amounts`` landing on each position (negative indices skipped)."""
     length = values.size(1)
     gain = torch.zeros(values.size(0), length + 1, dtype=values.dtype, device=values.device)
     # any negative index goes to the spare last column: -1 % (M + 1) is M
-    gain.scatter_add_(1, indices.clamp(min=-1).remainder(length + 1).long(), amounts.to(values.dtype))
+    spread = indices.clamp(min=-1, max=highest).remainder(length + 1).long()
+    gain.scatter_add_(1, spread, amounts.to(values.dtype))
     return gain[:, :length]

@@ -3,11 +3,16 @@
 Each check runs before the caller changes anything, so a refused call leaves the memory as it was. Inputs the published
 package accepts (Python lists, tuples and numpy arrays as indices, numpy scalars as sizes, broadcastable lifespan
 deltas) are converted here into the tensors the algorithm expects.
+
+Shapes (the legend of ``docs/algorithm.md``): B batch rows, L new engrams per row, M memory length, D hidden size, R
+reminded. (Error messages name the published package's ``[BatchSize, Length, HiddenDim]``, which its users know.)
 """
 
+import functools
 import math
 import numbers
-from typing import Any, Optional, Union
+import os
+from typing import Any, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 
@@ -112,7 +117,7 @@ def check_index_range(indices: torch.Tensor, length: int, name: str = "indices",
 def as_lifespan_delta(
     value: Any, shape: torch.Size, name: str = "lifespan_delta", check_finite: bool = True
 ) -> torch.Tensor:
-    """Lifespan deltas broadcast to ``shape`` [BatchSize, K]: a number, a 0-dim tensor, a [1, K] row or [BatchSize, K].
+    """Lifespan deltas broadcast to ``shape`` [B, K]: a number, a 0-dim tensor, a [1, K] row or [B, K].
 
     Returns a float32 tensor; values that float32 cannot hold as finite numbers (NaN, infinity, beyond its range) are
     refused, since a stored infinity makes the memory's own checkpoint unloadable.
@@ -149,7 +154,7 @@ def raise_not_finite(name: str) -> None:
 
 
 def check_data(data: Any, name: str = "data") -> None:
-    """A dense [BatchSize, Length, HiddenDim] tensor of real numbers (integers are taken as floats)."""
+    """A dense [B, L, D] tensor of real numbers (integers are taken as floats)."""
     if not isinstance(data, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor shaped [BatchSize, Length, HiddenDim], got {type(data).__name__}"
@@ -173,7 +178,7 @@ def check_data(data: Any, name: str = "data") -> None:
 
 
 def check_memory_length(batch_size: int, length: int, name: str = "data") -> None:
-    """A memory of ``length`` engrams per row must fit int32 positions and a [BatchSize, M, M] count matrix."""
+    """A memory of ``length`` engrams per row must fit int32 positions and a [B, M, M] count matrix."""
     # int32 counts: 4 * B * M * M bytes must be a size torch can compute
     if length > INT32_MAX or batch_size * length * length >= 2**61:
         raise ValueError(
@@ -191,7 +196,7 @@ def as_float32_data(data: torch.Tensor, device: torch.device, name: str = "data"
 
 
 def check_rows(rows: Any, batch_size: int, device: Optional[torch.device] = None) -> torch.Tensor:
-    """``reset_memory_rows``' argument as a bool mask [BatchSize]: a bool mask (tensor, list or numpy array) or row
+    """``reset_memory_rows``' argument as a bool mask [B]: a bool mask (tensor, list or numpy array) or row
     indices (tensor, list, tuple or numpy array)."""
     if isinstance(rows, bool) or isinstance(rows, numbers.Integral):
         rows = [rows]
@@ -246,47 +251,133 @@ def check_data_fits(
         )
 
 
+def device_memory(device: torch.device) -> Optional[int]:
+    """The most bytes ``device`` can hold: a CPU's memory and swap, a CUDA device's memory (``None``: not known)."""
+    if device.type == "cpu":
+        return _host_memory()
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device.index or 0).total_memory
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _host_memory() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo if ":" in line)
+        return sum(int(fields[name].split()[0]) * 1024 for name in ("MemTotal", "SwapTotal") if name in fields)
+    except (OSError, ValueError):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, OSError, ValueError):
+            return None
+
+
+def check_allocation(data: torch.Tensor, device: torch.device, memory_length: int, output_width: int) -> None:
+    """What ``data`` [B, L, D] makes the memory allocate on ``device`` must fit its memory: the store's vectors and
+    co-firing counts once it is ``memory_length + L`` long, and (``output_width``, with independent rows) every
+    remind's [B, width, D] outputs. Otherwise the allocator would fail (or the machine swap) only later."""
+    limit = device_memory(device)
+    if limit is None:
+        return
+    batch_size, length, hidden = data.shape
+    slots = memory_length + length + 1
+    # float32 vectors and int32 counts of every slot: B * slots * (D + slots) values of 4 bytes
+    needed = 4 * batch_size * slots * (hidden + slots)
+    if needed > limit:
+        raise ValueError(
+            f"data would make the memory {slots - 1} engrams long per row ({batch_size} rows, hidden size {hidden}): "
+            f"its vectors and co-firing counts need {needed / 2**30:.1f} GiB, more than {device} has "
+            f"({limit / 2**30:.1f} GiB)"
+        )
+    # float32 memories and int64 indices
+    outputs = batch_size * output_width * (4 * hidden + 8)
+    if outputs > limit:
+        raise ValueError(
+            f"num_reminded_stm + num_final_ltms + 1 = {output_width}: with independent rows every remind returns "
+            f"[{batch_size}, {output_width}, {hidden}] memories, {outputs / 2**30:.1f} GiB, more than {device} has "
+            f"({limit / 2**30:.1f} GiB)"
+        )
+
+
+def working_data(
+    data: Any,
+    device: Optional[torch.device],
+    fixed_shape: Optional[Tuple[int, int]],
+    memory_length: int,
+    next_engram_id: Optional[int],
+    output_width: int,
+    generator: Optional[torch.Generator],
+) -> torch.Tensor:
+    """``add_working_memory``'s ``data`` checked against the memory it goes into, as float32 on the engrams' ``device``
+    (``None``: the data's own).
+
+    Args:
+        fixed_shape: (B, D) the memory holds (``None``: not fixed yet); memory_length: M before the add;
+        next_engram_id: the first new id (``None``: ids untracked); output_width: see ``check_allocation``;
+        generator: the tie-break generator, which must draw where the engrams live.
+    Returns:
+        [B, L, D] float32 on the engrams' device: the one copy that can fail for size is made here, before anything
+        changes.
+    """
+    check_data(data, "data")
+    check_data_fits(data, *(fixed_shape or (None, None)), memory_length, next_engram_id)
+    device = device or data.device
+    check_allocation(data, device, memory_length, output_width)
+    check_generator(generator, device=device)
+    return as_float32_data(data, device)
+
+
+class PendingChecks(NamedTuple):
+    """The input checks of an adjust whose values are still on the device: the algorithm reads them in the same host
+    read as the survivors' widths and calls ``confirm`` before it writes anything.
+
+    Attributes:
+        values: [3] int64 on the indices' device: the lowest and the highest index, the number of deltas that are not
+            finite.
+        length: the memory length the indices must fit.
+    """
+
+    values: torch.Tensor
+    length: int
+
+    def confirm(self, values: List[int]) -> None:
+        """Raise where ``values`` (``self.values`` read back) show bad input."""
+        low, high, not_finite = values
+        if not_finite:
+            raise_not_finite("lifespan_delta")
+        if low < -1 or high >= self.length:
+            raise IndexRangeError(
+                f"indices must lie in -1..{self.length - 1} (the memory length is {self.length}), got values from "
+                f"{low} to {high}"
+            )
+
+
 def adjust_inputs(
-    indices: Any, lifespan_delta: Any, batch_size: int, devices: set, length: Optional[int] = None
-) -> "tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]":
-    """``adjust_lifespan_and_memories``' inputs as int64 indices [BatchSize, R] and float32 deltas of their shape.
+    indices: Any, lifespan_delta: Any, batch_size: int, devices: set, length: int
+) -> Tuple[torch.Tensor, torch.Tensor, PendingChecks]:
+    """``adjust_lifespan_and_memories``' inputs as int64 indices [B, R] and float32 deltas of their shape.
 
     Indices may be tensors, lists, tuples or numpy arrays; a delta may also be a number, a 0-dim tensor or a [1, R] row
     (as in the published package). Tensors must lie on one of ``devices`` (the memory's, the input's, the CPU).
-    With ``length``, what is left to check (indices within -1..length-1, finite deltas) is returned unread, as
-    ``pending`` [3] on the indices' device, so that the caller reads it with other values: ``confirm_adjust`` then
-    raises where it is bad. Without ``length`` the deltas are checked here.
+    What is left to check (indices within -1..length-1, finite deltas) is returned unread, as ``PendingChecks``.
     """
     raw = {"indices": indices, "lifespan_delta": lifespan_delta}
     indices = as_indices(indices, "indices")
     if indices.dim() != 2 or indices.size(0) != batch_size:
         raise ValueError(f"indices must be shaped [{batch_size}, RemindedLength], got {list(indices.shape)}")
-    lifespan_delta = as_lifespan_delta(lifespan_delta, indices.shape, "lifespan_delta", check_finite=length is None)
+    lifespan_delta = as_lifespan_delta(lifespan_delta, indices.shape, "lifespan_delta", check_finite=False)
     for name, value in raw.items():
         if isinstance(value, torch.Tensor) and value.device not in devices:
             named = sorted(str(device) for device in devices if device is not None)
             raise ValueError(f"{name} is on {value.device}, expected one of the memory's devices {named}")
-    pending = None
-    if length is not None:
-        if indices.numel():
-            low, high = torch.aminmax(indices)
-        else:
-            low = high = torch.full((), -1, dtype=torch.long, device=indices.device)
-        # how many deltas are not finite (x - x is NaN for NaN and the infinities, 0 for the rest)
-        not_finite = (lifespan_delta - lifespan_delta != 0).sum().to(low.device)
-        pending = torch.stack([low, high, not_finite])
-    return indices, lifespan_delta, pending
-
-
-def confirm_adjust(pending: "list[int]", length: int) -> None:
-    """Raise where ``adjust_inputs``' pending checks, read back as ``[low, high, count not finite]``, show bad input."""
-    low, high, not_finite = pending
-    if not_finite:
-        raise_not_finite("lifespan_delta")
-    if low < -1 or high >= length:
-        raise IndexRangeError(
-            f"indices must lie in -1..{length - 1} (the memory length is {length}), got values from {low} to {high}"
-        )
+    if indices.numel():
+        low, high = torch.aminmax(indices)
+    else:
+        low = high = torch.full((), -1, dtype=torch.long, device=indices.device)
+    # how many deltas are not finite (x - x is NaN for NaN and the infinities, 0 for the rest)
+    not_finite = (lifespan_delta - lifespan_delta != 0).sum().to(low.device)
+    return indices, lifespan_delta, PendingChecks(torch.stack([low, high, not_finite]), length)
 
 
 def check_generator(

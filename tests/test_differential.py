@@ -15,7 +15,7 @@ import torch
 
 import memoria
 from benchmarks.reference import load_reference
-from memoria import draw
+from memoria.forms import draw, registry
 
 NEAR_TIE = 1e-5
 
@@ -228,22 +228,23 @@ def test_gpu_branches_match_reference_on_cpu(ref, name, monkeypatch, capsys):
     # the CPU forms of the draw spend int32 words
     monkeypatch.setattr(torch.Tensor, "random_", cpu_only)
     chosen = collections.Counter()
-    choose = memoria.ops.form_for
+    choose = registry.form_for
 
     def recorded(op, where):
         form = choose(op, where)
         chosen[op, form] += 1
         return form
 
-    monkeypatch.setattr(memoria.ops, "form_for", recorded)
+    # the switch every operation's dispatch calls
+    monkeypatch.setattr(registry, "form_for", recorded)
     total = run_seeds(ref, CONFIGS[name], 30)
     with capsys.disabled():
         print(f"\n[differential, GPU branches] {name}: {total.steps} steps, {total.near_ties} near-ties")
     assert total.steps == 30 * len(SEEDS) and total.unexplained == []
-    assert {form for _, form in chosen} <= {"gpu", "plain"}, chosen
+    assert chosen and {form for _, form in chosen} <= {"gpu", "plain"}, chosen
     # every operation with a GPU form took it
     assert {op for op, form in chosen if form == "gpu"} == {
-        op for op, _ in chosen if memoria.ops.FORMS[op].gpu is not None
+        op for op, _ in chosen if memoria.ops.OPERATIONS[op].gpu is not None
     }
 
 
@@ -283,7 +284,7 @@ def zero_word_state() -> torch.Tensor:
 def test_all_zero_tie_break_draw_matches_reference(ref, monkeypatch, kind):
     """When every candidate of an entry drew 0, the published argmax lands on column 0; ours must too.
 
-    Ours draws the same stream in one of three ways on a CPU (``memoria.draw``); each of them is run on a generator
+    Ours draws the same stream in one of three ways on a CPU (``memoria.forms.draw``); each of them is run on a generator
     that only draws zeros, as the reference is.
     """
     if kind == "native" and not draw.native_draw_matches():

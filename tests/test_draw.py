@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from memoria import draw, native, ops
-from memoria.forms import plain
+from memoria import native, ops
+from memoria.forms import draw, plain
 
 needs_extension = pytest.mark.skipif(
     native.mt19937 is None, reason="the optional C extension memoria._mt19937 was not built (no C compiler at install)"

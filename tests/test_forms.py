@@ -1,4 +1,4 @@
-"""Every fast form of every operation in ``memoria.ops.FORMS`` gives what the plain form gives.
+"""Every fast form of every operation in ``memoria.ops.OPERATIONS`` gives what the plain form gives.
 
 The GPU forms are torch ops and run here on CPU tensors; the C forms run where their extension was built. Each case
 feeds every form copies of the same inputs (the same generator state for the draws) and compares the outputs, the
@@ -6,6 +6,7 @@ tensors the operation writes in place, and the generator state after it.
 """
 
 import copy
+import inspect
 from typing import Callable, Dict, List, Tuple
 
 import pytest
@@ -120,7 +121,8 @@ def case_strongest_longterm(seed: int):
     ltm_mask = store.engrams_types == EngramType.LONGTERM.value
     rows = torch.randint(0, store.memory_length, (store.batch_size, 7), generator=generator)
     rows[:, :2] = store.memory_length - 1  # entries that read the last row (quirk R1)
-    return (store, rows, ltm_mask, plain.indices_with_mask(ltm_mask), torch.Generator().manual_seed(seed)), [4]
+    arguments = (store.counts, store.slots, rows, ltm_mask, plain.indices_with_mask(ltm_mask))
+    return (*arguments, torch.Generator().manual_seed(seed)), [0, 5]
 
 
 def case_walk(seed: int):
@@ -190,7 +192,7 @@ AFTER = {"walk_from": lambda walked: plain.super_unique(walked, 1, ignore=ops.AB
 def fast_forms() -> List[Tuple[str, str]]:
     return [
         (name, form)
-        for name, forms in ops.FORMS.items()
+        for name, forms in ops.OPERATIONS.items()
         for form in ("cpu", "gpu", "c")
         if getattr(forms, form) is not None and name not in CHECKED_APART
     ]
@@ -204,8 +206,6 @@ def observed(value) -> list:
         return [value.get_state()]
     if isinstance(value, (tuple, list)):
         return [part for item in value for part in observed(item)]
-    if isinstance(value, EngramStore):
-        return [value.counts, value.slots, value.engrams_types]
     return [value]
 
 
@@ -215,13 +215,27 @@ def after(arguments: tuple, written: list) -> list:
 
 
 def test_every_operation_with_forms_has_a_case():
-    assert set(CASES) | CHECKED_APART == set(ops.FORMS)
+    assert set(CASES) | CHECKED_APART == set(ops.OPERATIONS)
+
+
+def test_every_form_takes_the_arguments_of_the_plain_form_that_declares_it():
+    """The wrapper ``ops.<name>`` passes the caller's arguments to whichever form runs: each fast form takes the plain
+    form's arguments, in its order and with its defaults (the plain form may take more, to be composed of others)."""
+    for name, operation in ops.OPERATIONS.items():
+        declared = [(p.name, p.default) for p in inspect.signature(operation.plain).parameters.values()]
+        assert getattr(ops, name).__wrapped__ is operation.plain and operation.where in dict(declared)
+        for kind in ("cpu", "gpu", "c"):
+            form = getattr(operation, kind)
+            if form is not None:
+                taken = [(p.name, p.default) for p in inspect.signature(form).parameters.values()]
+                required = sum(default is inspect.Parameter.empty for _, default in declared)
+                assert taken == declared[: len(taken)] and len(taken) >= max(required, operation.position + 1), name
 
 
 @pytest.mark.parametrize("name, form", fast_forms(), ids=[f"{name}-{form}" for name, form in fast_forms()])
 @pytest.mark.parametrize("seed", range(6))
 def test_fast_form_equals_the_plain_form(name, form, seed):
-    forms = ops.FORMS[name]
+    forms = ops.OPERATIONS[name]
     if not forms.can(form):
         pytest.skip(f"the {form} form of {name} cannot run here (extension not built, or its self-check failed)")
     arguments, written = CASES[name](seed)
@@ -239,8 +253,8 @@ def test_fast_form_equals_the_plain_form(name, form, seed):
 
 def test_the_gpu_form_of_may_hold_any_never_says_no_where_there_is_something():
     for mask in (torch.zeros(2, 3, dtype=torch.bool), torch.eye(3, dtype=torch.bool)):
-        assert ops.FORMS["may_hold_any"].gpu(mask) or not ops.FORMS["may_hold_any"].plain(mask)
-    assert not ops.FORMS["may_hold_any"].plain(torch.zeros(2, 3, dtype=torch.bool))
+        assert ops.OPERATIONS["may_hold_any"].gpu(mask) or not ops.OPERATIONS["may_hold_any"].plain(mask)
+    assert not ops.OPERATIONS["may_hold_any"].plain(torch.zeros(2, 3, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -261,7 +275,7 @@ def test_every_form_of_free_slots_gives_distinct_free_slots_in_order(form, seed)
     store = random_store(seed)
     free = store.capacity - store.memory_length
     for width in (1, free):
-        taken = ops.FORMS["free_slots"].__getattribute__(form)(store.slots, store.capacity, width)
+        taken = ops.OPERATIONS["free_slots"].__getattribute__(form)(store.slots, store.capacity, width)
         assert taken.shape == (store.batch_size, width) and taken.dtype == torch.long
         assert torch.equal(taken, taken.sort(dim=1).values) and bool((taken[:, 1:] > taken[:, :-1]).all())
         assert bool(((taken >= 0) & (taken < store.capacity)).all())
@@ -282,7 +296,7 @@ def test_every_form_of_padding_slots_keeps_the_survivors_and_gives_the_padding_u
     width = int(mask.sum(dim=1).max())
     kept, padding = order[:, -width:], alive[:, -width:] == 0
     dead_slots = store.slots.gather(1, kept)
-    slots = getattr(ops.FORMS["padding_slots"], form)(dead_slots.clone(), padding, store.capacity)
+    slots = getattr(ops.OPERATIONS["padding_slots"], form)(dead_slots.clone(), padding, store.capacity)
     assert torch.equal(slots[~padding], dead_slots[~padding])  # the survivors keep theirs
     for row in range(store.batch_size):
         assert len(set(slots[row].tolist())) == width  # distinct
@@ -301,12 +315,12 @@ def test_the_switch_chooses_one_form_per_device(monkeypatch):
     assert ops.form_for("walk", torch.device("meta")) == "gpu"
     monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "1")
     assert not ops.on_cpu(cpu_tensor)
-    assert {ops.form_for(name, cpu_tensor) for name in ops.FORMS} == {"gpu", "plain"}
+    assert {ops.form_for(name, cpu_tensor) for name in ops.OPERATIONS} == {"gpu", "plain"}
     monkeypatch.setenv("MEMORIA_FORCE_GPU_BRANCHES", "0")
     monkeypatch.setenv("MEMORIA_NATIVE", "0")
     assert ops.form_for("walk", cpu_tensor) == "cpu"
     monkeypatch.setenv("MEMORIA_FORMS", "plain")
-    assert {ops.form_for(name, cpu_tensor) for name in ops.FORMS} == {"plain"}
+    assert {ops.form_for(name, cpu_tensor) for name in ops.OPERATIONS} == {"plain"}
 
 
 def test_a_whole_stream_is_the_same_in_every_form_setting(monkeypatch):
@@ -337,11 +351,9 @@ def test_a_whole_stream_is_the_same_in_every_form_setting(monkeypatch):
 
 
 def to_cuda(value):
-    """The case's arguments on the GPU (a store moves in place, a graph field by field)."""
+    """The case's arguments on the GPU (a graph field by field)."""
     if isinstance(value, torch.Tensor):
         return value.cuda()
-    if isinstance(value, EngramStore):
-        return value.to(torch.device("cuda"))
     if isinstance(value, plain.LongtermGraph):
         return plain.LongtermGraph(*(field.cuda() for field in value))
     if isinstance(value, (list, tuple)):

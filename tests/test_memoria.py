@@ -575,3 +575,51 @@ def test_steps_under_inference_mode_then_outside_it_are_the_steps_of_a_memory_th
         assert torch.equal(memories, expected_memories) and torch.equal(indices, expected_indices)
     assert mixed_state.keys() == plain_state.keys()
     assert all(torch.equal(mixed_state[name], plain_state[name]) for name in plain_state)
+
+
+# ---------------------------------------------------------------------- the caller's global settings
+
+
+def stream_outputs(steps: int = 30, hidden: int = 8, **overrides) -> list:
+    """Outputs and the final engrams of one stream (the same inputs and seeds every time)."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    m = memory(num_reminded_stm=4, stm_capacity=8, ltm_search_depth=3, num_final_ltms=5, **overrides)
+    outputs = []
+    for _ in range(steps):
+        m.add_working_memory(torch.randn(2, 5, hidden, generator=generator, dtype=torch.float32))
+        memories, indices = m.remind()
+        m.adjust_lifespan_and_memories(indices, torch.rand(indices.shape, generator=generator, dtype=torch.float32) * 2)
+        outputs += [memories, indices]
+    return outputs + [m.engrams]
+
+
+FORM_SETTINGS = [{}, {"MEMORIA_FORMS": "plain"}, {"MEMORIA_FORCE_GPU_BRANCHES": "1"}, {"MEMORIA_NATIVE": "0"}]
+
+
+@pytest.mark.parametrize("forms", FORM_SETTINGS, ids=["default", "plain", "gpu-forms", "torch-forms"])
+def test_a_float64_default_dtype_changes_nothing(monkeypatch, forms):
+    """``torch.set_default_dtype(torch.float64)`` in the caller (issue #27, D11: the second add raised in
+    ``index_copy_``): every tensor the memory makes has its dtype set, so the stream is the float32 default's."""
+    for name, value in forms.items():
+        monkeypatch.setenv(name, value)
+    expected = stream_outputs()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = stream_outputs(independent_rows=False), stream_outputs(steps=8, independent_rows=True)
+    finally:
+        torch.set_default_dtype(previous)
+    assert all(torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b for a, b in zip(expected, got[0]))
+    assert got[1][-1].data.dtype == torch.float32
+
+
+def test_autocast_in_the_caller_does_not_reach_the_memory():
+    """Under ``torch.autocast("cpu", torch.bfloat16)`` the scores ran in bfloat16 and the reminded indices drifted from
+    the float32 run's (issue #27, D12: from step 6 of this stream, silently). The memory's calls turn autocast off
+    inside: the outputs are the float32 run's, bit for bit, and autocast is on again for the caller after each call."""
+    expected = stream_outputs(hidden=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = stream_outputs(hidden=32)
+        assert torch.is_autocast_enabled("cpu")
+    assert all(torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b for a, b in zip(expected, got))

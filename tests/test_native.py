@@ -185,11 +185,11 @@ def test_search_longterm_is_the_same_with_and_without_the_walk_extension(monkeyp
             num_reminded_stm=4, stm_capacity=6, ltm_search_depth=5, initial_lifespan=3, num_final_ltms=4
         )
         m.engrams = _random_engrams(seed)
-        ltm_mask = m._store.engrams_types == memoria.EngramType.LONGTERM.value
+        ltm_mask = m._backend.store.engrams_types == memoria.EngramType.LONGTERM.value
         ltm_indices = indices_with_mask(ltm_mask)
         keep = torch.rand(3, 6, generator=torch.Generator().manual_seed(seed)) < 0.8
         initial = torch.where(keep, ltm_indices[:, :6], -1)  # some walkers start nowhere (quirk R3)
-        results.append(m._search_longterm(initial, ltm_mask, ltm_indices))
+        results.append(m._backend.search_longterm(initial, ltm_mask, ltm_indices))
     assert torch.equal(results[0], results[1])
     assert (results[0] >= 0).any()
 

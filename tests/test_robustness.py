@@ -219,20 +219,20 @@ def _failing(*args, **kwargs):
 @pytest.mark.parametrize("fresh", [False, True], ids=["live", "fresh"])
 def test_an_input_failing_in_the_allocator_changes_nothing(monkeypatch, fresh):
     """dtype, devices, counters and the global RNG are set only once the new engrams exist."""
-    import memoria.memoria as memoria_module
+    from memoria.store import EngramStore
 
     memoria = Memoria(2, 4, 2, 3, 2, track_id=True) if fresh else live_memory()
     data = torch.rand(BATCH, 4, HIDDEN, dtype=torch.float64)
     before = fingerprint(memoria)
-    monkeypatch.setattr(memoria_module.EngramStore, "append", _failing)
-    monkeypatch.setattr(memoria_module.EngramStore, "__init__", _failing)
+    monkeypatch.setattr(EngramStore, "append", _failing)
+    monkeypatch.setattr(EngramStore, "__init__", _failing)
     with pytest.raises(_AllocatorFails):
         memoria.add_working_memory(data)
     assert_same(memoria, before)
 
 
 def test_independent_rows_draw_their_seeds_only_for_a_good_input(monkeypatch):
-    import memoria.memoria as memoria_module
+    from memoria.store import EngramStore
 
     memoria = Memoria(2, 4, 2, 3, 2, independent_rows=True)
     good = torch.rand(BATCH, 4, HIDDEN)
@@ -242,13 +242,13 @@ def test_independent_rows_draw_their_seeds_only_for_a_good_input(monkeypatch):
         with pytest.raises((TypeError, ValueError)):
             memoria.add_working_memory(bad)
         assert_same(memoria, before)
-        assert not memoria._rowwise.memories
+        assert not memoria._backend.rows
     # the first row's store fails to allocate, after the rows' seeds were drawn: the draw is undone
-    monkeypatch.setattr(memoria_module.EngramStore, "__init__", _failing)
+    monkeypatch.setattr(EngramStore, "__init__", _failing)
     with pytest.raises(_AllocatorFails):
         memoria.add_working_memory(good)
     assert_same(memoria, before)
-    assert not memoria._rowwise.memories
+    assert not memoria._backend.rows
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:7", "meta", "bogus", 5, None, torch.device("meta")])
@@ -282,7 +282,7 @@ def test_a_huge_expanded_input_is_refused_at_once():
     start = time.perf_counter()
     with pytest.raises(ValueError, match="cannot be held"):
         memoria.add_working_memory(torch.zeros(()).expand(2, 10**10, 4))
-    assert time.perf_counter() - start < 1.0 and memoria._store is None
+    assert time.perf_counter() - start < 1.0 and memoria._backend.store is None
 
 
 # ---------------------------------------------------------------------- by kind: silent wrong results
@@ -340,7 +340,7 @@ def test_a_first_input_of_hidden_size_zero_is_refused():
     memoria = Memoria(2, 4, 2, 3, 2)
     with pytest.raises(ValueError, match="hidden size 0"):
         memoria.add_working_memory(torch.rand(2, 3, 0))
-    assert memoria._store is None and memoria.ext_device is None
+    assert memoria._backend.store is None and memoria.ext_device is None
 
 
 def test_float64_beyond_float32_is_refused_so_the_checkpoint_stays_loadable():
@@ -627,3 +627,19 @@ def test_sparse_tensor_raises_clean_errors():
         SparseTensor([[0, 0]], torch.ones(1))
     with pytest.raises(ValueError):
         SparseTensor(torch.zeros(2, 2, dtype=torch.long), torch.ones(3))
+
+
+def test_an_input_whose_memory_cannot_be_allocated_is_refused_before_it_is_read():
+    """An expanded input costs nothing, but the memory it would make must hold a [B, M, M] count matrix: 2**20 new
+    engrams per row need terabytes (issue #27, D13: the allocator's RuntimeError, after summing the whole input). Refused
+    with a ValueError naming ``data``, before anything changes."""
+    memoria = live_memory()
+    before = fingerprint(memoria)
+    huge = torch.zeros(()).expand(BATCH, 2**20, HIDDEN)
+    with pytest.raises(ValueError, match="data would make the memory .* co-firing counts need"):
+        memoria.add_working_memory(huge)
+    assert_same(memoria, before)
+    fresh = Memoria(2, 4, 2, 3, 2)
+    with pytest.raises(ValueError, match="^data "):
+        fresh.add_working_memory(torch.zeros(()).expand(1, 2**20, 1))
+    assert fresh.memory_length == 0 and fresh.device is None

@@ -38,7 +38,7 @@ def step(memory: Memoria, data: torch.Tensor, logits: torch.Tensor):
 
 def row_state(memory: Memoria, row: int) -> dict:
     """Row ``row`` of the stacked engrams without the NULL slots that stacking put in front of it."""
-    engrams = memory._rowwise.memories[row].engrams
+    engrams = memory._backend.rows[row].engrams()
     return {name: value[0].clone() for name, value in engrams._fields().items() if value is not None}
 
 
@@ -50,7 +50,7 @@ def test_reset_leaves_every_other_row_bit_identical(device):
     for number, (data, logits) in enumerate(stream(30, seed=1, device=device)):
         if number == 12:
             reset.reset_memory_rows([reset_row])
-            assert reset._rowwise.memories[reset_row].memory_length == 0
+            assert reset._backend.rows[reset_row].memory_length == 0
         other_data = data.clone()
         if number >= 12:  # a new document in the reset row
             other_data[reset_row] = torch.randn(WIDTH, HIDDEN, generator=new_document).to(device) * 0.4
@@ -79,7 +79,7 @@ def test_each_row_is_the_batch_one_memory_fed_that_row_with_the_row_generator():
     singles = [Memoria(**CONFIG) for _ in range(BATCH)]
     for data, logits in stream(20, seed=4):
         rows.add_working_memory(data)
-        generator_states = [memory.generator.get_state() for memory in rows._rowwise.memories]
+        generator_states = [row.generator.get_state() for row in rows._backend.rows]
         memories, indices = rows.remind()
         delta = logits[:, : indices.size(1)].softmax(dim=1) * indices.size(1) * 2
         for row, single in enumerate(singles):
@@ -93,7 +93,7 @@ def test_each_row_is_the_batch_one_memory_fed_that_row_with_the_row_generator():
             single.adjust_lifespan_and_memories(single_indices, delta[row : row + 1, :width])
         rows.adjust_lifespan_and_memories(indices, delta)
         for row, single in enumerate(singles):
-            assert rows._rowwise.memories[row].engrams == single.engrams
+            assert rows._backend.rows[row].engrams() == single.engrams
 
 
 def test_the_global_rng_is_drawn_once_for_the_row_seeds():
@@ -134,7 +134,7 @@ def test_state_dict_resumes_every_row_and_generator(device):
     # rows and generators follow a move to the other device type (a generator that cannot is reseeded from itself)
     other = "cpu" if device == "cuda" else ("cuda" if torch.cuda.is_available() else "cpu")
     resumed.to(other)
-    assert all(row.generator.device.type == other for row in resumed._rowwise.memories)
+    assert all(row.generator.device.type == other for row in resumed._backend.rows)
     _, indices = step(resumed, *(value.to(other) for value in steps[-1]))
     assert indices.device.type == other and resumed.engrams.device.type == other
 
@@ -155,7 +155,7 @@ def test_a_generator_saved_on_a_gpu_continues_on_a_cpu_machine():
     for _ in range(2):
         resumed = Memoria(**CONFIG, independent_rows=True)
         resumed.load_state_dict(state)
-        assert all(row.generator.device.type == "cpu" for row in resumed._rowwise.memories)
+        assert all(row.generator.device.type == "cpu" for row in resumed._backend.rows)
         runs.append([step(resumed, data, logits)[1] for data, logits in steps[6:]])
     assert all(torch.equal(a, b) for a, b in zip(*runs))
     state["rows"]["generator_devices"] = ["cuda"] * (BATCH - 1)
@@ -178,7 +178,7 @@ def test_states_of_the_other_mode_are_refused():
     fresh = Memoria(**CONFIG, independent_rows=True)
     with pytest.raises(ValueError, match="generator"):
         fresh.load_state_dict(state)
-    assert fresh.memory_length == 0 and not fresh._rowwise.memories
+    assert fresh.memory_length == 0 and not fresh._backend.rows
 
 
 def test_a_bad_index_in_one_row_leaves_every_row_unchanged():
@@ -190,7 +190,7 @@ def test_a_bad_index_in_one_row_leaves_every_row_unchanged():
     memories, indices = memory.remind()
     before = [row_state(memory, row) for row in range(BATCH)]
     bad = indices.clone()
-    bad[2, 0] = memory._rowwise.memories[2].memory_length  # one past the end of row 2 only
+    bad[2, 0] = memory._backend.rows[2].memory_length  # one past the end of row 2 only
     with pytest.raises(ValueError, match="must lie in"):
         memory.adjust_lifespan_and_memories(bad, torch.ones(bad.shape))
     with pytest.raises(ValueError, match="shaped"):
@@ -220,3 +220,41 @@ def test_engrams_view_setter_and_devices():
     assert memories.dtype == torch.bfloat16
     with pytest.raises(ValueError, match="batch size"):
         memory.add_working_memory(torch.randn(BATCH + 1, WIDTH, HIDDEN))
+
+
+def test_a_memory_whose_rows_are_all_reset_checkpoints_and_resumes():
+    """Every row reset (issue #27, D6): the stacked view is B rows of length 0, so the checkpoint holds as many rows as
+    row states and loads (it used to be refused: "2 row states for a batch of 0"); the resumed memory goes on as the
+    original does."""
+    torch.manual_seed(17)
+    memory = Memoria(**CONFIG, independent_rows=True, keep_history=True)
+    steps = list(stream(10, seed=18))
+    for data, logits in steps[:5]:
+        step(memory, data, logits)
+    memory.reset_memory_rows(list(range(BATCH)))
+    view = memory.engrams
+    assert (view.batch_size, view.memory_length, view.hidden_dim) == (BATCH, 0, HIDDEN) and memory.history is None
+    buffer = io.BytesIO()
+    torch.save(memory.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = Memoria(**CONFIG, independent_rows=True, keep_history=True)
+    resumed.load_state_dict(torch.load(buffer))
+    assert resumed.engrams == view and resumed.timestep == memory.timestep
+    for data, logits in steps[5:]:
+        expected_memories, expected_indices = step(memory, data, logits)
+        memories, indices = step(resumed, data, logits)
+        assert torch.equal(indices, expected_indices) and torch.equal(memories, expected_memories)
+    assert resumed.engrams == memory.engrams and (resumed.engrams.engrams_types > 0).any()
+    assert [len(history) for history in resumed.history] == [len(history) for history in memory.history]
+
+
+def test_a_remind_width_that_cannot_be_allocated_is_refused_at_the_first_add():
+    """With independent rows every remind returns [B, num_reminded_stm + num_final_ltms + 1, D]: at 2**31 - 1 each, no
+    machine holds that (issue #27, D13, where every remind raised the allocator's RuntimeError). The first add refuses
+    it with a ValueError naming them, and nothing changes, the rows' seeds included."""
+    memory, data = Memoria(2**31 - 1, 4, 2, 3, 2**31 - 1, independent_rows=True), torch.randn(2, 3, 1024)
+    before = torch.get_rng_state()
+    with pytest.raises(ValueError, match=r"num_reminded_stm \+ num_final_ltms"):
+        memory.add_working_memory(data)
+    assert torch.equal(torch.get_rng_state(), before) and memory.memory_length == 0 and memory.timestep == 0
+    assert not memory._backend.rows

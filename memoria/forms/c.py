@@ -11,8 +11,15 @@ import torch
 from .. import native
 from . import cpu, plain
 from .plain import LongtermGraph
+from .registry import form
 
 
+def _built(extension: str):
+    """Whether the extension ``native.<extension>`` is built and allowed (``MEMORIA_NATIVE``), at every call."""
+    return lambda: native.active(getattr(native, extension))
+
+
+@form("c", usable=_built("counts"))
 def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``plain.pair_gather`` reading the counts where they lie (the torch form copies whole rows first)."""
     columns = rows if columns is None else columns
@@ -28,8 +35,9 @@ def pair_gather(counts: torch.Tensor, rows: torch.Tensor, columns: Optional[torc
     return out
 
 
+@form("c", usable=_built("counts"))
 def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
-    """``plain.fire_together`` with the counts incremented in place, row by row (no [BatchSize, K, K] temporary)."""
+    """``plain.fire_together`` with the counts incremented in place, row by row (no [B, K, K] temporary)."""
     if counts.dtype != torch.int32 or not counts.is_contiguous():
         return plain.fire_together(counts, indices)
     # each engram once, ascending, after the -1s (repeats and every negative index), which are cut to the fewest the
@@ -44,6 +52,7 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = Fal
     )
 
 
+@form("c", usable=_built("counts"))
 def fill_slots(
     counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
 ) -> None:
@@ -56,6 +65,7 @@ def fill_slots(
     )
 
 
+@form("c", usable=_built("walk"))
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     """``plain.walk`` with each depth one pass over the distinct nodes' long-term columns."""
     counts = graph.counts
@@ -63,7 +73,7 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
         return cpu.walk(graph, start, depth)
     batch_size, num_ltm = graph.nodes.shape
     last = num_ltm - 1
-    # flat nodes (batch row * NumLTM + local position) and the visited set by flat node, as the C code reads them
+    # flat nodes (batch row * T + local position) and the visited set by flat node, as the C code reads them
     node = (torch.where(start < 0, last, start) + torch.arange(batch_size).unsqueeze(1) * num_ltm).flatten()
     visited = graph.padding.flatten().clone()
     visited.scatter_(0, node, True)
@@ -73,5 +83,5 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
         counts.data_ptr(), batch_size, counts.size(1), node.data_ptr(), start.size(1), ltm_slots.data_ptr(), num_ltm,
         visited.data_ptr(), depth, last, depths.data_ptr(), *native.threads(),
     )  # fmt: skip
-    # [Depth, BatchSize * K] -> [BatchSize, Depth * K], depth-major like the plain form
+    # [Depth, B * K] -> [B, Depth * K], depth-major like the plain form
     return depths.view(depth, batch_size, start.size(1)).transpose(0, 1).reshape(batch_size, -1)

@@ -1,4 +1,7 @@
-"""GPU forms: torch ops that never make the host wait for the device (no host reads, no data-dependent shapes)."""
+"""GPU forms: torch ops that never make the host wait for the device (no host reads, no data-dependent shapes).
+
+Shapes as in ``plain.py``: B batch rows, M memory length, D hidden size, N slots, T long-term entries, K entries.
+"""
 
 from typing import List, Optional, Union
 
@@ -7,8 +10,10 @@ import torch
 from . import plain
 from .plain import LongtermGraph
 from .ranges import arange, batch_index, constant
+from .registry import form
 
 
+@form("gpu")
 def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = False) -> None:
     """``plain.fire_together`` as whole rows: each fired engram's row gains a [N] row of 1s at the fired columns.
 
@@ -32,13 +37,14 @@ def fire_together(counts: torch.Tensor, indices: torch.Tensor, spare: bool = Fal
     position = arange(fired.size(1), fired.device) % length
     safe = torch.where(valid, fired, position)
     ones = valid.to(counts.dtype)
-    # [BatchSize, N] 1 at every fired column (fired entries are distinct, the 0s may land anywhere)
+    # [B, N] 1 at every fired column (fired entries are distinct, the 0s may land anywhere)
     columns = torch.zeros(fired.size(0), length, dtype=counts.dtype, device=fired.device)
     columns.scatter_add_(1, safe, ones)
     batch = batch_index(fired.size(0), fired.device)
     counts.index_put_((batch, safe), ones.unsqueeze(2) * columns.unsqueeze(1), accumulate=True)
 
 
+@form("gpu")
 def fill_slots(
     counts: torch.Tensor, slots: torch.Tensor, value: int, all_valid: bool = False, spare: bool = False
 ) -> None:
@@ -68,20 +74,29 @@ def fill_slots(
     counts.scatter_(2, columns, torch.where(fill, value, counts.gather(2, columns)))
 
 
+@form("gpu")
 def strongest_longterm(
-    store, rows: torch.Tensor, ltm_mask: torch.Tensor, ltm_indices: torch.Tensor, generator: Optional[torch.Generator]
+    counts: torch.Tensor,
+    slots: torch.Tensor,
+    rows: torch.Tensor,
+    ltm_mask: torch.Tensor,
+    ltm_indices: torch.Tensor,
+    generator: Optional[torch.Generator],
 ) -> torch.Tensor:
-    """``plain.strongest_longterm`` with the counts read by one index (``store.count_rows``: the rows name engrams)."""
+    """``plain.strongest_longterm`` with the counts read by one index (the rows name engrams, never -1)."""
     batch_size, num_entries = rows.shape
     noise = torch.rand(
-        (batch_size, num_entries, store.memory_length), dtype=torch.float16, device=rows.device, generator=generator
+        (batch_size, num_entries, slots.size(1)), dtype=torch.float16, device=rows.device, generator=generator
     )
     if ltm_indices.size(1) == 0 or num_entries == 0:
         return torch.full_like(rows, -1)
     none = constant(-1, rows.device)
-    counts = torch.where(ltm_mask.unsqueeze(1), store.count_rows(rows), none)
+    # [B, K, M] the counts of each entry's row against every position
+    batch = batch_index(batch_size, rows.device, 3)
+    row_counts = counts[batch, slots.gather(1, rows).unsqueeze(2), slots.unsqueeze(1)]
+    row_counts = torch.where(ltm_mask.unsqueeze(1), row_counts, none)
     # the draws are non-negative: times 0 where not best is the plain form's fill with 0
-    choice = (noise * (counts == counts.amax(dim=2, keepdim=True))).argmax(dim=2)
+    choice = (noise * (row_counts == row_counts.amax(dim=2, keepdim=True))).argmax(dim=2)
     return torch.where(ltm_mask.gather(1, choice), choice, none)
 
 
@@ -89,10 +104,11 @@ def strongest_longterm(
 WALK_COPY_ELEMENTS = 1 << 28
 
 
+@form("gpu")
 def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     """``plain.walk`` in three ops a depth, on a copy of the long-term counts with a sentinel node in front.
 
-    Index 0 of the [BatchSize, NumLTM + 1, NumLTM + 1] copy is the sentinel: its row is the last node's and its column
+    Index 0 of the [B, T + 1, T + 1] copy is the sentinel: its row is the last node's and its column
     -1; node j is index j + 1. A visited node's column is set to -1 in every row. Counts between long-term engrams are
     never negative (``LongtermGraph``) and walkers stand on long-term engrams, so a walker sees only -1s exactly when
     every node is visited (a dead end): the first maximum is then the sentinel, which reports -1 and walks on as the
@@ -114,7 +130,7 @@ def walk(graph: LongtermGraph, start: torch.Tensor, depth: int) -> torch.Tensor:
     dense.select(2, 0).fill_(-1)
     dense[:, :, 1:].masked_fill_(graph.padding.unsqueeze(1), -1)
     width = num_ltm + 1
-    # a start of -1 stands on the last node (R3), whose index is -1 % NumLTM + 1
+    # a start of -1 stands on the last node (R3), whose index is -1 % T + 1
     node = start.remainder(num_ltm).add_(1)
     found = torch.empty(batch_size, depth, start.size(1), dtype=torch.long, device=start.device)
     for step_index in range(depth):
@@ -134,7 +150,7 @@ def walk_reading_rows(graph: LongtermGraph, start: torch.Tensor, depth: int) -> 
     batch_size, num_ltm = ltm_slots.shape
     capacity = counts.size(1)
     last = num_ltm - 1
-    # [BatchSize, NumLTM] the row of each long-term engram in the counts seen as [BatchSize * Capacity, Capacity]
+    # [B, T] the row of each long-term engram in the counts seen as [B * N, N]
     count_rows = ltm_slots + batch_index(batch_size, start.device) * capacity
     flat_counts = counts.view(-1, capacity)
     columns = ltm_slots.unsqueeze(1).expand(-1, start.size(1), -1)
@@ -144,7 +160,7 @@ def walk_reading_rows(graph: LongtermGraph, start: torch.Tensor, depth: int) -> 
     found = torch.empty(batch_size, depth, start.size(1), dtype=torch.long, device=start.device)
     none = constant(-1, start.device)
     for step_index in range(depth):
-        # [BatchSize, K, NumLTM] the walkers' rows at the long-term columns
+        # [B, K, T] the walkers' rows at the long-term columns
         rows = flat_counts.index_select(0, count_rows.gather(1, node).flatten()).view(batch_size, -1, capacity)
         step = rows.gather(2, columns).masked_fill_(visited.unsqueeze(1), -1).argmax(dim=2)
         dead_end = visited.gather(1, step)
@@ -154,6 +170,7 @@ def walk_reading_rows(graph: LongtermGraph, start: torch.Tensor, depth: int) -> 
     return found.view(batch_size, -1)
 
 
+@form("gpu")
 def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
     """``plain.indices_with_mask`` by one sort: false entries as -1, true ones as their position; the last ``width``
     columns of the sorted rows are the left-padded positions."""
@@ -167,6 +184,7 @@ def indices_with_mask(mask: torch.Tensor, width: Optional[int] = None) -> torch.
     return keys.sort(dim=1).values[:, length - width :]
 
 
+@form("gpu")
 def indices_with_masks(
     masks: Union[List[torch.Tensor], torch.Tensor], widths: Optional[List[int]] = None
 ) -> List[torch.Tensor]:
@@ -180,14 +198,16 @@ def indices_with_masks(
     return [keys[k, :, length - width :] for k, width in enumerate(plain.widest(masks) if widths is None else widths)]
 
 
+@form("gpu")
 def gather_slots(values: torch.Tensor, indices: torch.Tensor, fill_value: float = 0) -> torch.Tensor:
-    """``plain.gather_slots``; a [BatchSize, M] field gains a column of ``fill_value`` that -1 picks."""
+    """``plain.gather_slots``; a [B, M] field gains a column of ``fill_value`` that -1 picks."""
     if values.dim() != 2 or values.size(1) == 0:
         return plain.gather_slots(values, indices, fill_value)
     padded = torch.cat([values, values.new_full((values.size(0), 1), fill_value)], dim=1)
     return padded.gather(1, indices.remainder(values.size(1) + 1))
 
 
+@form("gpu")
 def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> torch.Tensor:
     """``plain.super_unique`` with one host read: the value range and the width (the most distinct values in a slice,
     counted on a sorted copy) come back together.
@@ -213,6 +233,7 @@ def super_unique(t: torch.Tensor, dim: int, ignore: Optional[int] = None) -> tor
     return plain._top_of_occupancy(occupancy, min(length, width + 1), dim, low)
 
 
+@form("gpu")
 def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tensor, depth: int) -> torch.Tensor:
     """``plain.walk_from`` without reading how many starts the widest row has: every row gets as many walkers as the
     most it can have.
@@ -229,7 +250,7 @@ def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tenso
     width = min(initial.size(1), num_ltm)
     if width == 0:
         return initial.new_empty(batch_size, 0)
-    # [BatchSize, NumLTM] the long-term engrams among the initial ones (padding -1 must not match a -1 entry)
+    # [B, T] the long-term engrams among the initial ones (padding -1 must not match a -1 entry)
     marked = (graph.positions.unsqueeze(2) == initial.unsqueeze(1)).any(dim=2).masked_fill_(graph.padding, False)
     start = indices_with_mask(marked, width)
     extra = (start < 0).all(dim=0)
@@ -238,6 +259,7 @@ def walk_from(graph: LongtermGraph, ltm_mask: torch.Tensor, initial: torch.Tenso
     return walked.masked_fill_(extra[-1], plain.ABSENT)
 
 
+@form("gpu")
 def may_hold_any(mask: torch.Tensor) -> bool:
     """Always true: the answer would cost a host round trip, and the work it could skip is a no-op anyway."""
     return True

@@ -1,13 +1,13 @@
 """The long-term tie-break: one ``float16`` uniform draw per step, read only where it matters.
 
 The published package breaks ties among the long-term engrams an entry co-fired with most by multiplying a
-``torch.rand([BatchSize, NumSTM, MemoryLength], dtype=float16)`` draw with the tie mask and taking the argmax. The draw
+``torch.rand([B, S, M], dtype=float16)`` draw with the tie mask and taking the argmax. The draw
 is observable twice: through the choices, and through the global RNG stream it advances. Both must stay as they are.
 
 On a CPU the generator is an MT19937 that spends one 32-bit word per element, and a ``float16`` element is the low 24
 bits of that word times 2^-24, rounded to ``float16``. ``random_`` on an ``int32`` tensor spends the same words (keeping
 their low 31 bits) about twice as fast, so the same stream can be drawn as integers in small chunks, each chunk read at
-the long-term columns only and then dropped: no ``[BatchSize, NumSTM, MemoryLength]`` tensor is ever held. Whether
+the long-term columns only and then dropped: no ``[B, S, M]`` tensor is ever held. Whether
 this torch build really draws that way is checked once per process; if not, the plain ``float16`` draw is used.
 
 Faster still, where the optional C extension ``memoria._mt19937`` was built (``memoria/native.py``): it runs the same
@@ -22,8 +22,9 @@ from typing import Iterator, Optional, Tuple
 
 import torch
 
-from . import native
-from .forms import plain
+from .. import native
+from . import plain
+from .registry import form
 
 # elements of the integer draw per chunk: small enough to stay in cache between drawing and reading it
 CHUNK_ELEMENTS = 1 << 19
@@ -83,7 +84,7 @@ def _native_self_check() -> bool:
         return False
     source = torch.Generator().manual_seed(20240721)
     columns = torch.tensor([[-1, -1, 3, 4, 5, 6, 7, 8], [0, 2, 5, 9, 10, 11, 12, 1000]])
-    candidates = torch.rand((2, 3, 8), generator=source) < 0.7
+    candidates = torch.rand((2, 3, 8), generator=source, dtype=torch.float32) < 0.7
     candidates[columns.unsqueeze(1).expand_as(candidates) < 0] = False
     candidate_of_entry = torch.randint(0, 3, (2, 700), generator=source)
     mine = torch.Generator()
@@ -107,6 +108,7 @@ def halves_from_words(words: torch.Tensor) -> torch.Tensor:
     return halves.masked_fill_(halves == 1, 0)
 
 
+@form("cpu", usable=integer_draw_matches, name="advance")
 def advance_by_words(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
     """``plain.advance`` on a CPU by the integer draw, in chunks (no [shape] float16 tensor is made)."""
     numel = math.prod(shape)
@@ -115,6 +117,7 @@ def advance_by_words(shape: Tuple[int, ...], device: torch.device, generator: Op
         buffer[: min(buffer.numel(), numel - start)].random_(generator=generator)
 
 
+@form("c", usable=native_draw_matches, name="advance")
 def advance_native(shape: Tuple[int, ...], device: torch.device, generator: Optional[torch.Generator] = None) -> None:
     """``plain.advance`` on a CPU by the C extension: the generator skips the words without making them."""
     numel = math.prod(shape)
@@ -123,12 +126,13 @@ def advance_native(shape: Tuple[int, ...], device: torch.device, generator: Opti
             native.mt19937.skip(state.data_ptr(), numel)
 
 
+@form("c", usable=native_draw_matches, name="first_max_at_columns")
 def first_max_native(
     length: int,
     columns: torch.Tensor,
     candidates: torch.Tensor,
     candidate_of_entry: torch.Tensor,
-    generator: Optional[torch.Generator],
+    generator: Optional[torch.Generator] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``plain.first_max_at_columns`` by the C extension, on a copy of the generator's state (CPU only)."""
     batch_size, num_entries = candidate_of_entry.shape
@@ -155,6 +159,7 @@ def first_max_native(
     return position, drew
 
 
+@form("cpu", usable=integer_draw_matches, name="first_max_at_columns")
 def first_max_by_words(
     length: int,
     columns: torch.Tensor,
