@@ -126,8 +126,16 @@ def test_a_frozen_base_trains_every_memory_parameter_and_nothing_else(family):
         optimizer.step()
         losses.append(loss.item())
     named = dict(wrapper.named_parameters())
-    missing = [name for name, p in named.items() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
-    assert not missing, f"memory parameters without a gradient: {missing}"
+    gradients = {name: p.grad.abs().max().item() for name, p in named.items() if p.requires_grad}
+    # the abstractor's key bias adds the same score to every position a query sees: softmax cancels it, so its
+    # gradient is zero but for rounding (as in the Memoria Transformer and the published package)
+    assert (
+        gradients.pop("memory.abstractor.key_transform.bias")
+        < 1e-6 * gradients["memory.abstractor.key_transform.weight"]
+    )
+    dead = [name for name, size in gradients.items() if not size > 1e-7]
+    assert not dead, f"memory parameters without a gradient: {dead}"
+    assert len(gradients) == 8 + 11 * 2  # the abstractor (less its key bias) and two readers
     assert all(p.grad is None for name, p in named.items() if name.startswith("model."))
     assert all(reader.gate.abs().min() > 0 for reader in wrapper.readers)  # the reads have opened
     assert all(torch.isfinite(torch.tensor(losses)))

@@ -46,18 +46,20 @@ def load_memoria(model: nn.Module, directory: Union[str, Path], **overrides: Any
     hidden_size = text_config(model).hidden_size
     if config["hidden_size"] != hidden_size:
         raise ValueError(f"the saved memory is {config['hidden_size']} wide, the model's hidden size is {hidden_size}")
-    settings = dict(config["settings"])
+    settings = {**config["settings"], **overrides}
     segment_length, layers = settings.pop("segment_length"), settings.pop("layers")
-    settings.update(overrides)
     parameter = next(model.parameters())
     weights = load_file(str(directory / WEIGHTS_FILE), device=str(parameter.device))
     wrapper = add_memoria(model, layers, segment_length, **settings)
     expected = set(wrapper.memory_weights())
-    if set(weights) != expected:
-        wrapper.remove_memoria()
-        raise ValueError(
-            f"{directory / WEIGHTS_FILE} does not fit: missing {sorted(expected - set(weights))}, "
-            f"unexpected {sorted(set(weights) - expected)}"
-        )
-    wrapper.load_state_dict(weights, strict=False)
+    try:
+        if set(weights) != expected:
+            raise ValueError(
+                f"{directory / WEIGHTS_FILE} does not fit: missing {sorted(expected - set(weights))}, "
+                f"unexpected {sorted(set(weights) - expected)}"
+            )
+        wrapper.load_state_dict(weights, strict=False)  # shapes checked; the base model's keys are not in the file
+    except Exception:
+        wrapper.remove_memoria()  # the base model goes back as it came
+        raise
     return wrapper
