@@ -278,6 +278,11 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
     def memoria(self) -> Memoria:
         return self.memory.memoria
 
+    @memoria.setter
+    def memoria(self, memoria: Memoria) -> None:
+        """Replace the memory's ``Memoria`` (e.g. by one that keeps its history)."""
+        self.memory.memoria = memoria
+
     @property
     def abstractor(self) -> Abstractor:
         return self.memory.abstractor

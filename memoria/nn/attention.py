@@ -39,7 +39,7 @@ class MemoryCrossAttention(nn.Module):
             hidden: queries, [B, L, D].
             memories: keys and values, [B, M, D].
             memory_mask: [B, M], True where a memory is real; None means all are real. A row with no real memory
-                receives a zero output (before the output projection's bias).
+                receives a zero output: it has nothing to read.
         Returns:
             output [B, L, D] and attention weights [B, H, L, M].
         """
@@ -61,4 +61,7 @@ class MemoryCrossAttention(nn.Module):
             weights = scores.softmax(dim=-1)
         context = self.attention_dropout(weights) @ v  # (B, H, L, hd)
         context = context.transpose(1, 2).reshape(batch, length, dim)  # (B, L, D)
-        return self.output_dropout(self.output(context)), weights
+        output = self.output_dropout(self.output(context))
+        if memory_mask is not None:
+            output = output * memory_mask.any(dim=1).to(output.dtype)[:, None, None]  # not even the output's bias
+        return output, weights

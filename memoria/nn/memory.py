@@ -66,8 +66,10 @@ def lifespan_delta(
 
 
 def _count(value: Any, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
@@ -87,9 +89,9 @@ class MemoriaMemory(nn.Module):
         num_reminded_stm, stm_capacity, ltm_search_depth, initial_lifespan, num_final_ltms: ``Memoria``'s
             arguments (see :class:`memoria.Memoria`); the defaults are the paper's language-modelling settings.
         lifespan_extend_scale: a reminded memory gains ``mean attention * R * scale`` lifespan (the paper: 8).
-        memory_init: how the abstractor starts: ``"scaled"`` (default; memories as large as the hidden states they
-            summarise at every width) or ``"paper"`` (the authors' N(0, ``init_std``)); see
-            :func:`memoria.nn.abstractor_init_stds`.
+        memory_init: how the abstractor starts: ``"scaled"`` (default; distinct memories whose size does not shrink
+            with the width) or ``"paper"`` (the authors' N(0, ``init_std``), which shrinks them at small widths);
+            see :func:`memoria.nn.abstractor_init_stds`.
         init_std: the ``"paper"`` scheme's standard deviation (a model's ``initializer_range``).
         write_gradient_segments: K >= 0. 0 (default, the paper's form): engrams are stored detached, and only the
             working memories of the current segment carry a gradient to the abstractor. K > 0: a reminded engram
@@ -224,14 +226,15 @@ class MemoriaMemory(nn.Module):
     @torch.compiler.disable
     def _write_and_remind(
         self, working: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[int]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Add ``working`` [B, W, D] to ``Memoria`` and remind: memories [B, R, D], indices [B, R], and with
         ``write_gradient_segments`` the reminded engrams' ids [B, R] (-1: none) and the first new engram's id."""
-        first_id = self.memoria.next_engram_id
+        first_id = ids = None
+        if self.write_gradient_segments:  # a tensor: a compiled model would recompile for each new int
+            first_id = torch.tensor(self.memoria.next_engram_id, device=working.device)
         self.memoria.add_working_memory(working)
         reminded, indices = self.memoria.remind()
         indices = indices.to(working.device)
-        ids = None
         if self.write_gradient_segments:
             engram_ids = self.memoria.engrams.engram_ids.to(working.device)  # (B, M)
             ids = engram_ids.gather(1, indices.clamp(min=0)).long().masked_fill(indices < 0, -1)

@@ -27,7 +27,7 @@ class Write:
 
     hidden_states: torch.Tensor  # [B, L, D]
     mask: Optional[torch.Tensor]  # [B, L]
-    first_id: int
+    first_id: torch.Tensor  # 0-dim long (a tensor: a compiled model would otherwise recompile for each write)
     rows: torch.Tensor  # [B] bool
 
 
@@ -38,7 +38,7 @@ class RecentWrites:
         self.size = size
         self.writes: list[Write] = []
 
-    def add(self, hidden_states: torch.Tensor, mask: Optional[torch.Tensor], first_id: int) -> None:
+    def add(self, hidden_states: torch.Tensor, mask: Optional[torch.Tensor], first_id: torch.Tensor) -> None:
         if self.size == 0:
             return
         rows = torch.ones(hidden_states.size(0), dtype=torch.bool, device=hidden_states.device)
@@ -59,6 +59,7 @@ class RecentWrites:
             write.hidden_states = fn(write.hidden_states)
             write.mask = None if write.mask is None else write.mask.to(write.hidden_states.device)
             write.rows = write.rows.to(write.hidden_states.device)
+            write.first_id = write.first_id.to(write.hidden_states.device)
 
     def with_gradient(self, abstractor: Abstractor, reminded: torch.Tensor, reminded_ids: torch.Tensor) -> torch.Tensor:
         """``reminded`` [B, R, D] with the gradient of the kept writes' engrams routed to ``abstractor``.
