@@ -184,3 +184,25 @@ def test_a_row_reset_leaves_the_other_rows_exactly_as_they_were(family):
     for index in range(6):
         assert torch.equal(reset[index][1], kept[index][1]), f"row 1 changed at segment {index}"
         assert torch.equal(reset[index][0], kept[index][0]) == (index < 3)  # row 0 forgot its document
+
+
+def test_gradient_checkpointing_of_the_base_gives_the_same_gradients():
+    """transformers checkpoints a layer's forward, not its call: the memory read (a hook) runs once, outside it."""
+    gradients = []
+    document = torch.randint(0, VOCAB, (2, 32))
+    for checkpointing in (False, True):
+        base = tiny_model("llama")
+        wrapper = add_memoria(base, layers=[1, 2], segment_length=8, **MEMORY)
+        open_gates(wrapper)
+        if checkpointing:
+            base.activation_checkpointing_enable({"use_reentrant": False})
+        attention_runs = []  # inside the checkpointed forward: run again by the backward pass when checkpointing
+        base.model.layers[1].self_attn.register_forward_hook(lambda *args: attention_runs.append(1))
+        wrapper.train()
+        torch.manual_seed(4)
+        wrapper(document, labels=document).loss.backward()
+        assert len(attention_runs) == (8 if checkpointing else 4)
+        gradients.append({name: p.grad for name, p in wrapper.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys() and any(name.startswith("model.") for name in gradients[0])
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, rtol=1e-5, atol=1e-7, msg=name)

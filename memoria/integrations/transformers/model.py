@@ -13,6 +13,7 @@ base model's backbone reports the final hidden states. A text is read in segment
 Shapes: B batch, T tokens of the input, L segment length, D hidden, V vocabulary.
 """
 
+import inspect
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -129,6 +130,9 @@ class MemoriaForCausalLM(nn.Module):
         self.memory.to(device=parameter.device, dtype=parameter.dtype)
         self.readers.to(device=parameter.device, dtype=parameter.dtype)
         self._reading: Optional[SegmentReading] = None
+        # transformers 5 renamed past_key_values to cache (the old name deprecated); take the one this model reads
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_keyword = "cache" if "cache" in parameters else "past_key_values"
         self._hooks = [
             stack[index].register_forward_hook(partial(_read_hook, self, position))
             for position, index in enumerate(self.layer_indices)
@@ -203,7 +207,7 @@ class MemoriaForCausalLM(nn.Module):
                 input_ids=input_ids,
                 attention_mask=segment.mask_with(mask),
                 position_ids=positions.unsqueeze(0).expand(input_ids.size(0), -1),
-                cache=segment.cache,
+                **{self._cache_keyword: segment.cache},
                 use_cache=segment.cache is not None,
                 **model_kwargs,
             )
