@@ -26,6 +26,7 @@ from transformers.utils import ModelOutput
 
 from memoria.nn import MemoryReader
 
+from .generation import GenerationOutput, generate
 from .layers import choose_layers, find_decoder_layers, text_config
 from .reading import SegmentReading
 from .segment_memory import SegmentMemory
@@ -261,10 +262,10 @@ class MemoriaForCausalLM(nn.Module):
         logits = torch.cat(logits, dim=1)  # (B, T, V)
         return MemoriaCausalLMOutput(loss=None if labels is None else causal_lm_loss(logits, labels), logits=logits)
 
-    def generate(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **options: Any):
+    def generate(
+        self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **options: Any
+    ) -> Union[torch.Tensor, GenerationOutput]:
         """Read the prompt through the memory and continue it; see :func:`memoria.integrations.transformers.generate`."""
-        from .generation import generate
-
         return generate(self, input_ids, attention_mask, **options)
 
 

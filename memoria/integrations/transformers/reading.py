@@ -1,8 +1,8 @@
 """The segment being read: the memory it reads, and what its tokens have produced so far.
 
 A segment may be read in one call (training, evaluation) or a few tokens at a time through the base model's key/value
-cache (generation); either way it ends with :meth:`SegmentReading.finish`'s inputs: the reminded attention of all its
-tokens per reading layer, its final hidden states and its padding mask.
+cache (generation); either way, when it ends, the wrapper takes from it the reminded attention of all its tokens per
+reading layer (for the lifespans), its final hidden states and its padding mask (for the next write).
 
 Shapes: B batch, T tokens of one call, L tokens of the segment so far, D hidden, H heads, R reminded memories.
 """
