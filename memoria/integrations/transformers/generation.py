@@ -12,14 +12,12 @@ Shapes: B batch, P prompt length, N new tokens, V vocabulary.
 
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
+from torch import nn
 
 from .reading import SegmentReading
-
-if TYPE_CHECKING:
-    from .model import MemoriaForCausalLM
 
 
 @dataclass
@@ -76,7 +74,7 @@ def next_tokens(
 class _Reader:
     """Feeds tokens to a wrapper segment by segment through a per-segment key/value cache."""
 
-    def __init__(self, wrapper: "MemoriaForCausalLM") -> None:
+    def __init__(self, wrapper: nn.Module) -> None:
         self.wrapper = wrapper
         self.segment: Optional[SegmentReading] = None
         parameters = inspect.signature(wrapper.model.forward).parameters
@@ -107,7 +105,7 @@ class _Reader:
 
 @torch.no_grad()
 def generate(
-    wrapper: "MemoriaForCausalLM",
+    wrapper: nn.Module,
     input_ids: torch.Tensor,
     attention_mask: Optional[torch.Tensor] = None,
     *,
@@ -121,7 +119,8 @@ def generate(
     generator: Optional[torch.Generator] = None,
     return_dict: bool = False,
 ) -> Union[torch.Tensor, GenerationOutput]:
-    """Read ``input_ids`` [B, P] through the memory (after what it holds) and continue it by up to ``max_new_tokens``.
+    """Read ``input_ids`` [B, P] through the memory of ``wrapper`` (a :class:`MemoriaForCausalLM`, after what its
+    memory holds) and continue it by up to ``max_new_tokens``.
 
     Greedy (default) or sampled (``do_sample=True`` with ``temperature``, ``top_k``, ``top_p``; ``generator`` for
     reproducible draws). A row stops at any of ``eos_token_id`` and is padded with ``pad_token_id`` (default: the
