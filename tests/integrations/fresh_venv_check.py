@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch._dynamo
 import transformers
 
 import memoria
@@ -122,6 +123,9 @@ def compiled_training_step(wrapper) -> float:
     gradient difference."""
     twin = copy.deepcopy(wrapper)
     document = torch.randint(0, VOCAB, (2, 3 * SEGMENT))
+    # each family is a program of its own: dynamo's cache (and its limit of 8 graphs per function) starts afresh
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     results = []
     for model, step in ((wrapper, wrapper), (twin, torch.compile(twin, backend="inductor"))):
         model.reset_memory()
@@ -136,7 +140,10 @@ def compiled_training_step(wrapper) -> float:
         + [(a - b).abs().max().item() for a, b in zip(results[0][1], results[1][1])]
     )
     assert difference < 1e-4, difference
-    return difference
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
+    assert graphs > 0, "nothing was compiled"
+    return difference, graphs, breaks
 
 
 def main() -> None:
@@ -154,11 +161,12 @@ def main() -> None:
             generated = generate_across_boundaries(wrapper)
             save_and_reload(wrapper, Path(scratch) / family)
             wrapper.eval()
-            compiled = compiled_training_step(wrapper)
+            compiled, graphs, breaks = compiled_training_step(wrapper)
             print(
                 f"{family:8s} train 20 steps: loss {first:.3f} -> {last:.3f}, every memory parameter got a gradient;"
                 f" generate across 3 boundaries: max |logit - forward| {generated:.1e}; weights + memory state"
-                f" reloaded: identical logits; inductor step: max |diff| {compiled:.1e}"
+                f" reloaded: identical logits; inductor step ({graphs} graphs, {breaks} breaks): max |diff|"
+                f" {compiled:.1e}"
                 f" ({time.perf_counter() - began:.0f} s)"
             )
     print(f"all checks passed in {time.perf_counter() - start:.0f} s")

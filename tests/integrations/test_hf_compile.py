@@ -91,6 +91,8 @@ def test_training_compiled_equals_eager_and_breaks_only_at_the_memory_boundary(n
             logits.append(model(documents[0][:, 16:]).logits)  # one more segment, in the steady state
     assert torch.equal(logits[2], logits[0]) and torch.equal(logits[3], logits[1])
     assert sum(backend.runs.values()) - sum(before.values()) == 1  # one graph ran for the whole segment
+    # segments: a first, a second (nothing reminded yet), the rest, per grad mode, whatever the length and R; the loss
+    assert len(backend.runs) == 2 * 3 + 1 and 2 * 3 <= torch._dynamo.config.recompile_limit
 
 
 @pytest.mark.slow

@@ -194,7 +194,12 @@ class MemoriaForCausalLM(nn.Module):
     def _start_segment(self, use_cache: bool) -> SegmentReading:
         """Write the finished segment, remind, and open a segment that reads them (with a fresh key/value cache)."""
         cache = DynamicCache(config=self.model.config) if use_cache else None
-        return SegmentReading(self.memory.next_read(), len(self.readers), cache)
+        read = self.memory.next_read()
+        if read.reminded is not None and read.reminded.size(1) > 1:
+            # R changes from segment to segment: one compiled graph for every R, not one graph each
+            for tensor in (read.reminded, read.reminded_mask, read.reminded_indices):
+                torch._dynamo.maybe_mark_dynamic(tensor, 1)
+        return SegmentReading(read, len(self.readers), cache)
 
     def _read_tokens(
         self, segment: SegmentReading, input_ids: torch.Tensor, mask: Optional[torch.Tensor], **model_kwargs: Any
@@ -258,7 +263,9 @@ class MemoriaForCausalLM(nn.Module):
         for start in range(0, input_ids.size(1), self.segment_length):
             end = start + self.segment_length
             mask = None if attention_mask is None else attention_mask[:, start:end].to(torch.bool)
-            logits.append(self._segment(input_ids[:, start:end], mask))
+            segment = input_ids[:, start:end]
+            torch._dynamo.maybe_mark_dynamic(segment, 1)  # a document's shorter last segment: no graph of its own
+            logits.append(self._segment(segment, mask))
         logits = torch.cat(logits, dim=1)  # (B, T, V)
         return MemoriaCausalLMOutput(loss=None if labels is None else causal_lm_loss(logits, labels), logits=logits)
 
