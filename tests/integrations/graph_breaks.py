@@ -54,6 +54,7 @@ def main() -> None:
     if args.without_boundary:  # the functions as they were before they were marked
         for name in ("forward", "_start_segment", "_finish_segment"):
             setattr(MemoriaForCausalLM, name, getattr(MemoriaForCausalLM, name).__wrapped__)
+        torch._dynamo.maybe_mark_dynamic = lambda *args: None  # nor the dynamic sizes (dynamo refuses to trace it)
     wrapper = add_memoria(tiny_model(args.family), layers=[0, 2], segment_length=8, **MEMORY)
     open_gates(wrapper)
     document = torch.randint(0, VOCAB, (2, 40))
