@@ -276,14 +276,14 @@ class Engrams:
         """Bool mask [BatchSize, MemoryLength], true at ``indices`` [BatchSize, K] (negative entries ignored)."""
         return mask_with_indices(self._row_indices(indices), self.memory_length)
 
-    def _row_indices(self, indices, name: str = "indices") -> torch.Tensor:
+    def _row_indices(self, indices, name: str = "indices", lowest: int = -(2**63)) -> torch.Tensor:
         """Per-row ``indices`` [BatchSize, K] (tensor, list, tuple or numpy array) as int64 on our device; entries
-        from ``memory_length`` up are an ``IndexRangeError``, negative ones mean none."""
+        from ``memory_length`` up or below ``lowest`` are an ``IndexRangeError``, negative ones mean none."""
         indices = as_indices(indices, name)
         if indices.dim() != 2 or indices.size(0) != self.batch_size:
             raise ValueError(f"{name} must be shaped [{self.batch_size}, K], got {list(indices.shape)}")
         indices = indices.to(self.device)
-        check_index_range(indices, self.memory_length, name, lowest=-(2**63))
+        check_index_range(indices, self.memory_length, name, lowest=lowest)
         return indices
 
     def _mask(self, mask, name: str = "mask") -> torch.Tensor:
@@ -333,7 +333,9 @@ class Engrams:
     def select(self, indices: torch.Tensor) -> "Engrams":
         """Engrams at ``indices``: [K] picks the same slots in every row; [BatchSize, K] picks per row, -1 gives null.
 
-        ``indices`` may be a tensor, list, tuple or numpy array; a [K] index counts negative entries from the end.
+        ``indices`` may be a tensor, list, tuple or numpy array; a [K] index counts negative entries from the end. As in
+        the published package, a [BatchSize, K] index gives null for every entry from ``-memory_length`` to -1, and one
+        below that is an ``IndexRangeError`` (on every form: the C one reads -1 as its only "none").
         """
         indices = as_indices(indices, "indices")
         if indices.dim() == 1:
@@ -344,7 +346,7 @@ class Engrams:
             return self._replace(**fields)
         if indices.dim() != 2:
             raise ValueError(f"indices must be shaped [K] or [BatchSize, K], got {list(indices.shape)}")
-        return self._select_rows(self._row_indices(indices))
+        return self._select_rows(self._row_indices(indices, lowest=-self.memory_length).clamp(min=-1))
 
     def _select_rows(self, indices: torch.Tensor) -> "Engrams":
         """``select`` of checked int64 [BatchSize, K] indices on our device."""

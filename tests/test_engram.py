@@ -118,6 +118,37 @@ def test_select_one_and_two_dimensional():
         e.select(torch.zeros(1, 1, 1, dtype=torch.long))
 
 
+FORM_SWITCHES = {
+    "c": {"MEMORIA_NATIVE": "1"},
+    "cpu": {"MEMORIA_NATIVE": "0"},
+    "gpu": {"MEMORIA_FORCE_GPU_BRANCHES": "1"},
+    "plain": {"MEMORIA_FORMS": "plain"},
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORM_SWITCHES))
+def test_select_per_row_negative_indices_are_null_down_to_minus_the_length_on_every_form(form, monkeypatch):
+    """Issue 27 D15: the C form raised ``_counts.pair_gather`` for -2 and below, the torch forms gave nulls. The
+    published package (1.0.0 and 1.1.0) gives nulls from -length to -1 and an IndexError below; so does every form."""
+    for name, value in FORM_SWITCHES[form].items():
+        monkeypatch.setenv(name, value)
+    counts = [[[1, 2, 3], [2, 4, 5], [3, 5, 6]], [[7, 0, 0], [0, 8, 0], [0, 0, 9]]]
+    e = make([[1, 2, 3], [3, 2, 1]], counts=counts)
+    before = [field.clone() for field in fields(e)]
+    for negative in (-1, -2, -3):
+        picked = e.select(torch.tensor([[negative, 2], [1, negative]]))
+        assert picked.induce_counts.tolist() == [[[-1, -1], [-1, 6]], [[8, -1], [-1, -1]]]
+        assert picked.engrams_types.tolist() == [[0, 3], [2, 0]]
+        assert picked.lifespan.tolist() == [[-1.0, 1.0], [1.0, -1.0]]
+        assert picked.engram_ids.tolist() == [[-1, 2], [1, -1]] and picked.age.tolist() == [[-1, 0], [0, -1]]
+        assert picked.data[0, 0].tolist() == [0.0, 0.0]
+    for below in (-4, -5, -(2**40)):
+        with pytest.raises(IndexError, match="indices must lie in -3..2") as raised:
+            e.select(torch.tensor([[below, 0], [0, 1]]))
+        assert isinstance(raised.value, ValueError)
+    assert all(torch.equal(a, b) for a, b in zip(before, fields(e)))
+
+
 def test_mask_select_compacts_with_left_padding():
     counts = torch.arange(2 * 9, dtype=torch.int32).view(2, 3, 3)
     e = make([[1, 2, 3], [1, 2, 3]], counts=counts.tolist())
@@ -245,6 +276,19 @@ def test_index_methods_take_lists_tuples_and_numpy_like_the_published_package(ki
     ours.delete(as_kinds([[1, -1], [0, 4]])[kind])
     published.delete(torch.tensor([[1, -1], [0, 4]]))
     assert_same_fields(ours, published)
+
+
+def test_select_per_row_negative_indices_like_the_published_package():
+    ours, published = pair()
+    for negative in range(-1, -7, -1):
+        indices = torch.tensor([[negative, 3, 0], [5, negative, negative]])
+        assert_same_fields(ours.select(indices), published.select(indices))
+    below = [[-7, 3, 0], [5, 1, 2]]  # below -length: an IndexError in both (ours is a ValueError too)
+    with pytest.raises(IndexError):
+        published.select(torch.tensor(below))
+    for kind in ("tensor", "list"):
+        with pytest.raises(IndexError):
+            ours.select(as_kinds(below)[kind])
 
 
 @pytest.mark.parametrize(
