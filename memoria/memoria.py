@@ -57,6 +57,7 @@ def _changes_memory(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def changing(self, *args, **kwargs):
+        self._view = None  # a snapshot read before the call is not what the call works on (history reads it)
         try:
             return method(self, *args, **kwargs)
         finally:
@@ -210,6 +211,7 @@ class Memoria:
 
     def state_dict(self) -> dict:
         """Everything needed to resume, as plain tensors, numbers and lists (``memoria.checkpoint``)."""
+        self._view = None  # from the store, not from a snapshot its reader may have edited in place (issue 27 D3)
         return checkpoint.memoria_state(
             self.config(), self.engrams, self.timestep, self.next_engram_id, self.ext_dtype, self.history, self._rows
         )

@@ -3,9 +3,11 @@
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import same
 
 from memoria import Memoria
 
@@ -138,3 +140,76 @@ def test_malformed_or_mismatched_state_is_rejected_and_memory_untouched():
         with pytest.raises(ValueError):
             target.load_state_dict(state)
         assert target.engrams == before and target.timestep == 1, name
+
+
+# ---------------------------------------------------------------------- no aliasing (issue 27 D3)
+
+
+def stepped(independent_rows: bool, steps: int = 6) -> Memoria:
+    torch.manual_seed(5)
+    memoria = Memoria(**CONFIG, track_id=True, track_age=True, independent_rows=independent_rows)
+    generator = torch.Generator().manual_seed(1)
+    run_steps(memoria, generator, steps)
+    return memoria
+
+
+def edit_in_place(engrams) -> None:
+    """What a reader might do to the snapshot: every field changed in place."""
+    engrams.data.mul_(2)
+    engrams.induce_counts.add_(3)
+    engrams.engrams_types.fill_(1)
+    engrams.lifespan.add_(100)
+    engrams.age.add_(7)
+    engrams.engram_ids.add_(1000)
+
+
+@pytest.mark.parametrize("independent_rows", [False, True], ids=["batched", "independent rows"])
+def test_editing_the_engrams_snapshot_changes_neither_the_state_dict_nor_later_steps(independent_rows):
+    """An in-place edit of ``memoria.engrams`` used to be saved by ``state_dict()`` (one step later the restored memory
+    held other engrams than the live one)."""
+    edited, untouched = stepped(independent_rows), stepped(independent_rows)
+    edit_in_place(edited.engrams)
+    assert same(edited.state_dict(), untouched.state_dict())
+
+    restored = Memoria(**CONFIG, track_id=True, track_age=True, independent_rows=independent_rows)
+    restored.load_state_dict(edited.state_dict())
+    rng = torch.get_rng_state()
+    for memoria in (edited, restored):
+        torch.set_rng_state(rng)
+        run_steps(memoria, torch.Generator().manual_seed(2), 1)
+    assert edited.engrams == restored.engrams
+    assert same(edited.state_dict(), restored.state_dict())
+
+
+@pytest.mark.parametrize("independent_rows", [False, True], ids=["batched", "independent rows"])
+def test_the_state_dict_and_the_loaded_state_share_no_tensor_with_the_memory(independent_rows):
+    memoria = stepped(independent_rows)
+    expected = memoria.state_dict()
+    returned = memoria.state_dict()
+    edit_in_place(SimpleNamespace(**returned["engrams"]))  # what the caller does with its state dict
+    assert same(memoria.state_dict(), expected)
+
+    loaded_from = stepped(independent_rows).state_dict()
+    restored = Memoria(**CONFIG, track_id=True, track_age=True, independent_rows=independent_rows)
+    restored.load_state_dict(loaded_from)
+    edit_in_place(SimpleNamespace(**loaded_from["engrams"]))
+    for row in loaded_from.get("rows", {}).get("rows", []):
+        edit_in_place(SimpleNamespace(**row["engrams"]))
+    assert same(restored.state_dict(), expected)
+
+
+def test_reading_the_snapshot_between_remind_and_adjust_does_not_change_the_history():
+    """The snapshot read before an adjust was what the adjust recorded into the history."""
+
+    def history(read: bool) -> list:
+        torch.manual_seed(0)
+        memoria = Memoria(**CONFIG, keep_history=True, track_id=True, track_age=True)
+        for _ in range(5):
+            memoria.add_working_memory(torch.rand(2, 3, 8))
+            _, indices = memoria.remind()
+            if read:
+                memoria.engrams
+            memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+        return memoria.state_dict()["history"]
+
+    assert same(history(read=True), history(read=False))
