@@ -136,6 +136,7 @@ class Memoria:
         self.next_engram_id = 0
         self.timestep = 0
         self.history: Optional[List[HistoryManager]] = None
+        self._bounds = checkpoint.CounterBounds()  # ages and co-firing counts never wrap (issue 27 D7)
 
     @property
     def _rows(self) -> Optional[RowwiseMemoria]:
@@ -164,7 +165,7 @@ class Memoria:
     def engrams(self, engrams: Engrams) -> None:
         if not isinstance(engrams, Engrams):
             raise TypeError(f"memoria.engrams must be an Engrams, got {type(engrams).__name__}")
-        check_engrams(engrams, self.track_age, self.track_id)
+        self._bounds = check_engrams(engrams, self.track_age, self.track_id)  # (issue 27 D7)
         if self._rowwise is not None:
             if engrams.batch_size == 0:
                 self._rowwise.clear()
@@ -222,12 +223,12 @@ class Memoria:
         loaded = checkpoint.read_memoria_state(state, self.config(), self._rowwise, self.device)
         if loaded.rows is not None:
             self._rowwise.load(loaded.rows, loaded.hidden_dim)
-            history = self._rowwise.history()
+            self.history = self._rowwise.history()
         else:
             self.engrams = loaded.engrams
-            history = loaded.history
+            self.history = loaded.history
         self.timestep, self.next_engram_id, self.ext_dtype = loaded.timestep, loaded.next_engram_id, loaded.ext_dtype
-        self.history = history
+        self._bounds = checkpoint.CounterBounds.of(self.engrams)
 
     # ------------------------------------------------------------------ the three calls
 
@@ -271,6 +272,7 @@ class Memoria:
             indices: [BatchSize, RemindedLength] global indices of the reminded engrams, -1 for none.
         """
         out_device = self.ext_device or self.device or torch.device("cpu")
+        self._bounds.before_remind(lambda: self.engrams)
         if self._rows is not None:
             return self._rows.remind(self.ext_dtype, out_device)
         store = self._store
@@ -310,6 +312,7 @@ class Memoria:
             if isinstance(indices, torch.Tensor) and indices.numel() == 0:
                 return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
             raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
+        self._bounds.before_adjust(lambda: self.engrams)
         devices = {self.device, self.ext_device, torch.device("cpu")}
         length = None if rowwise is not None else store.memory_length
         indices, delta, pending = adjust_inputs(indices, lifespan_delta, (rowwise or store).batch_size, devices, length)

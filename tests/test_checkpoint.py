@@ -213,3 +213,81 @@ def test_reading_the_snapshot_between_remind_and_adjust_does_not_change_the_hist
         return memoria.state_dict()["history"]
 
     assert same(history(read=True), history(read=False))
+
+
+# ---------------------------------------------------------------------- counters that cannot wrap (issue 27 D7)
+
+INT32_MAX = 2**31 - 1
+
+
+def at_counters(age: int, count: int) -> dict:
+    """A stepped memory's state with every live engram's age and every co-firing count between live engrams set."""
+    state = stepped(False).state_dict()
+    engrams = state["engrams"]
+    live = engrams["engrams_types"] != 0
+    engrams["age"][live] = age
+    engrams["induce_counts"][live.unsqueeze(2) & live.unsqueeze(1)] = count
+    return state
+
+
+def loaded(state: dict) -> Memoria:
+    memoria = Memoria(**CONFIG, track_id=True, track_age=True)
+    memoria.load_state_dict(state)
+    return memoria
+
+
+def fingerprint(memoria: Memoria) -> tuple:
+    return memoria.state_dict(), torch.get_rng_state()
+
+
+@pytest.mark.parametrize("age, count", [(INT32_MAX, 0), (0, INT32_MAX)], ids=["age", "count"])
+def test_a_state_whose_counters_wrap_within_a_step_is_refused_at_load(age, count):
+    """Age 2**31 - 1 used to load and wrap to -2**31 at the next adjust (the memory's own checkpoint then refused)."""
+    memoria = stepped(False)
+    before = fingerprint(memoria)
+    with pytest.raises(ValueError, match="ages" if age else "induce counts"):
+        memoria.load_state_dict(at_counters(age, count))
+    assert same(fingerprint(memoria), before)
+
+
+@pytest.mark.parametrize("kind", ["age", "count"])
+def test_a_memory_at_its_counter_limit_refuses_the_step_that_would_pass_it_and_goes_on_after_a_reset(kind):
+    limit = INT32_MAX - 1
+    memoria = loaded(at_counters(limit - 1, 0) if kind == "age" else at_counters(0, limit - 1))
+    refused = None
+    for _ in range(4):  # one step reaches the limit; then the call that would pass it is refused, nothing changed
+        memoria.add_working_memory(torch.rand(3, 5, 8))
+        for call in ("remind", "adjust"):
+            before = fingerprint(memoria)
+            try:
+                if call == "remind":
+                    _, indices = memoria.remind()
+                else:
+                    memoria.adjust_lifespan_and_memories(indices, torch.full(indices.shape, 9.0))
+            except ValueError as error:
+                refused = call, str(error)
+                assert same(fingerprint(memoria), before)
+                break
+        if refused:
+            break
+        state = memoria.state_dict()
+        live = state["engrams"]["engrams_types"] != 0
+        assert int(state["engrams"]["age"][live].min()) >= 0 and int(state["engrams"]["induce_counts"].min()) >= -1
+        loaded(state)  # every state the memory reaches loads again
+    assert refused is not None and refused[0] == ("adjust" if kind == "age" else "remind"), refused
+    assert ("age" if kind == "age" else "co-firing count") in refused[1]
+    memoria.reset_memory_rows([0, 1, 2])  # the old engrams are gone: the memory goes on
+    for _ in range(3):
+        memoria.add_working_memory(torch.rand(3, 5, 8))
+        _, indices = memoria.remind()
+        memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    loaded(memoria.state_dict())
+
+
+def test_counter_bounds_cost_no_read_far_from_the_limit(monkeypatch):
+    """The bounds are host integers: a step far from the limit never builds the snapshot to read the true values."""
+    memoria = stepped(False)
+    monkeypatch.setattr(type(memoria), "engrams", property(lambda self: pytest.fail("the snapshot was read")))
+    memoria.add_working_memory(torch.rand(3, 5, 8))
+    _, indices = memoria.remind()
+    memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
