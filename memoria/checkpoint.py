@@ -7,6 +7,7 @@ import torch
 from .engram import Engrams, EngramType
 from .history_manager import HistoryManager
 from .rows import RowwiseMemoria
+from .similarity import check_values
 from .validation import DATA_DTYPES, INT32_MAX
 
 STATE_FORMAT = "memoria-state-1"
@@ -48,8 +49,10 @@ def engrams_from_state(fields: dict, track_age: bool, track_id: bool) -> Engrams
         raise ValueError(
             f"Memoria state dict engram data must be [BatchSize, Length, HiddenDim], got {list(fields['data'].shape)}"
         )
-    if not bool(torch.isfinite(fields["data"]).all()) or not bool(torch.isfinite(fields["lifespan"]).all()):
+    if not bool(torch.isfinite(fields["lifespan"]).all()):
         raise ValueError("Memoria state dict engrams hold NaN or infinite values")
+    if fields["data"].numel():
+        check_values(fields["data"].float(), "Memoria state dict engram data")
     if bool((fields["engrams_types"] > EngramType.LONGTERM.value).any()):
         raise ValueError("Memoria state dict engram types must lie in 0..3")
     check_live_fields(fields, track_age, track_id)
