@@ -5,6 +5,7 @@ from typing import Any, Callable, List, NamedTuple, Optional
 import torch
 
 from .engram import Engrams, EngramType
+from .fields import FIELDS
 from .history_manager import HistoryManager
 from .rows import RowwiseMemoria
 from .similarity import check_values
@@ -177,9 +178,6 @@ def check_engrams(engrams: Engrams, track_age: bool, track_id: bool) -> "Counter
     return CounterBounds.of(engrams)
 
 
-ENGRAM_FIELDS = ("data", "induce_counts", "engrams_types", "lifespan", "age", "engram_ids")
-
-
 def memoria_state(
     config: dict,
     engrams: Engrams,
@@ -197,9 +195,7 @@ def memoria_state(
         "timestep": timestep,
         "next_engram_id": next_engram_id,
         "ext_dtype": str(ext_dtype).replace("torch.", ""),
-        "engrams": {
-            name: getattr(engrams, name).clone() for name in ENGRAM_FIELDS if getattr(engrams, name) is not None
-        },
+        "engrams": {name: getattr(engrams, name).clone() for name in FIELDS if getattr(engrams, name) is not None},
         # with independent rows every row's own state holds its history
         "history": None if history is None or rows else [entry.state_dict() for entry in history],
     }

@@ -91,6 +91,33 @@ def test_type_masks_and_fire_count():
     assert e.induce_counts[0, 1, 2] == 1
 
 
+def test_fire_count_setter_broadcasts_and_refuses_what_does_not_fit_naming_it():
+    e = make([[1, 2, 3], [3, 2, 1]], counts=[[[1, 2, 3], [2, 4, 5], [3, 5, 6]]] * 2)
+    e.fire_count = torch.tensor([[7, 8, 9]])  # a [1, M] row: every batch row
+    assert e.induce_counts.diagonal(dim1=1, dim2=2).tolist() == [[7, 8, 9], [7, 8, 9]]
+    e.fire_count = 5
+    assert e.fire_count.tolist() == [[5, 5, 5], [5, 5, 5]] and e.induce_counts[0, 0, 1] == 2
+    before = e.induce_counts.clone()
+    for bad, error in [
+        (torch.ones(2, 4), ValueError),
+        (torch.ones(3, 3), ValueError),
+        (torch.ones(1, 2, 3), ValueError),
+        ("3", TypeError),
+        (True, TypeError),
+        (torch.ones(2, 3, dtype=torch.bool), TypeError),
+    ]:
+        with pytest.raises(error, match="fire_count"):
+            e.fire_count = bad
+        assert torch.equal(e.induce_counts, before)
+
+
+def test_a_padding_slot_holds_the_null_type():
+    from memoria.fields import FIELDS, PADDING
+
+    assert PADDING["engrams_types"] == EngramType.NULL.value
+    assert set(PADDING) == set(FIELDS) - {"induce_counts"}
+
+
 def test_get_working_shortterm_longterm_memory():
     e = make([[1, 2, 1, 3], [2, 2, 3, 1]])
     wm, wm_indices = e.get_working_memory()
