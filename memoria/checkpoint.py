@@ -260,6 +260,9 @@ def read_memoria_state(
         raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
 
     rows, hidden_dim = None, 0
+    if rowwise is not None and "rows" not in state and engrams.batch_size:
+        # without them the rows would start with fresh generators and ids counting from 0 again (duplicate ids)
+        raise ValueError("an independent-rows state with engrams must hold 'rows' (every row's state and generator)")
     if rowwise is not None and "rows" in state:
         if not isinstance(state["rows"], dict):
             raise ValueError("Memoria state dict rows must be a dict (RowwiseMemoria.state_dict())")

@@ -291,3 +291,18 @@ def test_counter_bounds_cost_no_read_far_from_the_limit(monkeypatch):
     memoria.add_working_memory(torch.rand(3, 5, 8))
     _, indices = memoria.remind()
     memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+
+
+def test_an_independent_rows_state_without_its_rows_is_refused():
+    """Loaded from its stacked engrams alone, every row started again with ids from 0: duplicate ids at the next add."""
+    state = stepped(True).state_dict()
+    del state["rows"]
+    memoria = stepped(True)
+    before = fingerprint(memoria)
+    with pytest.raises(ValueError, match="'rows'"):
+        memoria.load_state_dict(state)
+    assert same(fingerprint(memoria), before)
+    empty = Memoria(**CONFIG, track_id=True, track_age=True, independent_rows=True).state_dict()
+    assert "rows" not in empty
+    memoria.load_state_dict(empty)  # a memory that holds nothing has no rows to save
+    assert memoria.memory_length == 0
