@@ -220,14 +220,21 @@ def run(
     memory_gb: float = 6.0,
     cases_module: str = "benchmarks.fuzz_cases",
     log=None,
+    targets: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
-    """Run calls ``0 .. calls - 1``; the results and the counts of each outcome."""
+    """Run ``calls`` calls: numbers ``0, 1, ...``, skipping those whose entry point is not among ``targets`` (when
+    given); the results and the counts of each outcome."""
     cases = importlib.import_module(cases_module)
+    if targets is None:
+        chosen = list(range(calls))
+    else:
+        numbers = (index for index in range(calls * 1000) if cases.make_case(seed, index).target in targets)
+        chosen = [index for index, _ in zip(numbers, range(calls))]
     results: List[Dict[str, Any]] = []
     current: Optional[Worker] = None
     started = time.perf_counter()
     try:
-        for index in range(calls):
+        for count, index in enumerate(chosen, start=1):
             if current is None:
                 current = Worker(seed, memory_gb, cases_module, start_timeout=max(timeout, 120))
             result = current.call(index, timeout)
@@ -237,8 +244,8 @@ def run(
                 current.stop()
                 current = None
             results.append(result)
-            if log and (index + 1) % 100 == 0:
-                log(f"  {index + 1}/{calls} calls, {time.perf_counter() - started:.0f} s")
+            if log and count % 100 == 0:
+                log(f"  {count}/{calls} calls, {time.perf_counter() - started:.0f} s")
     finally:
         if current is not None:
             try:
@@ -248,7 +255,7 @@ def run(
             current.stop()
     counts = collections.Counter(result["outcome"] for result in results)
     return dict(
-        calls=calls,
+        calls=len(results),
         seed=seed,
         seconds=round(time.perf_counter() - started, 1),
         counts={outcome: counts.get(outcome, 0) for outcome in ("refused", "accepted") + FINDINGS},
@@ -302,9 +309,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--memory-gb", type=float, default=6.0, help="the worker's address-space cap (0: none)")
     parser.add_argument("--examples", type=int, default=8, help="distinct examples shown per kind of finding")
     parser.add_argument("--json", default=None, help="write every result to this path")
+    parser.add_argument("--targets", default=None, help="only these entry points (comma list, e.g. Engrams.select)")
     args = parser.parse_args(argv)
+    targets = args.targets.split(",") if args.targets else None
     print(f"# load average at start {os.getloadavg()}", file=sys.stderr)
-    summary = run(args.calls, args.seed, args.timeout, args.memory_gb, log=lambda text: print(text, file=sys.stderr))
+    log = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    summary = run(args.calls, args.seed, args.timeout, args.memory_gb, log=log, targets=targets)
     print(report(summary, args.examples))
     print(f"# load average at end {os.getloadavg()}", file=sys.stderr)
     if args.json:
