@@ -35,20 +35,3 @@ def engram_state(engrams) -> dict:
         "engrams_types": engrams.engrams_types,
         "lifespan": engrams.lifespan,
     }
-
-
-def same(a, b) -> bool:
-    """Bit-for-bit equality of nested state (tensors by dtype, shape and every bit; dicts, lists, tuples, numbers)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or (a.dtype, a.shape) != (
-            b.dtype,
-            b.shape,
-        ):
-            return False
-        bits = (lambda t: t.reshape(-1).view(torch.uint8)) if a.numel() else (lambda t: t)
-        return torch.equal(bits(a.contiguous()), bits(b.contiguous()))
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b

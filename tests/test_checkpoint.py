@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import same
 
+from benchmarks.fuzz_api import same
 from memoria import Memoria
 
 ROOT = Path(__file__).resolve().parents[1]

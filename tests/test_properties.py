@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from conftest import same
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.fuzz_api import same
 from memoria import EngramType, Memoria
 
 STAGE = {EngramType.WORKING.value: 1, EngramType.SHORTTERM.value: 2, EngramType.LONGTERM.value: 3}
