@@ -104,10 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     compare_warmup = args.compare_warmup or args.quick
     ours = load_module(args.ours_module)
-    try:
-        references = {} if args.no_references else {REF_110: load_reference("1.1.0"), REF_100: load_reference("1.0.0")}
-    except ReferenceUnavailable as error:
-        raise SystemExit(f"error: {error} (or time ours alone: --no-references)") from None
+    references = {} if args.no_references else {REF_110: load_reference("1.1.0"), REF_100: load_reference("1.0.0")}
     before = {BEFORE: load_package(args.before)} if args.before else {}
     names = [name.strip() for name in args.configs.split(",") if name.strip()]
     unknown = [name for name in names if name not in CONFIGS and name != "sweep"]
@@ -181,4 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    try:
+        sys.exit(0 if main() else 1)
+    except ReferenceUnavailable as error:
+        sys.exit(f"error: {error} (or time ours alone: --no-references)")
