@@ -1,5 +1,7 @@
 """Abstractor: turns a segment's hidden states into a fixed number of working memories."""
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 
@@ -34,10 +36,13 @@ class Abstractor(nn.Module):
         self.feedforward = nn.Linear(hidden_dim, feedforward_dim)
         self.output = nn.Linear(feedforward_dim, hidden_dim)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             hidden_states: segment states shaped [Batch, N, HiddenDim]
+            mask: [Batch, N], True (or 1) at real positions; padding then takes no attention. None (the published
+                form): every position is real. A row without a real position attends to nothing (its memories are
+                what the feed-forward makes of zeros).
         Returns:
             memories shaped [Batch, NumMemories, HiddenDim]
         """
@@ -54,10 +59,20 @@ class Abstractor(nn.Module):
                 f"hidden_states has dtype {hidden_states.dtype}, the Abstractor's parameters {dtype}: convert one of "
                 "them (hidden_states.to(dtype) or abstractor.to(dtype))"
             )
+        if mask is not None and not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+        if mask is not None and mask.shape != hidden_states.shape[:2]:
+            raise ValueError(f"mask must be [Batch, N] = {list(hidden_states.shape[:2])}, got {list(mask.shape)}")
         keys = self.key_transform(hidden_states)  # [B, N, D]
         values = self.value_transform(hidden_states)  # [B, N, D]
         scores = self.query_embeddings @ keys.transpose(-2, -1)  # [B, NumMemories, N]
-        attended = scores.softmax(dim=-1) @ values  # [B, NumMemories, D]
+        if mask is None:
+            weights = scores.softmax(dim=-1)
+        else:
+            real = mask[:, None, :].to(torch.bool)  # [B, 1, N]
+            # times the mask: a row of padding only would otherwise spread its attention evenly over the padding
+            weights = scores.masked_fill(~real, torch.finfo(scores.dtype).min).softmax(dim=-1) * real
+        attended = weights @ values  # [B, NumMemories, D]
         return self.output(self.feedforward(attended))
 
 

@@ -34,6 +34,23 @@ def test_softmax_is_over_input_positions():
     torch.testing.assert_close(abstractor(inputs), expected)
 
 
+def test_a_mask_keeps_padding_out_of_the_memories():
+    torch.manual_seed(0)
+    abstractor = Abstractor(num_memories=3, hidden_dim=8, feedforward_dim=8)
+    hidden = torch.randn(2, 6, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    changed = hidden.clone()
+    changed[0, 4:] = 100.0
+    masked = abstractor(hidden, mask)
+    torch.testing.assert_close(abstractor(changed, mask), masked)
+    torch.testing.assert_close(masked[0], abstractor(hidden[:1, :4])[0])  # as if the padding were not there
+    torch.testing.assert_close(masked[1], abstractor(hidden[1:])[0])
+    torch.testing.assert_close(abstractor(hidden, torch.ones(2, 6)), abstractor(hidden))  # 1/0 masks too
+    # a row of padding only attends to nothing: the feed-forward of zeros, its biases
+    nothing = abstractor(hidden, torch.zeros(2, 6, dtype=torch.bool))
+    torch.testing.assert_close(nothing[0], abstractor.output(abstractor.feedforward.bias).expand(3, 8))
+
+
 def test_bad_input_is_rejected():
     abstractor = Abstractor(num_memories=2, hidden_dim=4, feedforward_dim=4)
     with pytest.raises(ValueError, match="hidden_states"):
@@ -47,6 +64,10 @@ def test_bad_input_is_rejected():
     assert abstractor.double()(torch.randn(1, 3, 4, dtype=torch.float64)).dtype == torch.float64
     with torch.autocast("cpu", torch.bfloat16):  # autocast casts inside the layers: accepted
         assert abstractor.float()(torch.randn(1, 3, 4)).shape == (1, 2, 4)
+    with pytest.raises(ValueError, match="mask"):
+        abstractor(torch.randn(1, 3, 4), torch.ones(1, 4))
+    with pytest.raises(TypeError, match="mask"):
+        abstractor(torch.randn(1, 3, 4), [1, 1, 1])
 
 
 @pytest.mark.parametrize("direction", ["theirs_to_ours", "ours_to_theirs"])

@@ -1,11 +1,12 @@
 """Memoria BERT: a BERT encoder whose upper layers cross-attend to Memoria's working and reminded memories.
 
-After layer ``memory_layer_index`` (9 of 12 in the paper's configs) an :class:`~memoria.Abstractor` summarises the
-segment's hidden states into working memories; they are added to :class:`~memoria.Memoria`, which reminds stored
-memories. Every later layer reads them through a :class:`~experiment.models.memory_blocks.MemoryBlock` (working pass,
-then reminded pass) placed as in the authors' model (``memory_placement="inside"``): between the layer's
-self-attention and its feed-forward part, post-norm like the rest of BERT. ``"after"`` puts a pre-norm block after
-the whole layer instead. After the forward pass the attention each reminded memory received becomes its lifespan gain.
+Built on the package's memory layer (``memoria.nn``). After layer ``memory_layer_index`` (9 of 12 in the paper's
+configs) the model's :class:`~memoria.nn.MemoriaMemory` writes the segment's hidden states as working memories (its
+abstractor's summary) and reminds stored memories. Every later layer reads them through a
+:class:`~memoria.nn.MemoryReader` (working pass, then reminded pass) placed as in the authors' model
+(``memory_placement="inside"``): between the layer's self-attention and its feed-forward part, post-norm like the rest
+of BERT. ``"after"`` puts a pre-norm reader after the whole layer instead. After the forward pass the attention each
+reminded memory received becomes its lifespan gain.
 
 The memory lives in the model instance and is carried across calls: feed one document segment by segment and call
 :meth:`reset_memory` before the next batch of documents. Weights of a plain BERT checkpoint load into the encoder
@@ -20,17 +21,16 @@ from huggingface_hub.dataclasses import strict
 from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel, BertConfig
-from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, BertPooler, BertPreTrainedModel
 from transformers.utils import ModelOutput
 
 from memoria import Abstractor, Memoria
+from memoria.nn import MEMORY_INITS, MemoriaMemory, MemoryRead, MemoryReader, init_abstractor
 
 # relative imports only, and registered in experiment/models/__init__.py: save_pretrained copies this module and its
 # siblings beside the weights, where they load without the experiment package
-from .memory_blocks import MEMORY_INIT_SCHEMES, MemoryBlock, abstractor_init_stds, lifespan_delta
-from .memory_state import load_memory_state_dict, memory_state_dict
+from .memory_names import accept_old_memory_names, register_old_memory_names
 
 MEMORY_PLACEMENTS = ("inside", "after")
 
@@ -47,9 +47,13 @@ class MemoriaBertConfig(BertConfig):
         memoria_num_final_ltms: passed to ``Memoria``.
         lifespan_extend_scale: reminded memories gain ``attention * num_reminded * scale`` lifespan.
         memory_init: ``"scaled"`` (default: a live memory path at every width) or ``"paper"`` (the authors'
-            N(0, initializer_range)); see :func:`~experiment.models.memory_blocks.abstractor_init_stds`.
+            N(0, initializer_range)); see :func:`memoria.nn.abstractor_init_stds`.
         memory_placement: ``"inside"`` (default, the authors'): memory attention between each later layer's
-            self-attention and feed-forward, post-norm; ``"after"``: a pre-norm memory block after each later layer.
+            self-attention and feed-forward, post-norm; ``"after"``: a pre-norm memory reader after each later layer.
+        memory_gate: None (default, the paper's form) or the initial value of a learned gate on each memory read
+            (:class:`memoria.nn.MemoryReader`).
+        write_gradient_segments: 0 (default, the paper's detached engrams) or K: reminded engrams of the last K
+            writes carry the loss's gradient back to the abstractor (:class:`memoria.nn.MemoriaMemory`).
     """
 
     model_type = "memoria_bert"
@@ -64,11 +68,13 @@ class MemoriaBertConfig(BertConfig):
     lifespan_extend_scale: float | int = 8.0
     memory_init: str = "scaled"
     memory_placement: str = "inside"
+    memory_gate: float | int | None = None
+    write_gradient_segments: int = 0
 
     def check_memory_layer(self) -> None:
         """Raises ValueError unless at least one layer follows the memory layer and the memory fields are known."""
-        if self.memory_init not in MEMORY_INIT_SCHEMES:
-            raise ValueError(f"memory_init must be one of {MEMORY_INIT_SCHEMES}, got {self.memory_init!r}")
+        if self.memory_init not in MEMORY_INITS:
+            raise ValueError(f"memory_init must be one of {MEMORY_INITS}, got {self.memory_init!r}")
         if self.memory_placement not in MEMORY_PLACEMENTS:
             raise ValueError(f"memory_placement must be one of {MEMORY_PLACEMENTS}, got {self.memory_placement!r}")
         if not 0 <= self.memory_layer_index < self.num_hidden_layers - 1:
@@ -100,14 +106,21 @@ class MemoriaSequenceClassifierOutput(ModelOutput):
     reminded_indices: Optional[torch.Tensor] = None
 
 
-def build_memoria(config: MemoriaBertConfig) -> Memoria:
-    """A fresh ``Memoria`` with the config's settings."""
-    return Memoria(
+def build_memory(config: MemoriaBertConfig) -> MemoriaMemory:
+    """A fresh memory (abstractor and ``Memoria``) with the config's settings."""
+    return MemoriaMemory(
+        config.hidden_size,
+        config.num_working_memories,
+        abstractor_feedforward_dim=config.abstractor_feedforward_dim or config.intermediate_size,
         num_reminded_stm=config.memoria_num_reminded_stm,
         stm_capacity=config.memoria_stm_capacity,
         ltm_search_depth=config.memoria_ltm_search_depth,
         initial_lifespan=config.memoria_initial_lifespan,
         num_final_ltms=config.memoria_num_final_ltms,
+        lifespan_extend_scale=config.lifespan_extend_scale,
+        memory_init=config.memory_init,
+        init_std=config.initializer_range,
+        write_gradient_segments=config.write_gradient_segments,
     )
 
 
@@ -120,22 +133,32 @@ class MemoriaEncoderMixin:
 
     def init_memory(self, config: MemoriaBertConfig) -> None:
         config.check_memory_layer()
-        hidden = config.hidden_size
-        self.abstractor = Abstractor(
-            config.num_working_memories, hidden, config.abstractor_feedforward_dim or config.intermediate_size
-        )
+        self.memory = build_memory(config)
         num_memory_layers = config.num_hidden_layers - config.memory_layer_index - 1
         post_norm = config.memory_placement == "inside"
         dropout, eps = config.attention_probs_dropout_prob, config.layer_norm_eps
+        heads, gate = config.num_attention_heads, config.memory_gate
         self.memory_blocks = nn.ModuleList(
-            MemoryBlock(hidden, config.num_attention_heads, dropout, eps, post_norm) for _ in range(num_memory_layers)
+            MemoryReader(config.hidden_size, heads, dropout, eps, post_norm, gate) for _ in range(num_memory_layers)
         )
-        # A plain attribute, not a module: the memory is state, not parameters.
-        self.memoria = build_memoria(config)
+        accept_old_memory_names(self)
+
+    @property
+    def memoria(self) -> Memoria:
+        return self.memory.memoria
+
+    @memoria.setter
+    def memoria(self, memoria: Memoria) -> None:
+        """Replace the memory's ``Memoria`` (e.g. by one that keeps its history)."""
+        self.memory.memoria = memoria
+
+    @property
+    def abstractor(self) -> Abstractor:
+        return self.memory.abstractor
 
     def reset_memory(self) -> None:
         """Forgets every stored memory (call between batches of documents)."""
-        self.memoria.reset_memory()
+        self.memory.reset()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
@@ -170,10 +193,8 @@ class MemoriaEncoderMixin:
         mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
         )
-        batch = embedding_output.size(0)
-        empty_indices = torch.full((batch, 0), -1, dtype=torch.long, device=embedding_output.device)
-        reminded, indices, working = None, empty_indices, None
-        attentions: List[torch.Tensor] = []
+        read = MemoryRead()
+        attentions: List[Optional[torch.Tensor]] = []
         hidden = embedding_output
         first_memory_layer = self.config.memory_layer_index + 1
         for layer_index, layer in enumerate(self.encoder.layer):
@@ -183,26 +204,27 @@ class MemoriaEncoderMixin:
                 block = self.memory_blocks[layer_index - first_memory_layer]
                 if self.config.memory_placement == "inside":
                     attention_output, _ = layer.attention(hidden, mask)  # self-attention + its post-norm residual
-                    out = block(attention_output, working, reminded, indices >= 0)
+                    out = block(attention_output, read)
                     hidden = layer.feed_forward_chunk(out.hidden_states)
                 else:
-                    out = block(layer(hidden, mask), working, reminded, indices >= 0)
+                    out = block(layer(hidden, mask), read)
                     hidden = out.hidden_states
-                if out.reminded_attention is not None:
-                    attentions.append(out.reminded_attention)
+                attentions.append(out.reminded_attention)
             if layer_index == self.config.memory_layer_index:
-                working = self.abstractor(hidden)  # (B, W, D)
+                # the authors' abstractor reads every position of the segment, padding included
                 if use_memory:
-                    self.memoria.add_working_memory(working.detach())
-                    reminded, indices = self.memoria.remind()  # (B, R, D), (B, R)
-        delta = torch.zeros(indices.shape, device=hidden.device)
-        if attentions:
+                    read = self.memory(hidden)  # write this segment, remind
+                else:
+                    read = MemoryRead(working=self.memory.abstractor(hidden))  # (B, W, D), Memoria untouched
+        if use_memory:
             # Padding positions' attention would otherwise count towards the gain of the memories they looked at.
             query_mask = None if attention_mask is None else attention_mask.bool()
-            delta = lifespan_delta(attentions, self.config.lifespan_extend_scale, query_mask)
-        if use_memory:
-            self.memoria.adjust_lifespan_and_memories(indices, delta)
-        return hidden, working, indices, delta
+            delta = self.memory.adjust(read, attentions, query_mask)
+            indices = read.reminded_indices
+        else:
+            indices = torch.full((hidden.size(0), 0), -1, dtype=torch.long, device=hidden.device)
+            delta = torch.zeros(indices.shape, device=hidden.device)
+        return hidden, read.working, indices, delta
 
 
 class AbstractorInitMixin:
@@ -211,8 +233,7 @@ class AbstractorInitMixin:
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, Abstractor):  # visited after its linear layers, so this has the last word
-            for parameter, std in abstractor_init_stds(module, self.config.memory_init, self.config.initializer_range):
-                init.normal_(parameter, std=std)
+            init_abstractor(module, self.config.memory_init, self.config.initializer_range)
 
 
 class MemoriaBertPreTrainedModel(AbstractorInitMixin, BertPreTrainedModel):
@@ -262,11 +283,11 @@ class MemoryHolderMixin:
         self.encoder_with_memory.reset_memory()
 
     def memory_state_dict(self) -> dict:
-        """The memory state, for checkpoints."""
-        return memory_state_dict(self.memoria)
+        """The memory state, for checkpoints (:meth:`memoria.nn.MemoriaMemory.memory_state_dict`)."""
+        return self.encoder_with_memory.memory.memory_state_dict()
 
     def load_memory_state_dict(self, state: dict) -> None:
-        load_memory_state_dict(self.memoria, state)
+        self.encoder_with_memory.memory.load_memory_state_dict(state)
 
 
 class MemoriaBertForSequenceClassification(MemoryHolderMixin, MemoriaBertPreTrainedModel):
@@ -300,3 +321,4 @@ class MemoriaBertForSequenceClassification(MemoryHolderMixin, MemoriaBertPreTrai
 
 
 AutoModel.register(MemoriaBertConfig, MemoriaBertModel, exist_ok=True)
+register_old_memory_names(MemoriaBertConfig.model_type)

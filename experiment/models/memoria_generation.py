@@ -12,22 +12,7 @@ from typing import Optional
 
 import torch
 
-
-@dataclass
-class SegmentMemory:
-    """What a segment reads from memory, fixed for all of its tokens (None for a segment without memory).
-
-    Attributes:
-        working: [Batch, NumWorking, Dim] the abstractor's summary of the previous segment.
-        reminded: [Batch, NumReminded, Dim] memories returned by ``remind``.
-        reminded_mask: [Batch, NumReminded] True where the reminded index is not -1.
-        reminded_indices: [Batch, NumReminded] their global engram indices.
-    """
-
-    working: Optional[torch.Tensor] = None
-    reminded: Optional[torch.Tensor] = None
-    reminded_mask: Optional[torch.Tensor] = None
-    reminded_indices: Optional[torch.Tensor] = None
+from memoria.nn import MemoryRead
 
 
 @dataclass
@@ -40,7 +25,7 @@ class MemoriaGenerationCache:
     Attributes:
         segment_length: tokens per segment.
         key_values: per layer, the current segment's keys and values, each [Batch, Heads, Filled, HeadDim].
-        memory: what the current segment reads from memory.
+        memory: what the current segment reads from memory (:class:`memoria.nn.MemoryRead`).
         segment_hidden: final hidden states of the current segment's tokens so far, [Batch, Filled, Dim] pieces.
         reminded_attentions: per layer, the reminded attention of those tokens, [Batch, Heads, Filled, R] pieces.
         previous_hidden: the last complete segment's final hidden states [Batch, SegmentLength, Dim] (detached),
@@ -50,7 +35,7 @@ class MemoriaGenerationCache:
 
     segment_length: int
     key_values: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=list)
-    memory: SegmentMemory = field(default_factory=SegmentMemory)
+    memory: MemoryRead = field(default_factory=MemoryRead)
     segment_hidden: list[torch.Tensor] = field(default_factory=list)
     reminded_attentions: list[list[torch.Tensor]] = field(default_factory=list)
     previous_hidden: Optional[torch.Tensor] = None
@@ -75,7 +60,7 @@ class MemoriaGenerationCache:
         """Tokens of the current segment read so far (0 at a segment boundary)."""
         return sum(piece.size(1) for piece in self.segment_hidden)
 
-    def start_segment(self, num_layers: int, memory: SegmentMemory) -> None:
+    def start_segment(self, num_layers: int, memory: MemoryRead) -> None:
         """Begin a segment that reads ``memory``."""
         self.key_values = [None] * num_layers
         self.reminded_attentions = [[] for _ in range(num_layers)]

@@ -26,6 +26,7 @@ from .memoria_bert import (
     MemoryHolderMixin,
     classification_loss,
 )
+from .memory_names import register_old_memory_names
 
 
 @strict
@@ -99,3 +100,4 @@ class MemoriaRobertaForSequenceClassification(MemoryHolderMixin, MemoriaRobertaP
 
 
 AutoModel.register(MemoriaRobertaConfig, MemoriaRobertaModel, exist_ok=True)
+register_old_memory_names(MemoriaRobertaConfig.model_type)

@@ -1,14 +1,17 @@
 """Memoria Transformer: a GPT-2-style decoder that reads working and reminded memories from ``Memoria``.
 
-Per segment: the ``Abstractor`` turns the previous segment's final hidden states (detached) into working
-memories, which are added to ``Memoria``; ``remind`` returns the memories to read (no gradient through them).
-Each block runs causal self-attention, cross-attention over the working memories and then over the reminded
-memories (:class:`~experiment.models.memory_blocks.MemoryBlock`), then the MLP. After the forward pass the
-attention that the reminded memories received becomes their lifespan gain. Parameter names follow GPT-2's
-(``transformer.h.0.attn.c_attn`` ...), so GPT-2 checkpoints load with :meth:`MemoriaTransformerLMHeadModel.from_gpt2`.
+Built on the package's memory layer (``memoria.nn``): per segment, the model's :class:`~memoria.nn.MemoriaMemory`
+writes the previous segment's final hidden states (detached) as working memories and reminds (no gradient through
+the reminded engrams, unless ``write_gradient_segments``). Each block runs causal self-attention, a
+:class:`~memoria.nn.MemoryReader` (cross-attention over the working memories, then over the reminded memories), then
+the MLP. After the forward pass the attention that the reminded memories received becomes their lifespan gain.
+Parameter names follow GPT-2's (``transformer.h.0.attn.c_attn`` ...), so GPT-2 checkpoints load with
+:meth:`MemoriaTransformerLMHeadModel.from_gpt2`; checkpoints written before the memory moved into ``memoria.nn``
+(``transformer.abstractor.*``) load as they are (see :mod:`.memory_names`).
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -20,11 +23,14 @@ from transformers.pytorch_utils import Conv1D
 from transformers.utils import ModelOutput
 
 from memoria import Abstractor, Memoria
+from memoria.nn import MEMORY_INITS, MemoriaMemory, MemoryRead, MemoryReader, init_abstractor
 
+# relative imports only: save_pretrained copies this module and its siblings beside the weights
 from .lm_head import TiedLMHeadMixin, init_gpt2_style
-from .memoria_generation import MemoriaGenerationCache, SegmentMemory
-from .memory_blocks import MEMORY_INIT_SCHEMES, MemoryBlock, abstractor_init_stds, lifespan_delta
-from .memory_state import load_memory, load_memory_state_dict, memory_state_dict, save_memory
+from .memoria_generation import MemoriaGenerationCache
+from .memory_names import accept_old_memory_names, register_old_memory_names
+
+MEMORY_FILE = "memory_state.pt"
 
 
 class MemoriaTransformerConfig(PretrainedConfig):
@@ -37,8 +43,11 @@ class MemoriaTransformerConfig(PretrainedConfig):
     ``num_reminded_stm``, ``stm_capacity``, ``ltm_search_depth``, ``initial_lifespan``, ``num_final_ltms``
     (the ``Memoria`` arguments) and ``lifespan_extend_scale`` (multiplies the attention-based lifespan gain).
     ``memory_init``: how the abstractor starts, ``"scaled"`` (default: a live memory path at every width) or
-    ``"paper"`` (the authors' N(0, initializer_range) everywhere); see
-    :func:`~experiment.models.memory_blocks.abstractor_init_stds`.
+    ``"paper"`` (the authors' N(0, initializer_range) everywhere); see :func:`memoria.nn.abstractor_init_stds`.
+    ``memory_gate``: None (default, the paper's form) or the initial value of a learned gate on each memory read
+    (:class:`memoria.nn.MemoryReader`). ``write_gradient_segments``: 0 (default, the paper's detached engrams) or K,
+    the number of recent writes whose reminded engrams carry the loss's gradient back to the abstractor
+    (:class:`memoria.nn.MemoriaMemory`).
     """
 
     model_type = "memoria_transformer"
@@ -69,10 +78,12 @@ class MemoriaTransformerConfig(PretrainedConfig):
         num_final_ltms: int = 640,
         lifespan_extend_scale: float = 8.0,
         memory_init: str = "scaled",
+        memory_gate: Optional[float] = None,
+        write_gradient_segments: int = 0,
         **kwargs: Any,
     ) -> None:
-        if memory_init not in MEMORY_INIT_SCHEMES:
-            raise ValueError(f"memory_init must be one of {MEMORY_INIT_SCHEMES}, got {memory_init!r}")
+        if memory_init not in MEMORY_INITS:
+            raise ValueError(f"memory_init must be one of {MEMORY_INITS}, got {memory_init!r}")
         self.vocab_size = vocab_size
         self.n_positions = n_positions
         self.n_embd = n_embd
@@ -94,6 +105,8 @@ class MemoriaTransformerConfig(PretrainedConfig):
         self.num_final_ltms = num_final_ltms
         self.lifespan_extend_scale = lifespan_extend_scale
         self.memory_init = memory_init
+        self.memory_gate = memory_gate
+        self.write_gradient_segments = write_gradient_segments
         kwargs.setdefault("tie_word_embeddings", True)
         super().__init__(**kwargs)
 
@@ -183,25 +196,24 @@ class MLP(nn.Module):
 
 
 class MemoriaTransformerBlock(nn.Module):
-    """Self-attention, memory cross-attention (working then reminded), MLP; pre-layer-norm residuals."""
+    """Self-attention, memory read (:class:`memoria.nn.MemoryReader`: working then reminded), MLP; pre-layer-norm
+    residuals."""
 
     def __init__(self, config: MemoriaTransformerConfig) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.attn = CausalSelfAttention(config)
-        self.memory = MemoryBlock(config.n_embd, config.n_head, config.attn_pdrop, config.layer_norm_epsilon)
+        self.memory = MemoryReader(
+            config.n_embd, config.n_head, config.attn_pdrop, config.layer_norm_epsilon, gate=config.memory_gate
+        )
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        working_memories: Optional[torch.Tensor],
-        reminded_memories: Optional[torch.Tensor],
-        reminded_mask: Optional[torch.Tensor],
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(self, hidden: torch.Tensor, read: MemoryRead) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """[Batch, Length, Dim] and the segment's memory read -> [Batch, Length, Dim] and the attention the
+        reminded memories received [Batch, Heads, Length, NumReminded] (None without reminded memories)."""
         hidden = hidden + self.attn(self.ln_1(hidden))
-        memory_output = self.memory(hidden, working_memories, reminded_memories, reminded_mask)
+        memory_output = self.memory(hidden, read)
         hidden = memory_output.hidden_states
         hidden = hidden + self.mlp(self.ln_2(hidden))
         return hidden, memory_output.reminded_attention
@@ -210,13 +222,13 @@ class MemoriaTransformerBlock(nn.Module):
         self,
         hidden: torch.Tensor,
         past: Optional[tuple[torch.Tensor, torch.Tensor]],
-        memory: SegmentMemory,
+        read: MemoryRead,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """:meth:`forward` for new tokens [Batch, Length, Dim] of a segment whose earlier tokens' keys and values
         are ``past``; also returns the updated keys and values."""
         attended, present = self.attn.forward_cached(self.ln_1(hidden), past)
         hidden = hidden + attended
-        memory_output = self.memory(hidden, memory.working, memory.reminded, memory.reminded_mask)
+        memory_output = self.memory(hidden, read)
         hidden = memory_output.hidden_states
         hidden = hidden + self.mlp(self.ln_2(hidden))
         return hidden, memory_output.reminded_attention, present
@@ -231,12 +243,12 @@ class MemoriaTransformerPreTrainedModel(PreTrainedModel):
         std = self.config.initializer_range
         init_gpt2_style(module, std, (nn.Linear, Conv1D))
         if isinstance(module, Abstractor):  # visited after its linear layers, so this has the last word
-            for parameter, parameter_std in abstractor_init_stds(module, self.config.memory_init, std):
-                parameter.normal_(mean=0.0, std=parameter_std)
+            init_abstractor(module, self.config.memory_init, std)
 
 
 class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
-    """The decoder stack with its ``Abstractor`` and its ``Memoria`` (one memory per model instance)."""
+    """The decoder stack with its memory (:class:`memoria.nn.MemoriaMemory`: an ``Abstractor`` and a ``Memoria``,
+    one memory per model instance)."""
 
     def __init__(self, config: MemoriaTransformerConfig) -> None:
         super().__init__(config)
@@ -245,17 +257,35 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(MemoriaTransformerBlock(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
-        self.abstractor = Abstractor(
-            config.num_working_memories, config.n_embd, config.abstractor_feedforward_dim or config.n_embd
-        )
-        self.memoria = Memoria(
+        self.memory = MemoriaMemory(
+            config.n_embd,
+            config.num_working_memories,
+            abstractor_feedforward_dim=config.abstractor_feedforward_dim,
             num_reminded_stm=config.num_reminded_stm,
             stm_capacity=config.stm_capacity,
             ltm_search_depth=config.ltm_search_depth,
             initial_lifespan=config.initial_lifespan,
             num_final_ltms=config.num_final_ltms,
+            lifespan_extend_scale=config.lifespan_extend_scale,
+            memory_init=config.memory_init,
+            init_std=config.initializer_range,
+            write_gradient_segments=config.write_gradient_segments,
         )
+        accept_old_memory_names(self)
         self.post_init()
+
+    @property
+    def memoria(self) -> Memoria:
+        return self.memory.memoria
+
+    @memoria.setter
+    def memoria(self, memoria: Memoria) -> None:
+        """Replace the memory's ``Memoria`` (e.g. by one that keeps its history)."""
+        self.memory.memoria = memoria
+
+    @property
+    def abstractor(self) -> Abstractor:
+        return self.memory.abstractor
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.wte
@@ -265,14 +295,14 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
 
     def reset_memory(self) -> None:
         """Forget everything: call between examples."""
-        self.memoria.reset_memory()
+        self.memory.reset()
 
     def reset_memory_rows(self, rows: torch.Tensor) -> None:
         """Forget the engrams of the batch rows ``rows`` (bool [Batch]) only: a new stream starts there.
 
         The caller also owns the ``memory_hidden_states`` it carries; those rows of it are its to forget.
         """
-        self.memoria.reset_memory_rows(rows)
+        self.memory.reset_rows(rows)
 
     def forward(
         self, input_ids: torch.Tensor, memory_hidden_states: Optional[torch.Tensor] = None
@@ -287,34 +317,23 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         batch, length = input_ids.shape
         if length > self.config.n_positions:
             raise ValueError(f"segment of {length} tokens is longer than n_positions={self.config.n_positions}")
-        working = reminded = reminded_mask = reminded_indices = None
-        if memory_hidden_states is not None:
-            working = self.abstractor(memory_hidden_states.detach())  # (B, W, D)
-            self.memoria.add_working_memory(working)
-            reminded, reminded_indices = self.memoria.remind()  # (B, R, D), (B, R)
-            reminded = reminded.detach().to(working.dtype)
-            reminded_mask = reminded_indices >= 0
+        # write the previous segment and remind (nothing on a first segment)
+        previous = None if memory_hidden_states is None else memory_hidden_states.detach()
+        read = self.memory(previous)
 
         positions = torch.arange(length, device=input_ids.device)
         hidden = self.drop(self.wte(input_ids) + self.wpe(positions))  # (B, L, D)
         reminded_attentions = []
         for block in self.h:
-            hidden, attention = block(hidden, working, reminded, reminded_mask)
-            if attention is not None:
-                reminded_attentions.append(attention)
+            hidden, attention = block(hidden, read)
+            reminded_attentions.append(attention)
         hidden = self.ln_f(hidden)
 
-        delta = None
-        if reminded_indices is not None:
-            if reminded_attentions:
-                delta = lifespan_delta(reminded_attentions, self.config.lifespan_extend_scale)
-            else:
-                delta = torch.zeros(reminded_indices.shape, device=hidden.device)
-            self.memoria.adjust_lifespan_and_memories(reminded_indices, delta)
+        delta = self.memory.adjust(read, reminded_attentions)
         return MemoriaTransformerOutput(
             last_hidden_state=hidden,
             memory_hidden_states=hidden.detach(),
-            reminded_indices=reminded_indices,
+            reminded_indices=read.reminded_indices,
             lifespan_delta=delta,
         )
 
@@ -333,7 +352,7 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         pieces, start, length = [], 0, input_ids.size(1)
         while start < length:
             if cache.filled == 0:
-                cache.start_segment(len(self.h), self._read_memory(cache.previous_hidden))
+                cache.start_segment(len(self.h), self.memory(cache.previous_hidden))
             take = min(length - start, cache.segment_length - cache.filled)
             positions = torch.arange(cache.filled, cache.filled + take, device=input_ids.device)
             hidden = self.drop(self.wte(input_ids[:, start : start + take]) + self.wpe(positions))  # (B, T, D)
@@ -352,27 +371,12 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
                 self._finish_segment(cache)
         return torch.cat(pieces, dim=1)
 
-    def _read_memory(self, previous_hidden: Optional[torch.Tensor]) -> SegmentMemory:
-        """Working memories from the previous segment [Batch, Length, Dim], added to Memoria, then remind."""
-        if previous_hidden is None:
-            return SegmentMemory()
-        working = self.abstractor(previous_hidden)  # (B, W, D)
-        self.memoria.add_working_memory(working)
-        reminded, indices = self.memoria.remind()  # (B, R, D), (B, R)
-        return SegmentMemory(working, reminded.detach().to(working.dtype), indices >= 0, indices)
-
     def _finish_segment(self, cache: MemoriaGenerationCache) -> None:
         """Apply the complete segment's lifespan gains and keep its hidden states for the next segment."""
-        indices = cache.memory.reminded_indices
-        if indices is not None:
-            attentions = [torch.cat(layer, dim=2) for layer in cache.reminded_attentions if layer]  # (B, H, S, R)
-            if attentions:
-                delta = lifespan_delta(attentions, self.config.lifespan_extend_scale)
-            else:
-                delta = torch.zeros(indices.shape, device=cache.segment_hidden[0].device)
-            self.memoria.adjust_lifespan_and_memories(indices, delta)
+        attentions = [torch.cat(layer, dim=2) for layer in cache.reminded_attentions if layer]  # (B, H, S, R)
+        self.memory.adjust(cache.memory, attentions)
         cache.previous_hidden = torch.cat(cache.segment_hidden, dim=1)
-        cache.start_segment(len(self.h), SegmentMemory())
+        cache.start_segment(len(self.h), MemoryRead())
 
 
 class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTrainedModel, GenerationMixin):
@@ -403,22 +407,31 @@ class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTraine
         self.transformer.reset_memory_rows(rows)
 
     def memory_state_dict(self) -> dict[str, Any]:
-        """The engrams held now, for checkpoints."""
-        return memory_state_dict(self.memoria)
+        """The engrams held now, for checkpoints (:meth:`memoria.nn.MemoriaMemory.memory_state_dict`)."""
+        return self.transformer.memory.memory_state_dict()
 
     def load_memory_state_dict(self, state: dict[str, Any]) -> None:
-        load_memory_state_dict(self.memoria, state)
+        self.transformer.memory.load_memory_state_dict(state)
 
     def save_memory(self, directory: str, memory_hidden_states: Optional[torch.Tensor] = None) -> str:
         """Write the memory held now (and the ``memory_hidden_states`` [Batch, Length, Dim] the caller carries, if
         given) to ``directory/memory_state.pt``, e.g. beside ``save_pretrained``'s files, which never hold it: it is
         the state of the texts being read, not weights. Returns the file's path."""
-        return str(save_memory(self.memoria, directory, memory_hidden_states))
+        path = Path(directory) / MEMORY_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hidden = None if memory_hidden_states is None else memory_hidden_states.detach().cpu()
+        torch.save({"memory": self.memory_state_dict(), "memory_hidden_states": hidden}, path)
+        return str(path)
 
     def load_memory(self, directory: str) -> Optional[torch.Tensor]:
-        """Restore the memory written by :meth:`save_memory` (onto this model's device); returns the saved
-        ``memory_hidden_states`` (None if none were saved), to pass with the next segment."""
-        hidden = load_memory(self.memoria, directory, map_location=self.device)
+        """Restore the memory written by :meth:`save_memory` (onto this model's device; a weights-only load);
+        returns the saved ``memory_hidden_states`` (None if none were saved), to pass with the next segment."""
+        path = Path(directory) / MEMORY_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved memory state at {path} (write one with save_memory)")
+        saved = torch.load(path, weights_only=True, map_location=self.device)
+        self.load_memory_state_dict(saved["memory"])
+        hidden = saved["memory_hidden_states"]
         return None if hidden is None else hidden.to(self.device)
 
     def forward(
@@ -519,3 +532,6 @@ class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTraine
         if not_loaded or unexpected:
             raise ValueError(f"GPT-2 checkpoint does not fit: missing {not_loaded}, unexpected {list(unexpected)}")
         return model
+
+
+register_old_memory_names(MemoriaTransformerConfig.model_type)

@@ -8,7 +8,7 @@ from experiment.models.memoria_bert import (
     MemoriaBertForSequenceClassification,
     MemoriaBertModel,
 )
-from experiment.models.memory_blocks import lifespan_delta
+from memoria.nn import lifespan_delta
 
 TINY = tiny_encoder_fields()
 MEMORY = tiny_encoder_memory_fields()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from experiment.models import build_model
@@ -39,7 +40,7 @@ def test_forward_backward_over_segments_trains_every_part(tiny_memoria):
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
         n for n, g in grads.items() if g is None
     ]
-    assert grads["transformer.abstractor.query_embeddings"].abs().sum() > 0
+    assert grads["transformer.memory.abstractor.query_embeddings"].abs().sum() > 0
     assert grads["transformer.h.0.memory.cross_attention.query.weight"].abs().sum() > 0
 
 
@@ -71,6 +72,9 @@ def test_save_and_load_round_trip_through_auto_classes(tiny_memoria, tmp_path):
     model = _model(tiny_memoria)
     model.save_pretrained(tmp_path)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "memoria_transformer"
+    # the file keeps the names of the checkpoints written before memoria.nn (experiment/models/memory_names.py)
+    saved = set(load_file(tmp_path / "model.safetensors"))
+    assert "transformer.abstractor.query_embeddings" in saved and not any("memory.abstractor" in k for k in saved)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, MemoriaTransformerLMHeadModel)
     for name, tensor in model.state_dict().items():
@@ -259,3 +263,37 @@ def test_load_memory_restores_the_engrams_and_names_a_missing_file(tiny_memoria,
     assert model.memoria.engrams == saved
     with pytest.raises(FileNotFoundError, match="save_memory"):
         model.load_memory(tmp_path / "nowhere")
+
+
+def test_a_zero_memory_gate_starts_the_model_as_the_memoryless_decoder(tiny_memoria):
+    model = _model({**tiny_memoria, "memory_gate": 0.0})
+    assert model.transformer.h[0].memory.gate is not None
+    segments = torch.randint(0, 21, (3, 2, 10))
+    with torch.no_grad():
+        carried = _run_segments(model, segments)
+        alone = model(segments[2])
+    assert carried[2].reminded_indices is not None and (carried[2].reminded_indices >= 0).any()
+    torch.testing.assert_close(carried[2].logits, alone.logits, rtol=0, atol=0)  # read, but nothing added yet
+
+
+def test_write_gradient_segments_send_a_later_loss_to_the_abstractor(tiny_memoria):
+    """Earlier segments run under no_grad; a loss on what the next segment is reminded of reaches the abstractor
+    with the option (through the engrams of the last writes) and not without it."""
+    grads = {}
+    for segments_back in (0, 2):
+        torch.manual_seed(0)
+        model = _model({**tiny_memoria, "write_gradient_segments": segments_back}).train()
+        tokens = torch.randint(0, 21, (4, 2, 10))
+        state = None
+        with torch.no_grad():
+            for segment in tokens[:3]:
+                state = model(segment, memory_hidden_states=state).memory_hidden_states
+        read = model.transformer.memory(state)
+        reminded = read.reminded[read.reminded_mask]
+        assert reminded.numel() > 0
+        model.zero_grad()
+        if reminded.requires_grad:
+            reminded.pow(2).sum().backward()
+        grads[segments_back] = model.transformer.abstractor.query_embeddings.grad
+    assert grads[0] is None
+    assert grads[2] is not None and grads[2].abs().max() > 0
