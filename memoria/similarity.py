@@ -75,8 +75,10 @@ def largest_value(hidden_dim: int) -> float:
 
 def check_values(values: torch.Tensor, name: str) -> None:
     """Refuse float32 ``values`` [..., HiddenDim] (non-empty) that hold NaN, an infinity or a magnitude beyond
-    ``largest_value``, with a ``ValueError`` naming them. One reduction and one host read."""
-    largest = float(torch.linalg.vector_norm(values, float("inf")))
+    ``largest_value``, with a ``ValueError`` naming them. Two reductions and one host read."""
+    # the largest and the smallest (NaN in both where there is one): vector_norm's inf norm is ~100x slower on a CPU
+    high, low = torch.stack([values.amax(), values.amin()]).tolist()
+    largest = max(high, -low) if high == high and low == low else math.nan
     if not math.isfinite(largest):
         raise ValueError(f"{name} contains NaN or infinite values (or values beyond float32's range)")
     bound = largest_value(values.size(-1))
