@@ -1,41 +1,125 @@
+"""Memoria in a model of your own, trained on long padded documents segment by segment (docs/tutorial.md)."""
+
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
 import torch
-import torch.nn as nn
+from torch import Tensor, nn
 
-from memoria import Abstractor, Memoria
+from memoria.nn import MemoriaMemory, MemoryReader, load_memory_state_dict, memory_state_dict, reset_memory
 
-batch, segment, hidden, heads, num_working = 2, 16, 32, 4, 8
-lifespan_extend_scale = 8.0
+SEGMENT, VOCAB, PAD = 16, 64, 0
 
-embed = nn.Embedding(100, hidden)
-abstractor = Abstractor(num_memories=num_working, hidden_dim=hidden, feedforward_dim=64)
-cross_attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
-memoria = Memoria(num_reminded_stm=8, stm_capacity=32, ltm_search_depth=4, initial_lifespan=5, num_final_ltms=8)
-optimizer = torch.optim.AdamW([*embed.parameters(), *abstractor.parameters(), *cross_attention.parameters()])
 
-tokens = torch.randint(0, 100, (batch, 6 * segment))
-previous_hidden = None
-for start in range(0, tokens.size(1), segment):
-    hidden_states = embed(tokens[:, start : start + segment])  # [Batch, Segment, Hidden]
-    if previous_hidden is not None:
-        # 1. the previous segment, abstracted, becomes this step's working memories: [Batch, NumWorking, Hidden]
-        memoria.add_working_memory(abstractor(previous_hidden.detach()).detach())
-    # 2. remind: [Batch, NumReminded, Hidden] memories (no gradient) and their indices
-    memories, indices = memoria.remind()
-    if memories.size(1) > 0:
-        # 3. cross-attention from the segment over the reminded memories
-        attended, weights = cross_attention(hidden_states, memories, memories)  # weights: [Batch, Segment, NumReminded]
-        hidden_states = hidden_states + attended
-        # 4. lifespan gain = attention each memory received, averaged over positions, x number reminded x scale
-        lifespan_delta = weights.detach().mean(dim=1) * indices.size(1) * lifespan_extend_scale
-    else:
-        lifespan_delta = torch.zeros(indices.shape)
-    # 5. reward the memories that were used, age the rest
-    memoria.adjust_lifespan_and_memories(indices, lifespan_delta)
+class TinyMemoryLM(nn.Module):
+    """A causal language model that reads one memory after each of its two blocks."""
 
-    loss = hidden_states.pow(2).mean()  # stands in for the model's loss
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    previous_hidden = hidden_states
+    def __init__(self, hidden: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, hidden)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout=0.0, batch_first=True, norm_first=True)
+            for _ in range(2)
+        )
+        sizes = dict(num_reminded_stm=8, stm_capacity=32, ltm_search_depth=4, initial_lifespan=5, num_final_ltms=8)
+        self.memory = MemoriaMemory(hidden, num_working_memories=8, **sizes)  # the learned write and Memoria
+        self.readers = nn.ModuleList(MemoryReader(hidden, heads) for _ in self.blocks)  # one read per block
+        self.head = nn.Linear(hidden, VOCAB)
 
-print(memoria.engrams)
+    def forward(
+        self, tokens: Tensor, mask: Tensor, previous: Optional[Tensor], previous_mask: Optional[Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Tokens [B, L] and their mask (True at real tokens); the previous segment's hidden states [B, L, D] and mask
+        (None, None: a document's first segment) -> logits [B, L, V] and this segment's hidden states [B, L, D]."""
+        read = self.memory(previous, previous_mask)  # write the previous segment (its padding masked), remind
+        hidden = self.embed(tokens)
+        causal = nn.Transformer.generate_square_subsequent_mask(tokens.size(1))  # padding last: no token sees it
+        reminded_attentions = []
+        for block, reader in zip(self.blocks, self.readers):
+            out = reader(block(hidden, src_mask=causal, is_causal=True), read)  # working, then reminded memories
+            hidden = out.hidden_states
+            reminded_attentions.append(out.reminded_attention)  # [B, H, L, R], zero at the -1 (none) slots
+        self.memory.adjust(read, reminded_attentions, query_mask=mask)  # attention received -> lifespan
+        return self.head(hidden), hidden
+
+
+def documents(num_batches: int, batch_size: int = 2, seed: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches of documents of 34 to 65 tokens, each written with 4 words of its own: tokens [B, T] padded with PAD
+    after each document's end, and the mask [B, T] (True at real tokens); T is the longest document's length. The
+    documents of a batch end in its last two segments, so a segment that is all padding is never written."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(num_batches):
+        words = torch.rand(batch_size, VOCAB - 1, generator=generator).argsort(dim=1)[:, :4] + 1  # [B, 4] ids
+        picks = torch.randint(0, 4, (batch_size, 4 * SEGMENT + 1), generator=generator)
+        lengths = torch.randint(2 * SEGMENT + 2, 4 * SEGMENT + 2, (batch_size,), generator=generator)
+        tokens = words.gather(1, picks)[:, : int(lengths.max())]
+        mask = torch.arange(tokens.size(1)) < lengths[:, None]
+        yield tokens.masked_fill(~mask, PAD), mask
+
+
+def read(
+    model: TinyMemoryLM,
+    tokens: Tensor,
+    mask: Tensor,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    carried: tuple = (None, None),
+) -> tuple[list[float], tuple]:
+    """Read documents [B, T] segment by segment after ``carried`` (the hidden states and mask of the segment read
+    last; (None, None): from their start). With an optimiser: one step per segment. Returns the losses and what to
+    carry on to the next segment."""
+    labels = tokens[:, 1:].masked_fill(~mask[:, 1:], -100)  # the next token; no loss at padding
+    losses, (previous, previous_mask) = [], carried
+    for x, m, y in zip(*(t.split(SEGMENT, dim=1) for t in (tokens[:, :-1], mask[:, :-1], labels))):
+        with torch.set_grad_enabled(optimizer is not None):
+            logits, hidden = model(x, m, previous, previous_mask)
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+        if optimizer is not None:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        losses.append(loss.item())
+        previous, previous_mask = hidden.detach(), m  # written into the memory at the next segment
+    return losses, (previous, previous_mask)
+
+
+def train(model: TinyMemoryLM, batches: Iterable[tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer) -> list:
+    """Train on every batch of documents, the memory empty at the start of each. Returns the losses per segment."""
+    losses = []
+    for tokens, mask in batches:
+        reset_memory(model)  # new documents: forget the previous ones
+        losses += read(model, tokens, mask, optimizer)[0]
+    return losses
+
+
+def main(directory: Optional[Path] = None) -> tuple[TinyMemoryLM, TinyMemoryLM]:
+    """Train; read half of new documents, save the weights and the memory apart, load both into a fresh model, and
+    read the rest with both models. Returns the trained and the restored model."""
+    torch.manual_seed(0)
+    model = TinyMemoryLM()
+    losses = train(model, documents(40), torch.optim.AdamW(model.parameters(), lr=3e-3))
+    print(f"{len(losses)} segments of 40 batches of documents; loss {sum(losses[-4:]) / 4:.3f} on the last 4")
+
+    tokens, mask = next(documents(1, seed=1))
+    reset_memory(model)
+    _, carried = read(model, tokens[:, : 2 * SEGMENT + 1], mask[:, : 2 * SEGMENT + 1])  # two segments
+    # The engrams (and the segment to write next) are the state of the documents being read, not weights.
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(directory or scratch)
+        torch.save(model.state_dict(), directory / "model.pt")
+        torch.save({"memory": memory_state_dict(model), "carried": carried}, directory / "memory.pt")
+        restored = TinyMemoryLM()
+        restored.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
+        state = torch.load(directory / "memory.pt", weights_only=True)
+        load_memory_state_dict(restored, state["memory"])
+
+    rest = tokens[:, 2 * SEGMENT :], mask[:, 2 * SEGMENT :]
+    with torch.random.fork_rng():  # Memoria's tie-break draws from the global RNG: both models read with one state
+        expected, _ = read(model, *rest, carried=carried)
+    losses, _ = read(restored, *rest, carried=state["carried"])
+    print("the restored model reads the rest as the trained one:", losses == expected)
+    return model, restored
+
+
+if __name__ == "__main__":
+    main()

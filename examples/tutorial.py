@@ -63,3 +63,6 @@ print("## step 7: ten more steps")
 print(len(memoria.engrams))
 print(memoria.engrams.engrams_types)
 print(memoria.engrams.lifespan)
+
+# 8. Inside a model, memoria.nn runs these calls for you, once per segment: examples/quickstart.py (one layer) and
+#    examples/model_loop.py (a model that reads memory at two layers, trained on padded documents); docs/model.md

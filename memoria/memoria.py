@@ -30,7 +30,7 @@ import torch
 from . import checkpoint, ops
 from .checkpoint import CONFIG_NAMES, check_engrams
 from .engram import Engrams, EngramType
-from .history_manager import HistoryManager, record_history
+from .history_manager import HistoryManager, check_history_rows, check_keep_history, histories_for, record_history
 from .rows import RowwiseMemoria
 from .similarity import Working
 from .store import EngramStore
@@ -58,10 +58,9 @@ def _changes_memory(method: Callable) -> Callable:
     @functools.wraps(method)
     def changing(self, *args, **kwargs):
         self._view = None  # a snapshot read before the call is not what the call works on (history reads it)
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._view = None
+        result = method(self, *args, **kwargs)  # (a refused call changes nothing: its snapshot stays true)
+        self._view = None
+        return result
 
     return changing
 
@@ -88,7 +87,7 @@ class Memoria:
         num_final_ltms: int,
         track_age: bool = False,
         track_id: bool = False,
-        keep_history: bool = False,
+        keep_history: Union[bool, int] = False,
         device: Optional[Union[str, torch.device]] = None,
         independent_rows: bool = False,
         generator: Optional[torch.Generator] = None,
@@ -102,7 +101,8 @@ class Memoria:
             num_final_ltms: how many long-term engrams each step reminds at most.
             track_age: keep each engram's age.
             track_id: give each engram an id.
-            keep_history: record a status summary per row after every adjust (turns both tracking flags on).
+            keep_history: record a status summary per row after every adjust (turns both tracking flags on); an int
+                N >= 2 keeps each row's last N steps only (``docs/training.md``).
             device: where engrams live; ``None`` keeps them on the device of the first input.
             independent_rows: keep every batch row as a memory of its own (``memoria.rows``): a row's results never
                 depend on the other rows, so ``reset_memory_rows`` leaves the other rows exactly as without it, and
@@ -118,6 +118,7 @@ class Memoria:
         self.initial_lifespan = check_lifespan(initial_lifespan, "initial_lifespan")
         self.device: Optional[torch.device] = None if device is None else check_device(device, "device")
         self.generator = check_generator(generator)
+        keep_history = check_keep_history(keep_history)
         if keep_history and not (track_id and track_age):
             warnings.warn("keep_history=True needs engram ids and ages: track_id and track_age are turned on")
             track_id = track_age = True
@@ -133,8 +134,7 @@ class Memoria:
         self._view: Optional[Engrams] = None
         width = self.num_reminded_stm + self.num_final_ltms + 1
         self._rowwise = RowwiseMemoria(self._make_row, width, self.generator) if self.independent_rows else None
-        self.next_engram_id = 0
-        self.timestep = 0
+        self.next_engram_id = self.timestep = 0
         self.history: Optional[List[HistoryManager]] = None
         self._bounds = checkpoint.CounterBounds()  # ages and co-firing counts never wrap (issue 27 D7)
 
@@ -223,12 +223,11 @@ class Memoria:
         loaded = checkpoint.read_memoria_state(state, self.config(), self._rowwise, self.device)
         if loaded.rows is not None:
             self._rowwise.load(loaded.rows, loaded.hidden_dim)
-            self.history = self._rowwise.history()
+            self._bounds = checkpoint.CounterBounds.of(self.engrams)  # (the setter takes them otherwise)
         else:
             self.engrams = loaded.engrams
-            self.history = loaded.history
+        self.history = self._rowwise.history() if loaded.rows is not None else loaded.history
         self.timestep, self.next_engram_id, self.ext_dtype = loaded.timestep, loaded.next_engram_id, loaded.ext_dtype
-        self._bounds = checkpoint.CounterBounds.of(self.engrams)
 
     # ------------------------------------------------------------------ the three calls
 
@@ -245,6 +244,7 @@ class Memoria:
         holder = self._rows or (self._store if self._store is not None and self._store.memory_length else None)
         shape = (holder.batch_size, holder.hidden_dim) if holder is not None else (None, None)
         check_data_fits(data, *shape, self.memory_length, self.next_engram_id if self.track_id else None)
+        check_history_rows(self.history, data.size(0))
         device = self.device or data.device
         if self._rowwise is None:
             check_generator(self.generator, device=device)
@@ -321,6 +321,7 @@ class Memoria:
             self.history = rowwise.history()
             return
         indices, delta = indices.to(store.device), delta.to(store.device)
+        history = histories_for(self.history, store.batch_size, self.keep_history)
         # The new lifespans and types are computed aside, so that the checks of the inputs are read with the
         # survivors' widths (one host read) and bad input still finds the memory unchanged.
         lifespan = added_at(store.lifespan, indices.clamp(max=length - 1), delta).sub_(1.0)
@@ -336,10 +337,9 @@ class Memoria:
         if store.age is not None:
             store.age = store.age + 1  # (not in place: it may come from an inference-mode step)
         store.keep(alive, survival)
-        if self.keep_history:
-            if self.history is None:
-                self.history = [HistoryManager() for _ in range(store.batch_size)]
-            record_history(self.history, self.engrams)
+        if history is not None:
+            record_history(history, self.engrams)
+            self.history = history
 
     # ------------------------------------------------------------------ remind stages
 

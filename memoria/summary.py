@@ -102,3 +102,80 @@ def status_summary(engrams: Any) -> list[EngramsInfo]:
             )
         )
     return summaries
+
+
+def _connection_as_plain(edge: EngramConnection) -> tuple:
+    return (edge.source_id, edge.target_id, edge.weight, edge.cofire_count)
+
+
+def summary_as_plain(summary: EngramsInfo) -> dict[str, Any]:
+    """An ``EngramsInfo`` as plain lists, tuples, numbers and strings (``memoria.history.files`` reads it back)."""
+    engrams = [
+        (
+            info.id,
+            info.type,
+            info.lifespan,
+            info.age,
+            info.fire_count,
+            [_connection_as_plain(e) for e in info.outgoings],
+            [_connection_as_plain(e) for e in info.incoming],
+        )
+        for info in summary.engrams.values()
+    ]
+    return {
+        "engrams": engrams,
+        "edges": [_connection_as_plain(edge) for edge in summary.edges.values()],
+        "edge_keys": [tuple(key) for key in summary.edges.keys()],
+        "working": list(summary.working),
+        "shortterm": list(summary.shortterm),
+        "longterm": list(summary.longterm),
+    }
+
+
+def _connection(reader: Any, value: Any, field: str) -> EngramConnection:
+    source, target, weight, cofire_count = reader.items(value, field, 4)
+    return EngramConnection(
+        reader.integer(source, field), reader.integer(target, field), reader.real(weight, field),
+        reader.integer(cofire_count, field),
+    )  # fmt: skip
+
+
+def summary_from_plain(reader: Any, encoded: Any, field: str) -> EngramsInfo:
+    """The ``EngramsInfo`` of ``summary_as_plain``'s output, every entry checked by ``reader`` (``fail``, ``new``,
+    ``items``, ``integer``, ``real``: ``memoria.history.state``'s), whose errors name ``field``."""
+    names = ("engrams", "edges", "edge_keys", "working", "shortterm", "longterm")
+    if not isinstance(encoded, dict) or not set(names) <= set(encoded):
+        reader.fail(field, f"None or a dict of {list(names)}", type(encoded).__name__)
+    reader.new(encoded, field)
+    engrams = {}
+    for index, entry in enumerate(reader.items(encoded["engrams"], f"{field}['engrams']")):
+        where = f"{field}['engrams'][{index}]"
+        engram_id, type_name, lifespan, age, fire_count, outgoings, incoming = reader.items(entry, where, 7)
+        if not isinstance(type_name, str) or type_name not in TYPE_NAMES.values():
+            reader.fail(f"{where} type", f"one of {list(TYPE_NAMES.values())}", repr(type_name)[:80])
+        engrams[reader.integer(engram_id, where)] = EngramInfo(
+            id=engram_id,
+            type=type_name,
+            lifespan=reader.real(lifespan, where),
+            age=None if age is None else reader.integer(age, where),
+            fire_count=reader.integer(fire_count, where),
+            outgoings=tuple(_connection(reader, e, where) for e in reader.items(outgoings, where)),
+            incoming=tuple(_connection(reader, e, where) for e in reader.items(incoming, where)),
+        )
+    edges, keys = reader.items(encoded["edges"], f"{field}['edges']"), encoded["edge_keys"]
+    if len(reader.items(keys, f"{field}['edge_keys']")) != len(edges):
+        reader.fail(f"{field}['edge_keys']", "as long as its edges")
+    by_type = {
+        name: tuple(reader.integer(i, f"{field}[{name!r}]") for i in reader.items(encoded[name], field))
+        for name in ("working", "shortterm", "longterm")
+    }
+    return EngramsInfo(
+        engrams=engrams,
+        edges={
+            tuple(reader.integer(i, f"{field}['edge_keys']") for i in reader.items(key, field, 2)): _connection(
+                reader, edge, f"{field}['edges']"
+            )
+            for key, edge in zip(keys, edges)
+        },
+        **by_type,
+    )

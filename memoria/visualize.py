@@ -12,13 +12,14 @@ runs whatever code it names.
 """
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
 from .analysis import creation_curves, temporal_contiguity, type_counts
-from .history_manager import HistoryManager
+from .history_manager import MAX_FILE_BYTES, HistoryManager
 
 #: RGB per ``EngramType`` value: WORKING green, SHORTTERM blue, LONGTERM orange.
 TYPE_COLOURS = {1: (0.20, 0.63, 0.17), 2: (0.12, 0.47, 0.71), 3: (0.90, 0.45, 0.05)}
@@ -178,8 +179,15 @@ def plot_analysis(history: HistoryManager, path: str, max_lag: int = 30, bins: i
 
 
 def render_all(history: HistoryManager, out_dir: str, prefix: str = "") -> list[Path]:
-    """Write ``timeline.png``, ``timeline.gif`` and ``analysis.png`` (with an optional name prefix) into a folder."""
+    """Write ``timeline.png``, ``timeline.gif`` and ``analysis.png`` (with an optional name prefix) into a folder.
+
+    Raises ``ValueError`` for a history without steps, or an ``out_dir`` that names a file, before writing anything.
+    """
     out = Path(out_dir)
+    if len(history) == 0:
+        raise ValueError("the history holds no steps: nothing to draw")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {str(out)!r} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     return [
         plot_timeline(history, str(out / f"{prefix}timeline.png")),
@@ -189,7 +197,11 @@ def render_all(history: HistoryManager, out_dir: str, prefix: str = "") -> list[
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Render a saved Memoria history (HistoryManager.save) as pictures.")
+    """The command line; every error is one line on stderr and exit status 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m memoria.visualize",
+        description="Render a saved Memoria history (HistoryManager.save) as pictures.",
+    )
     parser.add_argument("history_file", help="file written by HistoryManager.save")
     parser.add_argument("--out", required=True, help="folder for timeline.png, timeline.gif and analysis.png")
     parser.add_argument(
@@ -197,12 +209,21 @@ def main(argv: Optional[list[str]] = None) -> None:
         action="store_true",
         help="also read a pickled history (memoria-pytorch 1.x): unpickling runs code, so only for a file you trust",
     )
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=MAX_FILE_BYTES,
+        help=f"most bytes the file may decompress to (default {MAX_FILE_BYTES}, 256 MiB)",
+    )
     args = parser.parse_args(argv)
     try:
-        history = HistoryManager.load(args.history_file, allow_pickle=args.allow_pickle)
-    except (OSError, ValueError) as error:
-        parser.error(str(error).replace("allow_pickle=True", "--allow-pickle"))
-    for path in render_all(history, args.out):
+        history = HistoryManager.load(args.history_file, allow_pickle=args.allow_pickle, max_bytes=args.max_bytes)
+        paths = render_all(history, args.out)
+    except (OSError, ValueError, TypeError) as error:
+        message = str(error).replace("allow_pickle=True", "--allow-pickle").replace("max_bytes", "--max-bytes")
+        print(f"{parser.prog}: error: {' '.join(message.split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for path in paths:
         print(path)
 
 

@@ -42,3 +42,16 @@ def test_readme_first_screen_is_what_it_is_install_use_and_the_links():
     assert "(docs/tutorial.md)" in top and "(experiment/README.md)" in top
     assert "GOMP" not in top and "MT19937" not in top
     assert len(top.splitlines()) < 60
+
+
+def test_model_page_code_runs():
+    """docs/model.md's code block runs as written: one memory read by two readers over three segments, then reset."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "model.md").read_text(), flags=re.S)
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "docs/model.md", "exec"), namespace)
+    memory, read, hidden = namespace["memory"], namespace["read"], namespace["hidden"]
+    assert hidden.shape == (2, 16, 64) and len(namespace["reminded_attentions"]) == 2
+    assert read.working.shape == (2, 8, 64) and read.working.requires_grad  # the write keeps its gradient
+    assert read.reminded.size(1) > 0 and read.reminded_mask.shape == read.reminded.shape[:2]
+    assert memory.memoria.memory_length == 0  # the reset at the end

@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,7 +155,7 @@ def test_load_state_dict_rejects_garbage_and_keeps_state():
     with pytest.raises(ValueError, match="HistoryManager state"):
         history.load_state_dict({"records": []})
     broken = history.state_dict()
-    del broken["records"][3]["fire_counts"]
+    del broken["fire_counts"]
     with pytest.raises(ValueError, match="malformed"):
         history.load_state_dict(broken)
     assert plain(history.engram_creation_times) == before and len(history) == 10
@@ -306,7 +307,22 @@ def test_saved_file_is_data_only(tmp_path):
     recorded_history().save(path)
     with gzip.open(path, "rb") as file:
         saved = torch.load(io.BytesIO(file.read()), weights_only=True)
-    assert saved["format"] == "memoria-history-1" and saved["state"]["version"] == 1
+    assert saved["format"] == "memoria-history-1" and saved["state"]["version"] == 2
+    # a few columns whatever the length of the history (one tensor per field and step took seconds to load)
+    assert sum(isinstance(value, torch.Tensor) for value in saved["state"].values()) == 15
+
+
+def test_a_version_1_file_still_loads():
+    """What earlier versions saved (one dict of tensors per step): the README's example history."""
+    history = HistoryManager.load(EXAMPLE)
+    assert len(history) == 120 and history.state_dict()["version"] == 2
+    restored = HistoryManager()
+    restored.load_state_dict(history.state_dict())
+    assert plain_state(restored.state_dict()) == plain_state(history.state_dict())
+    for name in ("engram_creation_times", "engram_deletion_times", "engram_firings", "alive_engram_ids"):
+        assert getattr(restored, name) == getattr(history, name)
+    assert [restored[t] for t in (0, 59, 119)] == [history[t] for t in (0, 59, 119)]
+    assert sum(len(info.edges) for info in (history[t] for t in (0, 59, 119))) > 1000
 
 
 @pytest.mark.parametrize(
@@ -325,3 +341,376 @@ def test_bad_history_files_are_value_errors(tmp_path, content, words):
             file.write(b"PK\x03\x04 truncated" if content is None else content)
     with pytest.raises(ValueError, match=words):
         HistoryManager.load(path)
+
+
+# ---------------------------------------------------------------------- issue 27: D1, D2, D4, D8, D17
+
+
+def live_memory(seed: int = 0, steps: int = 6, batch: int = 2, width: int = 3, **flags):
+    """Our Memoria with keep_history after ``steps`` steps of a random stream (no published package needed)."""
+    import warnings
+
+    from memoria import Memoria
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # keep_history turns id and age tracking on, as it says
+        memoria = Memoria(3, 4, 2, 3, 3, **{"keep_history": True, **flags})
+    for _ in range(steps):
+        step(memoria, torch.randn(batch, width, 8) * 0.3)
+    return memoria
+
+
+def step(memoria, data: torch.Tensor) -> None:
+    memoria.add_working_memory(data)
+    _, indices = memoria.remind()
+    memoria.adjust_lifespan_and_memories(indices, torch.rand(indices.shape) * 3)
+
+
+def snapshot(memoria) -> dict:
+    """Everything a memory holds, as plain values (engrams, counters, every history's state)."""
+    state = memoria.state_dict()
+    return plain_state(state)
+
+
+def plain_state(value):
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.dtype, tuple(value.shape), value.tolist())
+    if isinstance(value, dict):
+        return {key: plain_state(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_state(item) for item in value]
+    return value
+
+
+def test_d1_a_new_batch_size_is_refused_before_anything_changes():
+    """D1: once every row is empty the memory takes a new batch size; its history of the old rows cannot follow."""
+    memoria = live_memory(steps=0)
+    step(memoria, torch.rand(2, 0, 4))  # two rows, nothing in them: one empty step recorded per row
+    assert len(memoria.history) == 2 and memoria.memory_length == 0
+    before = snapshot(memoria)
+    with pytest.raises(ValueError, match=r"one history per batch row \(3\), got 2.*memoria.history = None"):
+        memoria.add_working_memory(torch.rand(3, 2, 4))
+    assert snapshot(memoria) == before
+    step(memoria, torch.rand(2, 2, 4))  # the batch size it kept still works
+    assert [len(history) for history in memoria.history] == [2, 2]
+
+    # the way out the message names: a new history for the new batch size
+    emptied = live_memory(steps=0)
+    step(emptied, torch.rand(2, 0, 4))
+    emptied.history = None
+    step(emptied, torch.rand(3, 2, 4))
+    assert [len(history) for history in emptied.history] == [1, 1, 1]
+
+
+def test_d1_engrams_of_another_batch_size_are_refused_at_the_adjust_before_it_changes_them():
+    memoria = live_memory(steps=3)
+    memoria.engrams = live_memory(seed=1, steps=3, batch=3).engrams  # assigning replaces the state, not the history
+    with pytest.raises(ValueError, match="one history per batch row"):
+        memoria.add_working_memory(torch.rand(3, 2, 8))
+    _, indices = memoria.remind()
+    before = snapshot(memoria)
+    with pytest.raises(ValueError, match="one history per batch row"):
+        memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    assert snapshot(memoria) == before
+
+
+def every_tensor(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from every_tensor(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from every_tensor(item)
+
+
+def test_d2_the_state_dict_and_the_history_share_no_tensor():
+    memoria = live_memory()
+    before = [plain_state(history.state_dict()) for history in memoria.history]
+    state = memoria.state_dict()
+    restored = live_memory(steps=0)
+    restored.load_state_dict(state)
+    assert [plain_state(history.state_dict()) for history in restored.history] == before
+    edited = 0
+    for tensor in every_tensor(state["history"]):
+        tensor.fill_(7)  # what an in-place edit of the saved state, or a memory-mapped file going away, does
+        edited += tensor.numel()
+    assert edited > 100
+    assert [plain_state(history.state_dict()) for history in memoria.history] == before
+    assert [plain_state(history.state_dict()) for history in restored.history] == before
+    for tensor in every_tensor(restored.history[0].state_dict()):
+        tensor.fill_(7)
+    assert plain_state(restored.history[0].state_dict()) == before[0]
+
+
+def test_d2_a_history_loaded_from_a_memory_mapped_checkpoint_survives_overwriting_the_file(tmp_path):
+    """Loading with mmap=True, then saving to the same path, used to pull the history's memory away (SIGBUS)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, torch
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from tests.test_history_manager import live_memory
+memoria = live_memory(steps=10, width=10)
+path = {str(tmp_path / "memory.pt")!r}
+torch.save(memoria.state_dict(), path)
+expected = [memoria.history[0][t] for t in range(10)]
+restored = live_memory(steps=0)
+restored.load_state_dict(torch.load(path, mmap=True, weights_only=True))
+torch.save(restored.state_dict(), path)
+torch.save({{"something": torch.zeros(1)}}, path)
+assert [restored.history[0][t] for t in range(10)] == expected
+print("same history")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "same history" in result.stdout, (result.returncode, result.stderr[-2000:])
+
+
+EXAMPLE = Path(__file__).parent.parent / "docs" / "images" / "history_example.gz"
+
+
+def version_1_state() -> dict:
+    """The state inside the README's example history file, written by an earlier version (format 1)."""
+    import gzip
+
+    with gzip.open(EXAMPLE, "rb") as file:
+        state = torch.load(io.BytesIO(file.read()), weights_only=True)["state"]
+    assert state["version"] == 1
+    return state
+
+
+def step_slice(state: dict, step: int) -> slice:
+    """Where a step's engrams lie in a version 2 state's per-engram columns."""
+    start = int(state["lengths"][:step].sum())
+    return slice(start, start + int(state["lengths"][step]))
+
+
+def edit(change):
+    """A function that applies ``change`` to a state and returns it."""
+    return lambda state: (change(state), state)[1]
+
+
+def repeat_ids(state):
+    where = step_slice(state, 2)
+    assert where.stop - where.start >= 2
+    state["ids"][where] = 4
+
+
+def keyframe_to_lose(state):
+    assert state["keyframe_lengths"][3] < 0
+    state["base_steps"][4] = 3
+
+
+BAD_STATES = {
+    "ids as a list": (edit(lambda s: s.update(ids=s["ids"].tolist())), r"ids must be a 1-D integer tensor, got list"),
+    "NaN ids": (edit(lambda s: s.update(ids=s["ids"].double().fill_(float("nan")))), r"ids must be a 1-D integer"),
+    "repeated ids": (edit(repeat_ids), r"ids of step 2 must be distinct"),
+    "type 9": (edit(lambda s: s["types"][step_slice(s, 1)].fill_(9)), r"types of step 1 must be EngramType values"),
+    "keyframe row out of range": (
+        edit(lambda s: s["keyframe_rows"].add_(1000)),
+        r"keyframe_rows of step 0 .*positions",
+    ),
+    "lifespan too short": (edit(lambda s: s.update(lifespan=s["lifespan"][:-1])), r"lifespan must be one entry per"),
+    "base without keyframe": (edit(keyframe_to_lose), r"base_steps of step 4 must be a keyframe's step"),
+    "count model lengths differ": (
+        edit(lambda s: s["model"].update(event_ids=s["model"]["event_ids"][:-1])),
+        r"model\['event_steps'\] and \['event_ids'\] must be of one length",
+    ),
+    "count model of dead engrams": (
+        edit(lambda s: s["model"]["event_ids"].add_(10**6)),
+        r"model\['event_ids'\] must be ids of engrams alive at the latest step",
+    ),
+    "fired ids of another step": (edit(lambda s: s["fire_sets"].add_(10**6)), r"fire_sets of step \d+ must be ids"),
+    "fire set lengths that do not add up": (
+        edit(lambda s: s["fire_set_lengths"][5].add_(1)),
+        r"fire_sets must be as long as fire_set_lengths say",
+    ),
+    "a length that would size a huge tensor": (
+        edit(lambda s: s["lengths"][0].fill_(2**40)),
+        r"lengths of step 0 must be in 0\.\.",
+    ),
+    "a column short of a step": (edit(lambda s: s.update(with_age=s["with_age"][:-1])), r"with_age must be one entry"),
+    "an id beyond int32 in a recorded step": (
+        edit(lambda s: (s.update(ids=s["ids"].long()), s["ids"][0].fill_(2**40))),
+        r"ids of step 0 must be int32",
+    ),
+    "a window hiding too little": (edit(lambda s: s.update(max_steps=2)), r"hidden must be enough to leave at most"),
+    "summary of a wrong kind": (edit(lambda s: s.update(summaries=[[1, [1, 2]]])), r"summaries\[0\]\[1\] must be"),
+}
+VERSION_1_BAD_STATES = {
+    "ids as a list": (edit(lambda s: s["records"][0].update(ids=[0, 1])), r"records\[0\]\['ids'\] must be a 1-D"),
+    "NaN ids": (
+        edit(lambda s: s["records"][2].update(ids=s["records"][2]["ids"].double().fill_(float("nan")))),
+        r"records\[2\]\['ids'\] must be a 1-D integer tensor",
+    ),
+    "type 9": (edit(lambda s: s["records"][1]["types"].fill_(9)), r"types of step 1 must be EngramType values"),
+    "keyframe of two parts": (
+        edit(lambda s: s["records"][0].update(keyframe=s["records"][0]["keyframe"][:2])),
+        r"records\[0\]\['keyframe'\] must be a tuple of 3",
+    ),
+    "count model lengths differ": (
+        edit(lambda s: s["model"].update(event_steps=s["model"]["event_steps"][:-1])),
+        r"model\['event_steps'\] and \['event_ids'\] must be of one length",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(VERSION_1_BAD_STATES))
+def test_d4_a_version_1_state_is_checked_too(name):
+    change, words = VERSION_1_BAD_STATES[name]
+    history = HistoryManager.load(EXAMPLE)
+    before = plain_state(history.state_dict())
+    with pytest.raises(ValueError, match=words):
+        history.load_state_dict(change(version_1_state()))
+    assert plain_state(history.state_dict()) == before
+
+
+@pytest.mark.parametrize("name", list(BAD_STATES))
+def test_d4_every_field_of_a_loaded_history_is_checked_before_anything_changes(name):
+    edit, words = BAD_STATES[name]
+    memoria = live_memory(steps=8)
+    assert memoria.history[0]._model.event_ids.numel() > 0  # the model holds events to tamper with
+    history = memoria.history[0]
+    before = plain_state(history.state_dict())
+    with pytest.raises(ValueError, match=words):
+        history.load_state_dict(edit(history.state_dict()))
+    assert plain_state(history.state_dict()) == before
+
+    # through a memory: the load is refused, and the memory it was loaded into still steps
+    state = memoria.state_dict()
+    state["history"][0] = edit(state["history"][0])
+    restored = live_memory(steps=0)
+    with pytest.raises(ValueError, match=words):
+        restored.load_state_dict(state)
+    assert restored.history is None and restored.memory_length == 0
+    step(restored, torch.rand(2, 3, 8))
+
+
+def test_d4_a_valid_state_still_loads_and_a_hand_made_summary_travels(tmp_path):
+    memoria = live_memory(steps=8)
+    history = memoria.history[1]
+    history.add_summary(history[-1])
+    restored = HistoryManager()
+    restored.load_state_dict(history.state_dict())
+    assert list(restored.summaries) == list(history.summaries) and restored.engram_firings == history.engram_firings
+
+
+def _history_file(path, state):
+    import gzip
+
+    buffer = io.BytesIO()
+    torch.save({"format": "memoria-history-1", "state": state}, buffer)
+    with gzip.open(path, "wb") as file:
+        file.write(buffer.getvalue())
+    return path
+
+
+def test_d8_a_file_that_decompresses_past_the_bound_is_refused_before_it_is_read(tmp_path):
+    import gzip
+
+    from memoria.history_manager import MAX_FILE_BYTES
+
+    bomb = tmp_path / "bomb.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as file:
+        chunk = b"PK" + bytes(2**24 - 2)
+        for _ in range(MAX_FILE_BYTES // 2**24 + 1):
+            file.write(chunk)
+            chunk = bytes(2**24)
+    assert bomb.stat().st_size < 2**21  # a 1 MB file, 256 MiB and more inside
+    with pytest.raises(ValueError, match=r"decompresses to more than max_bytes=268435456 .*raise max_bytes"):
+        HistoryManager.load(bomb)
+    with pytest.raises(ValueError, match="max_bytes=1048576"):
+        HistoryManager.load(bomb, max_bytes=2**20)
+    saved = tmp_path / "history.gz"
+    live_memory().history[0].save(saved)
+    assert len(HistoryManager.load(saved, max_bytes=2**20)) == 6
+    with pytest.raises(ValueError, match="max_bytes"):
+        HistoryManager.load(saved, max_bytes=100)
+    with pytest.raises(TypeError, match="max_bytes"):
+        HistoryManager.load(saved, max_bytes=1.5)
+
+
+def test_d8_a_small_file_cannot_name_one_object_many_times(tmp_path):
+    import time
+
+    entry = version_1_state()["records"][0]
+    crafted = {"version": 1, "records": [entry] * 100_000, "model": None}
+    path = _history_file(tmp_path / "refs.gz", crafted)
+    assert path.stat().st_size < 20_000
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"records\[1\].*one object in two places"):
+        HistoryManager.load(path)
+    assert time.perf_counter() - start < 5  # refused at the second record, not after reading 100,000
+
+    # one summary naming one engram 1,000 times over
+    history = HistoryManager()
+    history.add_summary(live_memory().history[0][-1])
+    state = history.state_dict()
+    engrams = state["summaries"][0][1]["engrams"]
+    state["summaries"][0][1]["engrams"] = [engrams[0]] * 1000
+    with pytest.raises(ValueError, match=r"summaries\[0\]\[1\]\['engrams'\]\[1\].*one object in two places"):
+        HistoryManager.load(_history_file(tmp_path / "summary.gz", state))
+
+
+def test_d8_tensors_must_hold_their_own_elements(tmp_path):
+    old = version_1_state()  # what earlier versions wrote, and still read
+    length = old["records"][0]["ids"].numel()
+    old["records"][0]["fire_counts"] = torch.zeros(1, dtype=torch.int32).expand(length)
+    with pytest.raises(ValueError, match=r"records\[0\]\['fire_counts'\] must be a tensor with storage of its own"):
+        HistoryManager.load(_history_file(tmp_path / "expanded_1.gz", old))
+    state = live_memory().history[0].state_dict()
+    state["fire_counts"] = torch.zeros(1, dtype=torch.long).expand(state["ids"].numel())
+    with pytest.raises(ValueError, match=r"fire_counts must be a tensor with storage of its own, holding its elements"):
+        HistoryManager.load(_history_file(tmp_path / "expanded.gz", state))
+    shared = live_memory().history[0].state_dict()
+    shared["age"] = shared["ids"][: shared["age"].numel()]  # a second view of one storage
+    with pytest.raises(ValueError, match=r"age must be a tensor with storage of its own"):
+        HistoryManager().load_state_dict(shared)
+
+
+def test_d17_a_window_reads_as_a_history_that_started_at_its_first_kept_step():
+    window = 4
+    full, bounded = HistoryManager(), HistoryManager(max_steps=window)
+    for item in run_reference(0, steps=15, batch=1, double_remind_at=9):
+        if isinstance(item, list):
+            break
+        record_history([full], item)
+        record_history([bounded], item)
+        fed = HistoryManager()
+        for summary in list(full.summaries)[-window:]:
+            fed.add_summary(summary)
+        assert_same_history(bounded, fed)
+        assert bounded.first_step == len(full) - len(bounded)
+        assert len(bounded._records) < 2 * window  # hidden steps (the counts' base) stay under the window
+    assert len(bounded) == window and bounded.first_step == 11
+
+
+def test_d17_keep_history_n_keeps_each_rows_last_n_steps_through_checkpoints(tmp_path):
+    full = live_memory(seed=3, steps=14, batch=2)
+    bounded = live_memory(seed=3, steps=9, batch=2, keep_history=5)
+    restored = live_memory(steps=0, keep_history=5)
+    restored.load_state_dict(bounded.state_dict())
+    torch.manual_seed(1234)
+    rng = torch.get_rng_state()
+    for memoria in (bounded, restored):
+        torch.set_rng_state(rng)
+        for _ in range(5):
+            step(memoria, torch.randn(2, 3, 8) * 0.3)
+    for row in range(2):
+        assert len(bounded.history[row]) == 5 and bounded.history[row].first_step == 9
+        assert list(bounded.history[row].summaries) == list(restored.history[row].summaries)
+        path = tmp_path / f"row{row}.gz"
+        bounded.history[row].save(path)
+        loaded = HistoryManager.load(path)
+        assert loaded.max_steps == 5 and loaded.first_step == 9
+        assert list(loaded.summaries) == list(bounded.history[row].summaries)
+    assert [len(h) for h in full.history] == [14, 14]
+    with pytest.raises(ValueError, match="keep_history"):
+        live_memory(steps=0, keep_history=-1)
+    with pytest.raises(TypeError, match="keep_history"):
+        live_memory(steps=0, keep_history="all")
+    with pytest.raises(TypeError, match="max_steps"):
+        HistoryManager(max_steps=2.5)

@@ -81,3 +81,55 @@ def test_cli_refuses_a_pickle_unless_asked(tmp_path, capsys):
 def test_cli_refuses_a_missing_file(tmp_path):
     with pytest.raises(SystemExit):
         visualize.main([str(tmp_path / "absent.gz"), "--out", str(tmp_path / "out")])
+
+
+def run_cli(*argv: str) -> "subprocess.CompletedProcess":
+    """``python -m memoria.visualize ARGV`` in a process of its own, as a user runs it."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "memoria.visualize", *argv], capture_output=True, text=True)
+
+
+def test_d16_a_history_without_steps_is_a_one_line_error(tmp_path):
+    saved = tmp_path / "empty.gz"
+    HistoryManager().save(saved)
+    result = run_cli(str(saved), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "python -m memoria.visualize: error: the history holds no steps: nothing to draw"
+    ]
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="no steps"):
+        visualize.render_all(HistoryManager(), str(tmp_path / "out"))
+
+
+def test_d16_an_out_path_naming_a_file_is_a_one_line_error(tmp_path):
+    saved, taken = tmp_path / "history.gz", tmp_path / "taken"
+    small_history().save(saved)
+    taken.write_text("keep me")
+    result = run_cli(str(saved), "--out", str(taken))
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert "is a file, not a folder" in result.stderr and "Traceback" not in result.stderr
+    assert taken.read_text() == "keep me"
+
+
+def test_d16_file_errors_are_one_line_too(tmp_path):
+    import gzip
+
+    big = tmp_path / "big.gz"
+    small_history().save(big)
+    for argv, words in [
+        ([str(tmp_path / "absent.gz")], "No such file"),
+        ([str(big), "--max-bytes", "100"], "more than --max-bytes=100 bytes"),
+    ]:
+        result = run_cli(*argv, "--out", str(tmp_path / "out"))
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and words in result.stderr, result
+    broken = tmp_path / "broken.gz"
+    with gzip.open(broken, "wb") as file:
+        file.write(b"PK\x03\x04 truncated")
+    result = run_cli(str(broken), "--out", str(tmp_path / "out"))
+    assert (
+        result.returncode == 2
+        and len(result.stderr.splitlines()) == 1
+        and "not a readable history file" in result.stderr
+    )

@@ -2,16 +2,18 @@
 
 An example is a sequence of ``L`` symbols from ``0..19`` whose distribution drifts from ``p_start`` to ``p_end``
 (token ``j`` is drawn from ``(1 - r) * p_start + r * p_end`` with ``r = (j + 1) / L``; both weight vectors hold
-integers 1-9, normalised). Its target lists the 20 symbols by decreasing count in the sequence; ties (including
-the symbols that never occur, which come last) are broken by the smaller symbol first.
+integers 1-9, normalised). Its target lists the 20 symbols by decreasing count in the sequence. Ties are broken
+as the ∞-former's generator breaks them (``tie_rule="first_occurrence"``, the default: the symbol seen first in the
+sequence comes first, as ``collections.Counter.most_common`` orders them), or by the smaller symbol first
+(``"symbol"``, this project's first rule, by name); either way the symbols that never occur come last, smaller first.
 
 Model input: ``sequence, SEPARATOR, target``; only the 20 target tokens are predicted.
 
 File format (``.bin``), one file per split:
 
 1. the line ``MEMORIA-SORTING\\n``;
-2. one line of JSON: ``{"version": 1, "num_examples": N, "sequence_length": L, "num_symbols": 20, "seed": S,
-   "split": NAME}``;
+2. one line of JSON: ``{"version": 2, "num_examples": N, "sequence_length": L, "num_symbols": 20, "seed": S,
+   "split": NAME, "tie_rule": RULE}`` (version 1 files have no ``tie_rule``: they were made with ``"symbol"``);
 3. ``N * (L + 20)`` bytes: per example the ``L`` sequence symbols then the 20 target symbols, one ``uint8`` each.
 
 Example ``i`` of split ``k`` is drawn from ``numpy.random.default_rng([seed, k, i])``, so a file's content depends
@@ -33,7 +35,9 @@ NUM_SYMBOLS = 20
 SEPARATOR = NUM_SYMBOLS
 VOCAB_SIZE = NUM_SYMBOLS + 1
 MAGIC = b"MEMORIA-SORTING\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+TIE_RULES = ("first_occurrence", "symbol")
+DEFAULT_TIE_RULE = "first_occurrence"
 SPLITS = ("train", "dev", "test")
 IGNORE_INDEX = -100
 
@@ -42,17 +46,34 @@ class SortingFileError(ValueError):
     """A sorting data file is malformed or truncated."""
 
 
-def sorting_target(sequence: np.ndarray) -> np.ndarray:
-    """Symbols by decreasing count in ``sequence`` [L]; ties by smaller symbol first (absent symbols last).
-    Returns [20] uint8."""
-    counts = np.bincount(np.asarray(sequence, dtype=np.int64), minlength=NUM_SYMBOLS)
+def check_tie_rule(tie_rule: str) -> str:
+    if tie_rule not in TIE_RULES:
+        raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
+    return tie_rule
+
+
+def sorting_target(sequence: np.ndarray, tie_rule: str = DEFAULT_TIE_RULE) -> np.ndarray:
+    """Symbols by decreasing count in ``sequence`` [L]; ties by first occurrence or by symbol (``tie_rule``), the
+    symbols that never occur last, smaller first. Returns [20] uint8."""
+    check_tie_rule(tie_rule)
+    sequence = np.asarray(sequence, dtype=np.int64)
+    counts = np.bincount(sequence, minlength=NUM_SYMBOLS)
     if counts.size != NUM_SYMBOLS:
         raise ValueError(f"symbols must lie in 0..{NUM_SYMBOLS - 1}")
-    # lexsort sorts by the last key first: decreasing count, then increasing symbol.
-    return np.lexsort((np.arange(NUM_SYMBOLS), -counts)).astype(np.uint8)
+    symbols = np.arange(NUM_SYMBOLS)
+    first_seen = np.full(NUM_SYMBOLS, sequence.size)  # absent symbols: after every position, then by symbol
+    if tie_rule == "first_occurrence":
+        present, first_index = np.unique(sequence, return_index=True)
+        first_seen[present] = first_index
+    else:
+        first_seen[:] = 0
+    # lexsort sorts by the last key first: decreasing count, then first occurrence, then increasing symbol.
+    return np.lexsort((symbols, first_seen, -counts)).astype(np.uint8)
 
 
-def generate_example(rng: np.random.Generator, length: int) -> tuple[np.ndarray, np.ndarray]:
+def generate_example(
+    rng: np.random.Generator, length: int, tie_rule: str = DEFAULT_TIE_RULE
+) -> tuple[np.ndarray, np.ndarray]:
     """One example: sequence [length] and target [20], both uint8."""
     p_start = rng.integers(1, 10, size=NUM_SYMBOLS).astype(np.float64)
     p_end = rng.integers(1, 10, size=NUM_SYMBOLS).astype(np.float64)
@@ -64,20 +85,29 @@ def generate_example(rng: np.random.Generator, length: int) -> tuple[np.ndarray,
     start_symbols = rng.choice(NUM_SYMBOLS, size=length, p=p_start)
     end_symbols = rng.choice(NUM_SYMBOLS, size=length, p=p_end)
     sequence = np.where(from_end, end_symbols, start_symbols).astype(np.uint8)
-    return sequence, sorting_target(sequence)
+    return sequence, sorting_target(sequence, tie_rule)
 
 
-def iter_examples(num_examples: int, length: int, seed: int, split_index: int = 0) -> Iterable[np.ndarray]:
+def iter_examples(
+    num_examples: int, length: int, seed: int, split_index: int = 0, tie_rule: str = DEFAULT_TIE_RULE
+) -> Iterable[np.ndarray]:
     """Examples as rows of ``L + 20`` uint8 (sequence then target), deterministic in (seed, split, i)."""
     for index in range(num_examples):
-        sequence, target = generate_example(np.random.default_rng([seed, split_index, index]), length)
+        sequence, target = generate_example(np.random.default_rng([seed, split_index, index]), length, tie_rule)
         yield np.concatenate([sequence, target])
 
 
 def write_sorting_file(
-    path: Union[str, Path], num_examples: int, length: int, seed: int, split: str = "train", progress: bool = True
+    path: Union[str, Path],
+    num_examples: int,
+    length: int,
+    seed: int,
+    split: str = "train",
+    progress: bool = True,
+    tie_rule: str = DEFAULT_TIE_RULE,
 ) -> Path:
     """Generate ``num_examples`` examples of ``length`` symbols into ``path`` (format in the module docstring)."""
+    check_tie_rule(tie_rule)
     if length < 1 or num_examples < 0:
         raise ValueError(f"need length >= 1 and num_examples >= 0, got {length}, {num_examples}")
     split_index = SPLITS.index(split) if split in SPLITS else len(SPLITS)
@@ -90,11 +120,12 @@ def write_sorting_file(
         "num_symbols": NUM_SYMBOLS,
         "seed": seed,
         "split": split,
+        "tie_rule": tie_rule,
     }
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # two processes may generate at once
     with open(partial, "wb") as file:
         file.write(MAGIC + json.dumps(header).encode() + b"\n")
-        rows = iter_examples(num_examples, length, seed, split_index)
+        rows = iter_examples(num_examples, length, seed, split_index, tie_rule)
         for row in tqdm(rows, total=num_examples, desc=f"sorting {split}", disable=not progress):
             file.write(row.tobytes())
     partial.replace(path)  # a crash never leaves a file that looks complete
@@ -111,6 +142,11 @@ class SortingFile:
     @property
     def sequence_length(self) -> int:
         return self.header["sequence_length"]
+
+    @property
+    def tie_rule(self) -> str:
+        """How the file's targets break ties (version 1 files: by symbol, the only rule then)."""
+        return self.header.get("tie_rule", "symbol")
 
 
 def read_sorting_file(path: Union[str, Path]) -> SortingFile:
@@ -130,8 +166,10 @@ def read_sorting_file(path: Union[str, Path]) -> SortingFile:
         version, num_symbols = header["version"], header["num_symbols"]
     except (ValueError, KeyError, TypeError) as error:
         raise SortingFileError(f"{path}: malformed header line {header_line[:200]!r}: {error}") from error
-    if version != FORMAT_VERSION or num_symbols != NUM_SYMBOLS:
+    if version not in (1, FORMAT_VERSION) or num_symbols != NUM_SYMBOLS:
         raise SortingFileError(f"{path}: version {version} with {num_symbols} symbols; expected {FORMAT_VERSION}, 20")
+    if header.get("tie_rule", "symbol") not in TIE_RULES:
+        raise SortingFileError(f"{path}: unknown tie_rule {header['tie_rule']!r}; known: {TIE_RULES}")
     row_length = length + NUM_SYMBOLS
     expected = offset + num_examples * row_length
     actual = path.stat().st_size
@@ -166,12 +204,19 @@ def model_input(row: np.ndarray) -> dict[str, torch.Tensor]:
 class SortingDataset(Dataset):
     """Examples of one split file as model inputs (see :func:`model_input`)."""
 
-    def __init__(self, path: Union[str, Path], expected_length: Optional[int] = None) -> None:
+    def __init__(
+        self, path: Union[str, Path], expected_length: Optional[int] = None, tie_rule: Optional[str] = None
+    ) -> None:
         self.path = Path(path)
         self.file = read_sorting_file(self.path)
         if expected_length is not None and self.file.sequence_length != expected_length:
             raise SortingFileError(
                 f"{self.path}: holds sequences of {self.file.sequence_length} symbols, config asks {expected_length}"
+            )
+        if tie_rule is not None and self.file.tie_rule != check_tie_rule(tie_rule):
+            raise SortingFileError(
+                f"{self.path}: its targets break ties by {self.file.tie_rule!r}, the config asks {tie_rule!r}; "
+                "generate the files again in another folder (data.dir) or set data.tie_rule"
             )
 
     def __len__(self) -> int:

@@ -1,118 +1,97 @@
-"""Model registry: every experiment model, keyed by its config's ``model_type``.
+"""Every experiment model, registered here by its config's ``model_type`` (the mechanism is in ``registry.py``).
 
-Each entry names the config class, the model class, the ``transformers`` Auto class it registers with, and
-``state_argument``: the keyword through which the model carries memory from one segment to the next (the
-output attribute of the same name is passed back in with the next segment; None for a model without memory).
-A model with a ``reset_memory()`` method is also reset between examples. A new model registers itself with one
-:func:`register_model` call at the end of its module and one import line at the end of this file.
+Importing ``experiment.models`` registers all of them, with :data:`MODEL_REGISTRY` and with the ``transformers``
+Auto classes, so ``AutoConfig`` / ``AutoModel...`` know every ``model_type``. The registrations live in this one
+table rather than at the end of each model's module because a model saved with its code (``save_code=True``) is
+loaded by ``transformers`` in a process that never imported ``experiment``: such a module imports only its
+siblings, relatively, and cannot reach the registry. A new model is one line in :data:`_MODELS`; a peer from PyPI
+(an optional dependency, ``experiment/requirements-peers.txt``) one in :data:`_PEERS`: when its package is missing,
+its ``model_type`` is listed in :data:`UNAVAILABLE_MODELS` and ``build_model`` says what to install.
 
-A model registered with ``save_code=True`` writes its code beside its weights (``save_pretrained`` copies the module
-and its relative imports and sets ``auto_map`` in ``config.json``), so that
-``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`` loads it in a process that never imported
-``experiment`` (the ``memoria`` package must be installed). Such a module imports its siblings relatively only and
-is registered here rather than at its own end.
+A model with a ``reset_memory()`` method is also reset between examples by the tasks.
 """
 
-from dataclasses import dataclass
-from typing import Any, Optional
+import importlib
+from typing import Any
 
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    BigBirdConfig,
+    BigBirdForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
-    PretrainedConfig,
+    LongformerConfig,
+    LongformerForSequenceClassification,
     PreTrainedModel,
+    RobertaConfig,
+    RobertaForSequenceClassification,
 )
 
+from .compressive_transformer import CompressiveTransformerConfig, CompressiveTransformerLMHeadModel
+from .infinity_former import InfinityFormerConfig, InfinityFormerLMHeadModel
+from .infinity_former_xl import InfinityFormerXLConfig, InfinityFormerXLLMHeadModel
+from .memoria_bert import MemoriaBertConfig, MemoriaBertForSequenceClassification
+from .memoria_roberta import MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification
+from .memoria_transformer import MemoriaTransformerConfig, MemoriaTransformerLMHeadModel
+from .registry import MODEL_REGISTRY, UNAVAILABLE_MODELS, ModelSpec, build_model, model_spec, register_model
+from .transformer_xl import TransformerXLConfig, TransformerXLLMHeadModel
 
-@dataclass(frozen=True)
-class ModelSpec:
-    config_class: type[PretrainedConfig]
-    model_class: type[PreTrainedModel]
-    state_argument: Optional[str]
+__all__ = ["MODEL_REGISTRY", "UNAVAILABLE_MODELS", "ModelSpec", "build_model", "model_spec", "register_model"]
 
 
-MODEL_REGISTRY: dict[str, ModelSpec] = {}
+def load_memoria_transformer(pretrained: str, **fields: Any) -> PreTrainedModel:
+    """A saved Memoria Transformer, or a GPT-2 checkpoint whose decoder weights start one (memory parts fresh)."""
+    if AutoConfig.from_pretrained(pretrained).model_type == "gpt2":
+        return MemoriaTransformerLMHeadModel.from_gpt2(pretrained, **fields)
+    return MemoriaTransformerLMHeadModel.from_pretrained(pretrained, **fields)
 
 
-def register_model(
-    config_class: type[PretrainedConfig],
-    model_class: type[PreTrainedModel],
-    state_argument: Optional[str],
-    auto_class: Optional[Any] = AutoModelForCausalLM,
-    save_code: bool = False,
-) -> None:
-    """Add a model to :data:`MODEL_REGISTRY` and, unless ``transformers`` knows it already, to the Auto classes;
-    with ``save_code``, ``save_pretrained`` also saves the model's code (see the module docstring)."""
-    model_type = config_class.model_type
-    if save_code:
-        if auto_class is None:
-            raise ValueError(f"{model_type}: save_code needs the auto_class that is to load the saved code")
-        config_class.register_for_auto_class()
-        model_class.register_for_auto_class(auto_class.__name__)
-    MODEL_REGISTRY[model_type] = ModelSpec(config_class, model_class, state_argument)
+# (config class, model class, state argument, registration options)
+_MODELS: list[tuple[Any, Any, Any, dict[str, Any]]] = [
+    (GPT2Config, GPT2LMHeadModel, None, {"auto_class": None}),
+    (
+        MemoriaTransformerConfig,
+        MemoriaTransformerLMHeadModel,
+        "memory_hidden_states",
+        {"save_code": True, "loader": load_memoria_transformer},
+    ),
+    (TransformerXLConfig, TransformerXLLMHeadModel, "mems", {"save_code": True}),
+    (CompressiveTransformerConfig, CompressiveTransformerLMHeadModel, "compressive_mems", {"save_code": True}),
+    (InfinityFormerConfig, InfinityFormerLMHeadModel, "long_term_memory", {"save_code": True}),
+    (InfinityFormerXLConfig, InfinityFormerXLLMHeadModel, "infinity_memory", {"save_code": True}),
+    # classification: the memory lives inside the model (reset per batch), nothing is passed between segments
+    *(
+        (config, model, None, {"auto_class": AutoModelForSequenceClassification, "save_code": True})
+        for config, model in (
+            (MemoriaBertConfig, MemoriaBertForSequenceClassification),
+            (MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification),
+        )
+    ),
+    *(
+        (config, model, None, {"auto_class": None})
+        for config, model in (
+            (BertConfig, BertForSequenceClassification),
+            (RobertaConfig, RobertaForSequenceClassification),
+            (LongformerConfig, LongformerForSequenceClassification),
+            (BigBirdConfig, BigBirdForSequenceClassification),
+        )
+    ),
+]
+for _config, _model, _state, _options in _MODELS:
+    register_model(_config, _model, _state, **_options)
+
+# model_type -> (module, config class, model class, pip requirement)
+_PEERS = {
+    "rmt": ("peer_rmt", "RMTConfig", "RMTForCausalLM", "recurrent-memory-transformer-pytorch"),
+    "titans_mac": ("peer_titans", "TitansMACConfig", "TitansMACForCausalLM", "titans-pytorch"),
+}
+for _model_type, (_module, _config_name, _model_name, _requirement) in _PEERS.items():
     try:
-        AutoConfig.register(model_type, config_class)
-    except ValueError:  # already registered: transformers' own model, or a module imported twice
-        pass
-    if auto_class is not None:
-        try:
-            auto_class.register(config_class, model_class)
-        except ValueError:
-            pass
-
-
-def build_model(model_config: dict[str, Any]) -> PreTrainedModel:
-    """Build the model a config's ``"model"`` section describes.
-
-    ``model_type`` picks the registry entry; every other key goes to the config class, except ``pretrained``:
-    a directory (or hub name) to load weights from. For ``memoria_transformer`` a GPT-2 checkpoint is accepted
-    there (its decoder weights are loaded, the memory parts start fresh).
-    """
-    arguments = dict(model_config)
-    model_type = arguments.pop("model_type")
-    pretrained = arguments.pop("pretrained", None)
-    if model_type not in MODEL_REGISTRY:
-        raise KeyError(f"unknown model_type {model_type!r}; registered: {sorted(MODEL_REGISTRY)}")
-    spec = MODEL_REGISTRY[model_type]
-    if pretrained is None:
-        return spec.model_class(spec.config_class(**arguments))
-    if (
-        model_type == MemoriaTransformerConfig.model_type
-        and AutoConfig.from_pretrained(pretrained).model_type == "gpt2"
-    ):
-        return MemoriaTransformerLMHeadModel.from_gpt2(pretrained, **arguments)
-    return spec.model_class.from_pretrained(pretrained, **arguments)
-
-
-def model_spec(model: PreTrainedModel) -> ModelSpec:
-    """The registry entry of a built model."""
-    return MODEL_REGISTRY[model.config.model_type]
-
-
-from .memoria_transformer import MemoriaTransformerConfig, MemoriaTransformerLMHeadModel  # noqa: E402
-from .transformer_xl import TransformerXLConfig, TransformerXLLMHeadModel  # noqa: E402
-
-register_model(GPT2Config, GPT2LMHeadModel, state_argument=None, auto_class=None)
-register_model(
-    MemoriaTransformerConfig, MemoriaTransformerLMHeadModel, state_argument="memory_hidden_states", save_code=True
-)
-register_model(TransformerXLConfig, TransformerXLLMHeadModel, state_argument="mems", save_code=True)
-from .compressive_transformer import CompressiveTransformerConfig, CompressiveTransformerLMHeadModel  # noqa: E402
-
-register_model(
-    CompressiveTransformerConfig, CompressiveTransformerLMHeadModel, state_argument="compressive_mems", save_code=True
-)
-from .infinity_former import InfinityFormerConfig, InfinityFormerLMHeadModel  # noqa: E402
-
-register_model(InfinityFormerConfig, InfinityFormerLMHeadModel, state_argument="long_term_memory", save_code=True)
-from .memoria_bert import MemoriaBertConfig, MemoriaBertForSequenceClassification  # noqa: E402
-from .memoria_roberta import MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification  # noqa: E402
-
-for _config, _model in (
-    (MemoriaBertConfig, MemoriaBertForSequenceClassification),
-    (MemoriaRobertaConfig, MemoriaRobertaForSequenceClassification),
-):
-    register_model(_config, _model, None, auto_class=AutoModelForSequenceClassification, save_code=True)
+        _peer = importlib.import_module(f"{__name__}.{_module}")
+    except ImportError:
+        UNAVAILABLE_MODELS[_model_type] = _requirement
+        continue
+    register_model(getattr(_peer, _config_name), getattr(_peer, _model_name), None, whole_example=True)

@@ -11,6 +11,11 @@ to 1 over the memory's domain); the context is ``E_p[psi(t)]^T V``, and ``E_p[ps
 (:func:`expected_basis`) since the product of two Gaussians is a scaled Gaussian. The density's mass per bin of
 [0, 1] (:func:`bin_masses`) says where attention went; :func:`sample_positions` draws the positions at which
 the old signal is resampled in proportion to it ("sticky memories").
+
+The original ∞-former's form (``experiment/models/infinity_former_xl.py``) uses the same pieces differently: its
+basis functions are normalised Gaussian densities (``GaussianBasis(normalized=True)``), the density is not
+truncated (:func:`expected_basis_untruncated`), and the fit also pulls the signal to zero just outside [0, 1]
+(:func:`fit_signal_padded`).
 """
 
 import math
@@ -38,9 +43,11 @@ class GaussianBasis(nn.Module):
         widths: the standard deviations to use; the basis is split evenly among them (``N`` must be divisible by
             their number), each group with evenly spaced centres over [0, 1]. None: one width, the spacing of
             ``N`` evenly spaced centres.
+        normalized: each function is the density ``N(t; c_j, w_j^2)`` (the original ∞-former's), instead of peaking
+            at 1.
     """
 
-    def __init__(self, num_basis: int, widths: Optional[Sequence[float]] = None) -> None:
+    def __init__(self, num_basis: int, widths: Optional[Sequence[float]] = None, normalized: bool = False) -> None:
         super().__init__()
         if num_basis < 2:
             raise ValueError(f"num_basis must be at least 2, got {num_basis}")
@@ -53,6 +60,7 @@ class GaussianBasis(nn.Module):
         self.per_width = per_width
         self.width_values = widths
         self.single_width = len(set(widths)) == 1
+        self.normalized = normalized
 
     @property
     def num_basis(self) -> int:
@@ -72,7 +80,8 @@ class GaussianBasis(nn.Module):
         """positions [..., P] -> design matrix ``F`` [..., P, N]."""
         centers, widths = self.grid(positions)
         offset = positions[..., None] - centers
-        return torch.exp(-0.5 * (offset / widths) ** 2)
+        values = torch.exp(-0.5 * (offset / widths) ** 2)
+        return values / (widths * math.sqrt(2 * math.pi)) if self.normalized else values
 
 
 def fit_signal(basis: GaussianBasis, positions: torch.Tensor, values: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -88,6 +97,20 @@ def fit_signal(basis: GaussianBasis, positions: torch.Tensor, values: torch.Tens
     gram = design.transpose(1, 2) @ design  # (B, N, N)
     gram = gram + ridge * torch.eye(basis.num_basis, device=gram.device, dtype=gram.dtype)
     return torch.linalg.solve(gram, design.transpose(1, 2) @ values.float())  # (B, N, D)
+
+
+def fit_signal_padded(
+    basis: GaussianBasis, positions: torch.Tensor, values: torch.Tensor, ridge: float, padding: torch.Tensor
+) -> torch.Tensor:
+    """:func:`fit_signal` with zero targets at the positions ``padding`` [Pad] (outside [0, 1]), as the original
+    ∞-former fits: the signal is pulled to zero beyond the memory's ends instead of being left free there.
+
+    positions [Batch, P]; values [Batch, P, Dim] -> coefficients [Batch, N, Dim] (float32).
+    """
+    batch, _, dim = values.shape
+    pad_positions = padding.to(positions.dtype).expand(batch, padding.numel())
+    zeros = values.new_zeros(batch, padding.numel(), dim)
+    return fit_signal(basis, torch.cat([positions, pad_positions], 1), torch.cat([values, zeros], 1), ridge)
 
 
 def evaluate_signal(basis: GaussianBasis, coefficients: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -134,6 +157,20 @@ def expected_basis(basis: GaussianBasis, mean: torch.Tensor, variance: torch.Ten
     inside = torch.erfc(sign * lower) - torch.erfc(sign * upper)  # 2 * the mass on [0, 1], times sign
     scale = torch.sqrt(width_sq / total) * 0.5 / truncated_normalizer(mean, variance)
     return overlap * inside * (sign * scale)
+
+
+def expected_basis_untruncated(basis: GaussianBasis, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """``E_p[psi_j(t)]`` for ``p = N(mean, variance)`` over the whole real line (the original ∞-former's reading).
+
+    mean, variance: [...] -> [..., N]. With ``s^2 = variance + w_j^2``, the integral of the product of two
+    Gaussians is ``exp(-(mean - c_j)^2 / 2 s^2) / sqrt(2 pi s^2)`` for a normalised basis function; a basis function
+    that peaks at 1 is that times ``w_j sqrt(2 pi)``.
+    """
+    centers, widths = basis.grid(mean)
+    total = variance[..., None] + widths**2  # (..., N)
+    offset = mean[..., None] - centers  # (..., N)
+    density = torch.exp(offset * offset * (-0.5 / total)) / torch.sqrt(2 * math.pi * total)
+    return density if basis.normalized else density * (widths * math.sqrt(2 * math.pi))
 
 
 def bin_masses(mean: torch.Tensor, variance: torch.Tensor, num_bins: int) -> torch.Tensor:

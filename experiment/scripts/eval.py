@@ -5,6 +5,8 @@
 
 ``--checkpoint`` takes a Lightning checkpoint (``.ckpt``, memory state included) or a ``save_pretrained``
 folder (``output_dir/model``). Prints the metrics as JSON and writes them to ``--output`` when given.
+``--memory-removed`` evaluates the same weights with the memory emptied before every segment (the config entry
+``eval.reset_every_segment``), which shows what the memory adds.
 """
 
 import argparse
@@ -39,13 +41,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, help="Lightning .ckpt file or save_pretrained folder")
     parser.add_argument("--split", default="test", choices=["test", "dev"])
     parser.add_argument("--output", type=Path, help="write the metrics here as JSON")
+    parser.add_argument(
+        "--memory-removed", action="store_true", help="reset the memory before every segment (eval.reset_every_segment)"
+    )
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config entries to set")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     args = parse_args(argv)
-    metrics = evaluate(load_config(args.config, args.override), args.checkpoint, args.split)
+    overrides = [*args.override, *(["eval.reset_every_segment=true"] if args.memory_removed else [])]
+    metrics = evaluate(load_config(args.config, overrides), args.checkpoint, args.split)
     print(json.dumps(metrics, indent=2))
     if args.output:
         args.output.write_text(json.dumps(metrics, indent=2))

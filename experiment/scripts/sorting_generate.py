@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from experiment.data.sorting import SPLITS, write_sorting_file
+from experiment.data.sorting import DEFAULT_TIE_RULE, SPLITS, TIE_RULES, write_sorting_file
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -21,6 +21,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dev", type=int, default=800, help="number of development examples")
     parser.add_argument("--test", type=int, default=800, help="number of test examples")
     parser.add_argument("--seed", type=int, default=42, help="seed; each split and example has its own stream")
+    parser.add_argument(
+        "--tie-rule",
+        choices=TIE_RULES,
+        default=DEFAULT_TIE_RULE,
+        help="how the target orders symbols of equal count: first seen first (the ∞-former's) or smaller first",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser.parse_args(argv)
 
@@ -35,6 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             args.seed,
             split=split,
             progress=not args.no_progress,
+            tie_rule=args.tie_rule,
         )
         print(f"wrote {path}")
 

@@ -7,7 +7,10 @@ The config's ``"task"`` names a module ``experiment.tasks.<task>`` exposing ``bu
 LightningDataModule)``. ``--override`` sets any config entry by its dotted path; the value is read as JSON when
 it parses (numbers, true/false, null, lists, objects) and as a string otherwise.
 
-Writes to ``output_dir``: ``config.json`` (after overrides), CSV logs (``csv/``), TensorBoard logs
+A config may extend others and state only what it changes (``"extends"``, ``"unset"``: :mod:`experiment.config`);
+``--print-config`` prints the resolved config and exits.
+
+Writes to ``output_dir``: ``config.json`` (resolved, after overrides), CSV logs (``csv/``), TensorBoard logs
 (``tensorboard/``), Lightning checkpoints with the memory state (``checkpoints/``), the final model as
 ``save_pretrained`` files (``model/``) and ``test_metrics.json``. wandb logging is added when the package is
 installed and the config's ``"wandb"`` section is not ``false``.
@@ -38,41 +41,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from transformers.utils import logging as transformers_logging
 
+from experiment.config import load_config, parse_override, set_by_path  # noqa: F401  (the scripts' config API)
 from experiment.scripts.console import ParameterSummary, quiet_lightning
-
-
-def set_by_path(config: dict[str, Any], dotted_key: str, value: Any) -> None:
-    """``set_by_path(c, "a.b", 1)`` sets ``c["a"]["b"] = 1``, creating missing sections."""
-    *sections, last = dotted_key.split(".")
-    node = config
-    for section in sections:
-        child = node.setdefault(section, {})
-        if not isinstance(child, dict):
-            raise ValueError(f"cannot set {dotted_key}: {section} is {child!r}, not a section")
-        node = child
-    node[last] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"a.b=3"`` -> ``("a.b", 3)``; the value is JSON when it parses, else a string."""
-    key, separator, raw = text.partition("=")
-    if not separator or not key:
-        raise ValueError(f"override {text!r} is not of the form key.path=value")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
-
-
-def load_config(path: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Read a JSON config and apply ``key.path=value`` overrides in order."""
-    config = json.loads(Path(path).read_text())
-    for override in overrides:
-        set_by_path(config, *parse_override(override))
-    for required in ("task", "model", "output_dir"):
-        if required not in config:
-            raise ValueError(f"{path}: config has no {required!r} entry")
-    return config
 
 
 def build_task(config: dict[str, Any]) -> tuple[L.LightningModule, L.LightningDataModule]:
@@ -175,6 +145,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config entries to set")
     parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from a Lightning checkpoint (e.g. last.ckpt)")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config (extends and overrides applied) and exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -183,6 +156,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     config = load_config(args.config, args.override)
     if args.resume:
         config["resume_from"] = args.resume
+    if args.print_config:
+        print(json.dumps(config, indent=2))
+        return {}
     return train(config)
 
 

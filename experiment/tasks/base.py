@@ -16,20 +16,25 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from experiment.models import build_model, model_spec
+from experiment.models import MODEL_REGISTRY, build_model, model_spec
+from memoria import Memoria
 
 IGNORE_INDEX = -100
+ENGRAM_TYPES = ("working", "shortterm", "longterm")
 
 
 @dataclass
 class SegmentStatistics:
     """Sums over the labelled tokens of a batch: ``loss`` (cross-entropy sum, differentiable when trained),
-    ``correct`` (argmax hits), ``num_targets``, and ``exact`` (examples whose every labelled token is right)."""
+    ``correct`` (argmax hits), ``num_targets``, and ``exact`` (examples whose every labelled token is right);
+    ``auxiliary``: the sum of the model's own ``auxiliary_loss`` (e.g. the ∞-former's KL term) over the segments
+    that hold labels, 0 for a model without one."""
 
     loss: torch.Tensor
     correct: torch.Tensor
     num_targets: torch.Tensor
     exact: torch.Tensor
+    auxiliary: torch.Tensor
 
 
 def optimizer_options(config: dict[str, Any]) -> dict[str, float]:
@@ -51,8 +56,60 @@ def reset_model_memory(model: PreTrainedModel) -> None:
         model.reset_memory()
 
 
+class _Totals:
+    """Running sums of :class:`SegmentStatistics` over the labelled segments of a batch."""
+
+    def __init__(self, input_ids: torch.Tensor) -> None:
+        device = input_ids.device
+        self.loss = torch.zeros((), device=device)
+        self.auxiliary = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.wrong_per_example = torch.zeros(input_ids.size(0), dtype=torch.long, device=device)
+
+    def add(self, output: Any, labels: torch.Tensor) -> None:
+        """A model output over ``labels`` [Batch, S] (its logits [Batch, S, Vocab])."""
+        labelled = labels != IGNORE_INDEX
+        if getattr(output, "auxiliary_loss", None) is not None:
+            self.auxiliary = self.auxiliary + output.auxiliary_loss.float()
+        logits = output.logits.float()  # (B, S, V)
+        flat = logits.reshape(-1, logits.size(-1))
+        self.loss = self.loss + F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        hits = (logits.argmax(-1) == labels) & labelled
+        self.correct = self.correct + hits.sum()
+        self.wrong_per_example += (labelled & ~hits).sum(dim=1)
+
+    def statistics(self, labels: torch.Tensor) -> SegmentStatistics:
+        num_targets = (labels != IGNORE_INDEX).sum()
+        exact = (self.wrong_per_example == 0).sum()
+        return SegmentStatistics(self.loss, self.correct, num_targets, exact, self.auxiliary)
+
+
+def memoria_of(model: torch.nn.Module) -> Optional[Memoria]:
+    """The ``memoria.Memoria`` a model (or one of its modules) holds, or None for a model without one."""
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, Memoria):
+                return value
+    return None
+
+
+def engram_counts(memory: Memoria) -> dict[str, float]:
+    """Engrams alive per type, averaged over the batch rows: ``{"working": .., "shortterm": .., "longterm": ..}``."""
+    engrams = memory.engrams
+    masks = (engrams.working_memory_mask, engrams.shortterm_memory_mask, engrams.longterm_memory_mask)
+    return {
+        name: float(mask.sum(dim=1).float().mean()) if mask.numel() else 0.0 for name, mask in zip(ENGRAM_TYPES, masks)
+    }
+
+
 def run_segments(
-    model: PreTrainedModel, input_ids: torch.Tensor, labels: torch.Tensor, segment_length: int, train: bool
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    segment_length: int,
+    train: bool,
+    reset_every_segment: bool = False,
+    engram_log: Optional[list[dict[str, float]]] = None,
 ) -> SegmentStatistics:
     """Walk a batch of whole examples segment by segment, carrying memory, and sum the statistics.
 
@@ -60,51 +117,73 @@ def run_segments(
         input_ids: [Batch, Length]; labels: [Batch, Length], shifted, -100 where nothing is predicted.
         segment_length: tokens per segment (the last segment may be shorter).
         train: build the autograd graph for segments that hold labels. Segments without labels run under
-            ``no_grad`` either way: no loss reaches them, and the carried memory is detached.
+            ``no_grad``: no loss reaches them, and the carried memory is detached; except, for a model whose config
+            sets ``write_gradient_segments`` K > 0 (its engrams carry the gradient of a later loss back to the write
+            that made them, K writes back), the K segments before a labelled one, which then build the graph too.
+        reset_every_segment: empty the memory before every segment (the same weights with the memory removed).
+        engram_log: when given (and the model holds a ``Memoria``), gets per segment, after it is read, the engrams
+            alive per type (:func:`engram_counts`), one entry per segment of the examples.
+
+    A model registered with ``whole_example`` (the peers from PyPI) gets the whole example in one call and walks
+    its segments itself, with its memory's gradient across them when ``train``.
     """
     if input_ids.shape != labels.shape:
         raise ValueError(f"input_ids {list(input_ids.shape)} and labels {list(labels.shape)} differ in shape")
-    state_argument = model_spec(model).state_argument
+    spec = model_spec(model)
+    if spec.whole_example:
+        if reset_every_segment:
+            raise ValueError(f"{model.config.model_type} reads whole examples: its memory cannot be reset per segment")
+        with torch.set_grad_enabled(train):
+            output = model(input_ids)  # it walks the segments itself (its config's segment_length)
+        totals = _Totals(input_ids)
+        totals.add(output, labels)
+        return totals.statistics(labels)
+    state_argument = spec.state_argument
+    memory = memoria_of(model) if engram_log is not None else None
     reset_model_memory(model)
     state: Optional[Any] = None
-    loss = torch.zeros((), device=input_ids.device)
-    correct = torch.zeros((), dtype=torch.long, device=input_ids.device)
-    wrong_per_example = torch.zeros(input_ids.size(0), dtype=torch.long, device=input_ids.device)
-    for start in range(0, input_ids.size(1), segment_length):
+    totals = _Totals(input_ids)
+    starts = range(0, input_ids.size(1), segment_length)
+    has_labels = [bool((labels[:, start : start + segment_length] != IGNORE_INDEX).any()) for start in starts]
+    reach = int(getattr(model.config, "write_gradient_segments", 0) or 0)  # segments a later loss reaches back
+    for index, start in enumerate(starts):
         segment_labels = labels[:, start : start + segment_length]
         labelled = segment_labels != IGNORE_INDEX
-        if state_argument is None and not labelled.any():
-            continue  # a model without memory gains nothing from reading this segment
+        if (state_argument is None or reset_every_segment) and not labelled.any() and memory is None:
+            continue  # nothing of this segment would reach a labelled one
+        if reset_every_segment:
+            reset_model_memory(model)
+            state = None
         extra = {} if state_argument is None else {state_argument: state}
-        with torch.set_grad_enabled(train and bool(labelled.any())):
+        with torch.set_grad_enabled(train and any(has_labels[index : index + reach + 1])):
             output = model(input_ids[:, start : start + segment_length], **extra)
         if state_argument is not None:
             state = getattr(output, state_argument)
+        if memory is not None:
+            engram_log.append(engram_counts(memory))
         if labelled.any():
-            logits = output.logits.float()  # (B, S, V)
-            loss = loss + F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)),
-                segment_labels.reshape(-1),
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-            hits = (logits.argmax(-1) == segment_labels) & labelled
-            correct = correct + hits.sum()
-            wrong_per_example += (labelled & ~hits).sum(dim=1)
-    num_targets = (labels != IGNORE_INDEX).sum()
-    return SegmentStatistics(loss, correct, num_targets, (wrong_per_example == 0).sum())
+            totals.add(output, segment_labels)
+    return totals.statistics(labels)
 
 
 def segmented_task(config: dict[str, Any], model_config: dict[str, Any], learning_rate: float) -> "SegmentedTask":
     """The :class:`SegmentedTask` a config describes: its ``segment_length`` and optimizer section (``learning_rate``
     is the default when the section names none)."""
     optimizer = optimizer_options(config)
+    spec = MODEL_REGISTRY.get(model_config.get("model_type"))
+    if spec is not None and spec.whole_example:  # it walks the segments itself: the task's segments
+        if model_config.setdefault("segment_length", config["segment_length"]) != config["segment_length"]:
+            raise ValueError(
+                f"model.segment_length ({model_config['segment_length']}) differs from segment_length "
+                f"({config['segment_length']})"
+            )
     return SegmentedTask(
         model_config,
         segment_length=config["segment_length"],
         learning_rate=optimizer.get("learning_rate", learning_rate),
         warmup_rate=optimizer.get("warmup_rate", 0.06),
         weight_decay=optimizer.get("weight_decay", 0.0),
+        reset_every_segment=bool(config.get("eval", {}).get("reset_every_segment", False)),
     )
 
 
@@ -115,8 +194,13 @@ class SegmentedTask(L.LightningModule):
         model_config: the config's ``"model"`` section (see :func:`experiment.models.build_model`).
         segment_length: tokens per segment.
         learning_rate, warmup_rate (fraction of all steps), weight_decay: AdamW with linear warm-up and decay.
-    Logged: ``{train,val,test}/loss`` (mean over labelled tokens), ``/accuracy`` (token accuracy over labelled
-    tokens) and ``/exact_match`` (fraction of examples with every labelled token right).
+        reset_every_segment: evaluate (val / test) with the memory emptied before every segment (the config's
+            ``"eval": {"reset_every_segment": true}``); training is unchanged.
+    Logged: ``{train,val,test}/loss`` (mean cross-entropy over labelled tokens), ``/accuracy`` (token accuracy over
+    labelled tokens) and ``/exact_match`` (fraction of examples with every labelled token right); for a model with an
+    ``auxiliary_loss`` also ``/auxiliary_loss``, which the optimised loss adds to the cross-entropy. For a model that
+    holds a ``Memoria``, evaluation also logs the engrams alive per type after each segment,
+    ``{val,test}/engrams/{working,shortterm,longterm}/segment_{i}`` (means over examples).
     """
 
     def __init__(
@@ -126,14 +210,20 @@ class SegmentedTask(L.LightningModule):
         learning_rate: float = 2e-4,
         warmup_rate: float = 0.06,
         weight_decay: float = 0.0,
+        reset_every_segment: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_config)
         self.segment_length = segment_length
+        self.reset_every_segment = reset_every_segment
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        stats = run_segments(self.model, batch["input_ids"], batch["labels"], self.segment_length, stage == "train")
+        reset = self.reset_every_segment and stage != "train"
+        engram_log: Optional[list[dict[str, float]]] = None if stage == "train" else []
+        stats = run_segments(
+            self.model, batch["input_ids"], batch["labels"], self.segment_length, stage == "train", reset, engram_log
+        )
         num_targets = stats.num_targets.clamp(min=1)
         loss = stats.loss / num_targets
         batch_size = batch["input_ids"].size(0)
@@ -141,6 +231,19 @@ class SegmentedTask(L.LightningModule):
         self.log(f"{stage}/loss", loss, batch_size=int(num_targets), **log)
         self.log(f"{stage}/accuracy", stats.correct / num_targets, batch_size=int(num_targets), **log)
         self.log(f"{stage}/exact_match", stats.exact / batch_size, batch_size=batch_size, **{**log, "prog_bar": False})
+        for index, counts in enumerate(engram_log or []):
+            for kind, count in counts.items():
+                self.log(
+                    f"{stage}/engrams/{kind}/segment_{index}",
+                    count,
+                    batch_size=batch_size,
+                    **{**log, "prog_bar": False},
+                )
+        if stats.auxiliary.requires_grad or bool(stats.auxiliary != 0):
+            self.log(
+                f"{stage}/auxiliary_loss", stats.auxiliary.detach(), batch_size=batch_size, **{**log, "prog_bar": False}
+            )
+            return loss + stats.auxiliary
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:

@@ -26,29 +26,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    BigBirdConfig,
-    BigBirdForSequenceClassification,
-    LongformerConfig,
-    LongformerForSequenceClassification,
-    RobertaConfig,
-    RobertaForSequenceClassification,
-)
 
 from experiment.data import hyperpartisan
 from experiment.data.long_range import CLS_ID, PAD_ID, SEP_ID, LongRangeConfig, generate_documents
-from experiment.models import register_model
 from experiment.tasks.base import SegmentedTask, optimizer_options, reset_model_memory
-
-for _config, _model in (
-    (BertConfig, BertForSequenceClassification),
-    (RobertaConfig, RobertaForSequenceClassification),
-    (LongformerConfig, LongformerForSequenceClassification),
-    (BigBirdConfig, BigBirdForSequenceClassification),
-):
-    register_model(_config, _model, state_argument=None, auto_class=None)
 
 TRAIN_LOSSES = ("segment_mean", "last", "logit_mean")
 PREDICTIONS = ("last", "logit_mean")

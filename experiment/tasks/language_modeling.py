@@ -5,9 +5,12 @@ model carries (its registry ``state_argument`` output, plus the ``Memoria`` engr
 Transformer) goes from one step to the next. It is emptied when the data says a stream starts: for every row at
 segment 0, for the flagged rows only at a new PG-19 book (:func:`forget_rows` and the model's
 ``reset_memory_rows``), and for every row each ``memory_reset_period`` training steps (the paper's periodic reset).
-Evaluation walks the whole split in order with its own memory, then puts the training memory back, and
-reports the loss summed over every predicted token exactly once: ``ppl`` (perplexity) and ``bpc`` (bits per
-token; bits per character for byte-level data).
+Evaluation walks the whole split in order with its own memory, starting empty, and reports the loss summed over
+every predicted token exactly once: ``ppl`` (perplexity) and ``bpc`` (bits per token; bits per character for
+byte-level data). Afterwards the training memory is put back (``"memory_around_eval": "keep"``, the default) or
+left empty (``"reset"``, the authors' form: their task wipes the memory when evaluation starts and ends). With
+``"eval": {"reset_every_segment": true}`` evaluation empties the memory before every segment: the same weights
+with the memory removed, the row that shows what the memory adds.
 
 Config (JSON), besides ``"task": "language_modeling"`` and the ``"model"`` section of the model registry::
 
@@ -15,7 +18,8 @@ Config (JSON), besides ``"task": "language_modeling"`` and the ``"model"`` secti
              "segment_length": 150, "batch_size": 8, "eval_batch_size": 8, "pg19_fraction": 1.0,
              "cache_dir": null},
     "optimizer": {"learning_rate": 2e-4, "warmup_rate": 0.06, "weight_decay": 0.0},
-    "memory_reset_period": 500
+    "memory_reset_period": 500, "memory_around_eval": "keep" | "reset",
+    "eval": {"reset_every_segment": false}
 
 The model's ``vocab_size`` defaults to the tokenizer's.
 """
@@ -41,10 +45,11 @@ from experiment.data.lm_stream import (
 )
 from experiment.models import build_model, model_spec
 from experiment.models.compressive_transformer import CompressiveMemories
-from experiment.tasks.base import optimizer_options
+from experiment.models.infinity_former_xl import InfinityMemory
+from experiment.tasks.base import ENGRAM_TYPES, engram_counts, memoria_of, optimizer_options
 
 # Memory states that are dataclasses are stored in checkpoints as plain dicts and rebuilt with these.
-STATE_CLASSES = {"compressive_mems": CompressiveMemories}
+STATE_CLASSES = {"compressive_mems": CompressiveMemories, "infinity_memory": InfinityMemory}
 
 
 class LanguageModelingDataModule(L.LightningDataModule):
@@ -136,10 +141,17 @@ class LanguageModelingModule(L.LightningModule):
         self.config = config
         self.state_argument = model_spec(model).state_argument
         self.memory_reset_period = int(config.get("memory_reset_period") or 0)
+        self.memory_around_eval = config.get("memory_around_eval", "keep")
+        if self.memory_around_eval not in ("keep", "reset"):
+            raise ValueError(f'memory_around_eval must be "keep" or "reset", got {self.memory_around_eval!r}')
+        self.reset_every_segment = bool(config.get("eval", {}).get("reset_every_segment", False))
         self.memory_state: Any = None
         self.memory_resets = 0  # how many times the training memory was emptied (tests and logs read it)
         self._saved_training_memory: Optional[Dict[str, Any]] = None
         self._eval_sums = torch.zeros(3, dtype=torch.float64)  # summed NLL, predicted tokens, argmax hits
+        self._eval_memoria: Any = None  # the model's Memoria during evaluation (engram counts), if it has one
+        self._engram_sums = torch.zeros(len(ENGRAM_TYPES), dtype=torch.float64)
+        self._eval_segments = 0
 
     # -- memory ---------------------------------------------------------------------------------------------
     def reset_memory(self) -> None:
@@ -201,6 +213,10 @@ class LanguageModelingModule(L.LightningModule):
         if reconstruction is not None:
             loss = loss + self.model.config.reconstruction_loss_weight * reconstruction
             self.log("train/reconstruction_loss", reconstruction.detach(), batch_size=len(batch["input_ids"]))
+        auxiliary = getattr(output, "auxiliary_loss", None)  # already weighted by the model (the ∞-former's KL term)
+        if auxiliary is not None:
+            loss = loss + auxiliary
+            self.log("train/auxiliary_loss", auxiliary.detach(), batch_size=len(batch["input_ids"]))
         batch_size = len(batch["input_ids"])
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
         self.log("train/bpc", (nll / count.clamp(min=1)).detach() / torch.log(torch.tensor(2.0)), batch_size=batch_size)
@@ -208,14 +224,24 @@ class LanguageModelingModule(L.LightningModule):
 
     # -- evaluation -----------------------------------------------------------------------------------------
     def _start_eval(self) -> None:
-        self._saved_training_memory = {"state": self.memory_state, "model": self._model_memory()}
+        keep = self.memory_around_eval == "keep"
+        self._saved_training_memory = {"state": self.memory_state, "model": self._model_memory()} if keep else None
         self.reset_memory()
         self._eval_sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self._eval_memoria = memoria_of(self.model)
+        self._engram_sums = torch.zeros(len(ENGRAM_TYPES), dtype=torch.float64)
+        self._eval_segments = 0
 
     def _eval_step(self, batch: Dict[str, torch.Tensor]) -> None:
+        if self.reset_every_segment:
+            self.reset_memory()
         nll, count, output = self.forward_segment(batch)
         hits = (output.logits.argmax(-1) == batch["labels"]).sum()
         self._eval_sums += torch.stack([nll.double(), count.double(), hits.double()])
+        self._eval_segments += 1
+        if self._eval_memoria is not None:
+            counts = engram_counts(self._eval_memoria)
+            self._engram_sums += torch.tensor([counts[kind] for kind in ENGRAM_TYPES], dtype=torch.float64)
 
     def _end_eval(self, prefix: str) -> Dict[str, float]:
         sums = self.trainer.strategy.reduce(self._eval_sums, reduce_op="sum") if self._trainer else self._eval_sums
@@ -228,12 +254,16 @@ class LanguageModelingModule(L.LightningModule):
             # Next-token accuracy; also what the shared CLI's checkpoint callback monitors.
             f"{prefix}/accuracy": float(sums[2]) / max(count, 1),
         }
+        if self._eval_memoria is not None and self._eval_segments:  # engrams alive per type, mean over segments
+            for kind, total in zip(ENGRAM_TYPES, self._engram_sums.tolist()):
+                metrics[f"{prefix}/engrams/{kind}"] = total / self._eval_segments
         for name, value in metrics.items():
             self.log(name, value, prog_bar=name.endswith("bpc"), sync_dist=False)
         saved = self._saved_training_memory or {"state": None, "model": None}
         self.reset_memory()
-        self.memory_state = saved["state"]
-        self._restore_model_memory(saved["model"])
+        if self.memory_around_eval == "keep":
+            self.memory_state = saved["state"]
+            self._restore_model_memory(saved["model"])
         return metrics
 
     def on_validation_epoch_start(self) -> None:

@@ -3,11 +3,13 @@
 Config sections used (see ``experiment/configs/sorting/*.json``)::
 
     "data": {"dir": ..., "sequence_length": L, "num_examples": {"train": N, "dev": N, "test": N},
-             "seed": S, "generate": true, "num_workers": 0}
+             "seed": S, "generate": true, "num_workers": 0, "tie_rule": "first_occurrence" | "symbol"}
     "model": {...}, "segment_length": 256, "batch_size": 32, "eval_batch_size": 32,
     "optimizer": {"learning_rate": 2e-4, "warmup_rate": 0.06, "weight_decay": 0.0}
 
 With ``"generate": true`` missing split files are generated (once, on the first process) before training.
+``dir`` may name the sequence length as ``{sequence_length}`` (``"data/sorting/L{sequence_length}"``), so that a
+length trend changes one entry: ``--override data.sequence_length=4096``.
 """
 
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from experiment.data.sorting import SPLITS, VOCAB_SIZE, SortingDataset, write_sorting_file
+from experiment.data.sorting import DEFAULT_TIE_RULE, SPLITS, VOCAB_SIZE, SortingDataset, write_sorting_file
 from experiment.tasks.base import SegmentedTask, segmented_task
 
 
@@ -26,7 +28,8 @@ class SortingDataModule(L.LightningDataModule):
     def __init__(self, data_config: dict[str, Any], batch_size: int, eval_batch_size: int) -> None:
         super().__init__()
         self.config = data_config
-        self.directory = Path(data_config["dir"])
+        self.directory = Path(data_config["dir"].format(sequence_length=data_config["sequence_length"]))
+        self.tie_rule = data_config.get("tie_rule", DEFAULT_TIE_RULE)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.datasets: dict[str, SortingDataset] = {}
@@ -41,13 +44,18 @@ class SortingDataModule(L.LightningDataModule):
             if not self.path(split).exists():
                 count = self.config["num_examples"][split]
                 write_sorting_file(
-                    self.path(split), count, self.config["sequence_length"], self.config.get("seed", 42), split
+                    self.path(split),
+                    count,
+                    self.config["sequence_length"],
+                    self.config.get("seed", 42),
+                    split,
+                    tie_rule=self.tie_rule,
                 )
 
     def setup(self, stage: str) -> None:
         for split in SPLITS:
             if split not in self.datasets and self.path(split).exists():
-                self.datasets[split] = SortingDataset(self.path(split), self.config["sequence_length"])
+                self.datasets[split] = SortingDataset(self.path(split), self.config["sequence_length"], self.tie_rule)
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         if split not in self.datasets:

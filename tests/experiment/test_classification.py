@@ -1,4 +1,3 @@
-import json
 import math
 from pathlib import Path
 
@@ -6,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from experiment.config import load_config
 from experiment.scripts import eval as eval_script
 from experiment.scripts import train as train_script
 from experiment.tasks.classification import (
@@ -70,7 +70,7 @@ def test_macro_f1_by_hand():
 
 
 def test_memory_is_reset_per_batch_so_evaluation_repeats():
-    config = json.loads((CONFIGS / "tiny_memoria_bert.json").read_text())
+    config = load_config(CONFIGS / "tiny_memoria_bert.json")
     task, data = build(config)
     data.setup()
     task.eval()
@@ -82,7 +82,7 @@ def test_memory_is_reset_per_batch_so_evaluation_repeats():
 
 
 def test_long_range_needs_pad_id_zero():
-    config = json.loads((CONFIGS / "tiny_roberta.json").read_text())
+    config = load_config(CONFIGS / "tiny_roberta.json")
     config["model"]["pad_token_id"] = 1
     with pytest.raises(ValueError, match="pads with id 0"):
         build(config)
@@ -115,7 +115,7 @@ def test_tiny_config_trains_two_steps_through_the_cli(tmp_path, name):
 
 def test_paper_configs_are_complete():
     for path in sorted(CONFIGS.glob("hyperpartisan_*.json")):
-        config = json.loads(path.read_text())
+        config = load_config(path)
         assert config["task"] == "classification" and config["batch_size"] == 8, path
         assert config["optimizer"]["learning_rate"] == 3e-5 and config["trainer"]["max_epochs"] == 20, path
         if config["model"]["model_type"].startswith("memoria"):

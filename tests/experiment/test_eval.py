@@ -37,7 +37,16 @@ def test_eval_of_checkpoint_and_of_saved_model_agree(tiny_memoria_run, sorting_d
     dev = eval_script.main(
         ["--config", config, "--checkpoint", str(output_dir / "model"), "--split", "dev", "--override", *overrides]
     )
-    assert set(dev) == {"val/loss", "val/accuracy", "val/exact_match"}
+    assert {"val/loss", "val/accuracy", "val/exact_match"} <= set(dev)
+    # the engrams alive after each segment: 40 symbols + the 21-token tail in 16-token segments = 4 segments
+    assert {key for key in dev if "/engrams/" in key} == {
+        f"val/engrams/{kind}/segment_{i}" for kind in ("working", "shortterm", "longterm") for i in range(4)
+    }
+    removed = eval_script.main(
+        ["--config", config, "--checkpoint", str(output_dir / "model"), "--memory-removed", "--override", *overrides]
+    )
+    assert removed["test/loss"] != from_model["test/loss"]  # the same weights read the target without memory
+    assert removed["test/engrams/shortterm/segment_3"] == 0  # emptied before the last segment, which adds none
 
 
 def test_help(capsys):

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from experiment.data.far_recall import IGNORE_INDEX, FarRecallConfig, FarRecallDataset, generate_far_recall
-from experiment.models import build_model
+from experiment.models import UNAVAILABLE_MODELS, build_model
 from experiment.scripts import train
 from experiment.tasks import far_recall
 from experiment.tasks.base import run_segments
 
-CONFIGS = sorted(Path("experiment/configs/far_recall").glob("*.json"))
+CONFIGS = sorted(p for p in Path("experiment/configs/far_recall").glob("*.json") if not p.name.startswith("_"))
 
 
 def test_evidence_is_in_segment_zero_only_and_the_label_is_asked_at_sep():
@@ -84,28 +84,95 @@ def test_a_model_without_memory_cannot_see_the_evidence(tiny_xl):
     assert losses["gpt2"][0] == losses["gpt2"][1]
     assert losses["xl"][0] == losses["xl"][1]  # mem_len 8: sees the last noise segment only
     assert losses["memoria"][0] != losses["memoria"][1]
+    # the same Memoria with its memory removed (reset at every segment) no longer sees the evidence
+    model = build_model(memoria).eval()
+    with torch.no_grad():
+        removed = [
+            run_segments(model, ids, target, 8, False, reset_every_segment=True).loss for ids in (tokens, changed)
+        ]
+    assert removed[0] == removed[1]
+
+
+def test_engram_counts_per_segment_show_long_term_engrams_when_the_short_term_store_is_small():
+    config = FarRecallConfig(num_labels=4, vocab_size=21, segment_length=8, distance=4, evidence_fraction=0.5)
+    tokens, labels = generate_far_recall(config, 3, seed=0)
+    target = torch.full_like(tokens, IGNORE_INDEX)
+    target[:, -1] = labels
+    fields = dict(vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2, num_working_memories=4)
+    log, small = [], []
+    with torch.no_grad():
+        model = build_model({"model_type": "memoria_transformer", **fields, "stm_capacity": 64}).eval()
+        run_segments(model, tokens, target, 8, train=False, engram_log=log)
+        model = build_model({"model_type": "memoria_transformer", **fields, "stm_capacity": 4}).eval()
+        run_segments(model, tokens, target, 8, train=False, engram_log=small)
+    assert len(log) == len(small) == config.distance + 2  # every segment, the [SEP] one included
+    assert all(set(counts) == {"working", "shortterm", "longterm"} for counts in log)
+    # after a segment its working memories are short-term already (the model adds the next ones at the next segment)
+    assert [counts["shortterm"] for counts in log] == [0, 4, 8, 12, 16, 20]
+    assert all(counts["working"] == 0 and counts["longterm"] == 0 for counts in log)  # it all fits short-term
+    # with room for one segment's working memories only, older ones are promoted to the long-term store
+    assert max(counts["shortterm"] for counts in small) <= 4 and small[-1]["longterm"] > 0
+    no_memory = []
+    run_segments(build_model({"model_type": "gpt2", **fields}).eval(), tokens, target, 8, False, engram_log=no_memory)
+    assert no_memory == []  # a model without a Memoria logs nothing
 
 
 def test_build_checks_the_vocabulary():
-    config = json.loads(Path("experiment/configs/far_recall/gpt2_tiny.json").read_text())
+    config = train.load_config("experiment/configs/far_recall/gpt2_tiny.json")
     config["model"]["vocab_size"] = 8
     with pytest.raises(ValueError, match="vocab_size"):
         far_recall.build(config)
 
 
-def test_every_model_has_tiny_and_cpu_configs():
+def test_every_model_has_tiny_and_cpu_configs_and_the_long_term_setting():
+    models = ("memoria", "transformer_xl", "gpt2", "infinity_former", "infinity_former_xl", "rmt", "titans_mac")
+    long_term = {f"{m}_longterm_cpu" for m in models if m != "gpt2"}
+    ablations = {"memoria_longterm_no_ltm_cpu", "memoria_longterm_no_walk_cpu"}
     assert {path.stem for path in CONFIGS} == {
-        f"{m}_{s}" for m in ("memoria", "transformer_xl", "gpt2") for s in ("tiny", "cpu")
-    }
-    memoria = json.loads(Path("experiment/configs/far_recall/memoria_cpu.json").read_text())
-    xl = json.loads(Path("experiment/configs/far_recall/transformer_xl_cpu.json").read_text())
+        f"{m}_{s}" for m in models for s in ("tiny", "cpu")
+    } | long_term | ablations
+    memoria = train.load_config("experiment/configs/far_recall/memoria_cpu.json")
+    xl = train.load_config("experiment/configs/far_recall/transformer_xl_cpu.json")
     # the table's claim: Transformer-XL's memory is shorter than the distance to the evidence
     assert xl["model"]["mem_len"] < memoria["data"]["distance"] * memoria["segment_length"]
     assert memoria["model"].get("memory_init", "scaled") == "scaled"
 
 
+def test_the_long_term_setting_keeps_the_evidence_out_of_the_short_term_store_at_equal_budget():
+    memoria = train.load_config("experiment/configs/far_recall/memoria_longterm_cpu.json")["model"]
+    for distance in (3, 6, 12, 24):  # the working memories written between the evidence and the question
+        assert memoria["stm_capacity"] < memoria["num_working_memories"] * distance
+    xl = train.load_config("experiment/configs/far_recall/transformer_xl_longterm_cpu.json")
+    read = memoria["num_working_memories"] + memoria["num_reminded_stm"] + memoria["num_final_ltms"]
+    assert xl["model"]["mem_len"] == read == 32  # the same memory budget in vectors
+    for name, change in (("no_ltm", {"num_final_ltms": 0}), ("no_walk", {"ltm_search_depth": 0})):
+        ablation = train.load_config(f"experiment/configs/far_recall/memoria_longterm_{name}_cpu.json")["model"]
+        assert ablation == {**memoria, **change}  # one change each
+    for path in Path("experiment/configs/far_recall").glob("*_longterm*_cpu.json"):
+        assert train.load_config(path)["data"]["distance"] == 12, path  # the headline distance; others by override
+
+
+def test_a_short_long_term_run_shows_long_term_engrams_at_the_question(tmp_path):
+    shrink = [
+        "model.n_embd=16",
+        "model.n_head=2",
+        "data.distance=3",
+        'data.num_examples={"train": 8, "dev": 4, "test": 4}',
+    ]
+    shrink += ["batch_size=4", "eval_batch_size=4", "trainer.max_steps=2", "trainer.val_check_interval=2"]
+    overrides = [f"output_dir={tmp_path}", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+    config = "experiment/configs/far_recall/memoria_longterm_cpu.json"
+    metrics = train.main(["--config", config, "--override", *shrink, *overrides])
+    # segments 0..4: the evidence's working memories (added at segment 1) left the 8-engram short-term store
+    assert metrics["test/engrams/shortterm/segment_4"] <= 8
+    assert metrics["test/engrams/longterm/segment_4"] > 0 and metrics["test/engrams/longterm/segment_1"] == 0
+
+
 @pytest.mark.parametrize("config", [p for p in CONFIGS if p.stem.endswith("_tiny")], ids=lambda p: p.stem)
 def test_two_step_training_run_of_every_tiny_config(config, tmp_path):
+    model_type = train.load_config(config)["model"]["model_type"]
+    if model_type in UNAVAILABLE_MODELS:
+        pytest.skip(f"{UNAVAILABLE_MODELS[model_type]} is not installed (experiment/requirements-peers.txt)")
     overrides = [f"output_dir={tmp_path}", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
     metrics = train.main(["--config", str(config), "--override", *overrides])
     assert 0.0 <= metrics["test/accuracy"] <= 1.0 and metrics["test/loss"] > 0
@@ -144,7 +211,7 @@ def test_engram_analysis_of_a_trained_model_writes_the_history_pictures_and_summ
         "summary.json",
     }
     assert json.loads((out / "summary.json").read_text()) == summary
-    distance = json.loads(Path(config).read_text())["data"]["distance"]
+    distance = train.load_config(config)["data"]["distance"]
     assert summary["stream_steps_row0"] == 3 * (distance + 2) - 1  # every segment of the stream but the first
     # every part read at [SEP] (the working memories made there are not reminded yet)
     gains = summary["lifespan_gained_at_sep_by_part"]
@@ -157,3 +224,40 @@ def test_engram_analysis_of_a_trained_model_writes_the_history_pictures_and_summ
     from memoria import HistoryManager
 
     assert len(HistoryManager.load(str(out / "history.gz"))) == summary["stream_steps_row0"]
+
+
+def test_the_cost_script_times_steps_and_projects_the_run(capsys):
+    from experiment.scripts import cost
+
+    config = train.load_config("experiment/configs/far_recall/memoria_cpu.json")
+    # 9,600 examples at batch 32: 300 steps; a validation every 100 steps on 200 / 100 = 2 batches; 10 test batches
+    assert cost.run_shape(config, 300, 2, 10) == {"train_steps": 300, "eval_batches": 3 * 2 + 10}
+    sorting = train.load_config("experiment/configs/sorting/memoria_cpu.json")
+    assert cost.run_shape(sorting, 125, 7, 25) == {"train_steps": 250, "eval_batches": 2 * 7 + 25}  # once an epoch
+    result = cost.main(
+        ["--config", "experiment/configs/far_recall/gpt2_tiny.json", "--steps", "1", "--eval-batches", "1"]
+    )
+    assert result["train_steps"] == 2 and result["eval_batches"] == 1 + 1  # max_steps 2; one validation, one test
+    assert result["seconds_per_train_step"] > 0 and result["seconds_per_eval_batch"] > 0
+    expected = 2 * result["seconds_per_train_step"] + 2 * result["seconds_per_eval_batch"]
+    assert result["projected_seconds"] == pytest.approx(expected, abs=0.2)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+
+
+def test_writes_within_reach_of_the_loss_are_trained_when_the_model_asks_for_it():
+    # write_gradient_segments=K: the K segments before the labelled one build their graph too, so the question's loss
+    # reaches the abstractor through the engrams written there (with K=0 only through the last segment's own write)
+    config = FarRecallConfig(num_labels=4, vocab_size=21, segment_length=8, distance=2)
+    tokens, labels = generate_far_recall(config, 4, seed=0)
+    target = torch.full_like(tokens, IGNORE_INDEX)
+    target[:, -1] = labels
+    fields = dict(model_type="memoria_transformer", vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2)
+    fields.update(num_working_memories=4, stm_capacity=16, num_reminded_stm=16)
+    gradients = {}
+    for reach in (0, 3):
+        torch.manual_seed(0)
+        model = build_model({**fields, "write_gradient_segments": reach}).train()
+        run_segments(model, tokens, target, 8, train=True).loss.backward()
+        query = next(p for name, p in model.named_parameters() if name.endswith("abstractor.query_embeddings"))
+        gradients[reach] = query.grad.clone()
+    assert not torch.allclose(gradients[0], gradients[3])  # the earlier writes added their share

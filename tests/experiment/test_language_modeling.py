@@ -1,6 +1,7 @@
 """Language-modelling task: memory carried and reset along streams, evaluation over every token once, and a
 short training run of each tiny config through the real CLI."""
 
+import json
 import math
 from pathlib import Path
 
@@ -43,6 +44,17 @@ def test_two_training_steps_through_the_cli(model, tmp_path):
     assert again["test/tokens"] == 9
     row = lm_table.table([tmp_path]).splitlines()[-1]
     assert row.startswith(f"| {config['model']['model_type']} | tiny_{model} | 2 | 9 |")
+    # the memory-removed row: the tested checkpoint again, the memory reset at every segment
+    rows = lm_table.main([str(tmp_path), "--memory-removed"]).splitlines()
+    if model == "gpt2":
+        assert len(rows) == 3 and not (tmp_path / lm_table.MEMORY_REMOVED).exists()
+    else:
+        assert len(rows) == 4 and rows[-1].startswith(
+            f"| {config['model']['model_type']} | tiny_{model}, memory removed |"
+        )
+        removed = json.loads((tmp_path / lm_table.MEMORY_REMOVED).read_text())
+        tested = metrics["checkpoint"] or str(tmp_path / "checkpoints" / "last.ckpt")  # no best one after 2 steps
+        assert removed["test/tokens"] == 9 and removed["checkpoint"] == tested
 
 
 def test_memory_is_carried_along_the_stream_and_reset_periodically(tmp_path):
@@ -149,6 +161,53 @@ def test_eval_walks_every_token_once_and_restores_training_memory(tmp_path):
         metrics = task._end_eval("val")
     assert metrics["val/tokens"] == layout.num_targets == 9
     assert task.memory_state == "training memory"
+
+
+def _evaluate(task, layout) -> dict:
+    task.eval()
+    with torch.no_grad():
+        task._start_eval()
+        for t in range(layout.num_segments):
+            task._eval_step(layout.segment(t))
+        task._trainer = None
+        task.log = lambda *args, **kwargs: None
+        return task._end_eval("val")
+
+
+def test_memory_around_eval_reset_leaves_the_memory_empty_as_the_authors_do(tmp_path):
+    task, data = build(tiny_config("transformer_xl", tmp_path, "memory_around_eval=reset"))
+    task.memory_state = "training memory"
+    metrics = _evaluate(task, data.layout("valid"))
+    assert metrics["val/tokens"] == 9 and task.memory_state is None
+    with pytest.raises(ValueError, match="memory_around_eval"):
+        build(tiny_config("transformer_xl", tmp_path, "memory_around_eval=restore"))
+
+
+def test_memory_removed_evaluation_reads_every_segment_without_memory(tmp_path):
+    torch.manual_seed(0)
+    shrink = ["data.eval_batch_size=1", "model.mem_len=16"]
+    task, data = build(tiny_config("transformer_xl", tmp_path, *shrink))
+    removed_task, _ = build(tiny_config("transformer_xl", tmp_path, *shrink, "eval.reset_every_segment=true"))
+    removed_task.model.load_state_dict(task.model.state_dict())
+    layout = layout_single_stream([torch.randint(0, 256, (120,))], batch_size=1, segment_length=16)
+    with_memory, removed = _evaluate(task, layout), _evaluate(removed_task, layout)
+    # by hand: each segment alone, through the model without mems
+    total = 0.0
+    with torch.no_grad():
+        for t in range(layout.num_segments):
+            segment = layout.segment(t)
+            logits = task.model(segment["input_ids"]).logits
+            total += float(torch.nn.functional.cross_entropy(logits[0], segment["labels"][0], reduction="sum"))
+    assert removed["val/tokens"] == with_memory["val/tokens"] == 119
+    assert math.isclose(removed["val/loss"] * 119, total, rel_tol=1e-5)
+    assert not math.isclose(removed["val/loss"], with_memory["val/loss"], rel_tol=1e-4)  # the memory mattered
+
+
+def test_evaluation_logs_the_engrams_alive_per_type(tmp_path):
+    task, _ = build(tiny_config("memoria", tmp_path, "model.stm_capacity=16"))
+    metrics = _evaluate(task, layout_single_stream([torch.randint(0, 256, (120,))], batch_size=1, segment_length=16))
+    assert set(metrics) >= {f"val/engrams/{kind}" for kind in ("working", "shortterm", "longterm")}
+    assert metrics["val/engrams/shortterm"] > 0 and metrics["val/engrams/longterm"] > 0  # 8 segments, room for 16
 
 
 def test_data_module_caches_tokens(tmp_path):

@@ -18,6 +18,7 @@ MODEL_TYPES = [
     "transformer_xl",
     "compressive_transformer",
     "infinity_former",
+    "infinity_former_xl",
     "memoria_bert",
     "memoria_roberta",
 ]
@@ -72,6 +73,7 @@ def test_every_memory_model_saved_with_its_code_loads_without_the_experiment_pac
         "transformer_xl": {**tiny_lm, "mem_len": 8},
         "compressive_transformer": {**tiny_lm, "mem_len": 8, "compressed_mem_len": 4},
         "infinity_former": {**tiny_lm, "num_basis": 8, "num_samples": 8},
+        "infinity_former_xl": {**tiny_lm, "mem_len": 4, "num_basis": 8, "num_samples": 8},
         "memoria_bert": {**tiny_bert, "max_position_embeddings": 16, "memory_layer_index": 0},
         "memoria_roberta": {**tiny_bert, "max_position_embeddings": 18, "memory_layer_index": 0},
     }
@@ -95,3 +97,17 @@ def test_every_memory_model_saved_with_its_code_loads_without_the_experiment_pac
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["experiment imported"] is False
     assert report["sums"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_pretrained_loads_through_the_entry_loader_and_unknown_types_are_named(tmp_path):
+    fields = dict(vocab_size=30, n_positions=16, n_embd=16, n_layer=1, n_head=2, num_working_memories=2)
+    saved = build_model({"model_type": "memoria_transformer", **fields, "stm_capacity": 4}).eval()
+    saved.save_pretrained(tmp_path)
+    # a saved Memoria Transformer (not a GPT-2 checkpoint) goes through the loader hook to from_pretrained
+    loaded = build_model({"model_type": "memoria_transformer", "pretrained": str(tmp_path)})
+    assert loaded.config.stm_capacity == 4
+    for name, tensor in saved.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, msg=name)
+    assert MODEL_REGISTRY["memoria_transformer"].loader is not None and MODEL_REGISTRY["gpt2"].loader is None
+    with pytest.raises(KeyError, match="unknown model_type 'nope'; registered: .*memoria_transformer"):
+        build_model({"model_type": "nope"})

@@ -1,4 +1,5 @@
-"""experiment/requirements.txt lists every third-party package the experiment code imports."""
+"""experiment/requirements.txt lists every third-party package the experiment code imports (the optional peers from
+PyPI: experiment/requirements-peers.txt)."""
 
 import ast
 import importlib.metadata
@@ -26,8 +27,8 @@ def imported_top_level_modules() -> set[str]:
     return modules - set(sys.stdlib_module_names) - NOT_LISTED
 
 
-def listed_requirements() -> list[Requirement]:
-    lines = (ROOT / "experiment" / "requirements.txt").read_text().splitlines()
+def listed_requirements(name: str = "requirements.txt") -> list[Requirement]:
+    lines = (ROOT / "experiment" / name).read_text().splitlines()
     return [Requirement(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith(("#", "-"))]
 
 
@@ -36,7 +37,8 @@ def normalise(name: str) -> str:
 
 
 def test_every_imported_package_is_listed_and_torch_is_not():
-    listed = {normalise(requirement.name) for requirement in listed_requirements()}
+    peers = {normalise(requirement.name) for requirement in listed_requirements("requirements-peers.txt")}
+    listed = {normalise(requirement.name) for requirement in listed_requirements()} | peers
     distributions = importlib.metadata.packages_distributions()
     for module in sorted(imported_top_level_modules()):
         assert {normalise(name) for name in distributions.get(module, [module])} & listed, module
@@ -48,5 +50,10 @@ def test_every_imported_package_is_listed_and_torch_is_not():
 def test_installed_versions_satisfy_the_ranges():
     for requirement in listed_requirements():
         assert requirement.specifier.contains(importlib.metadata.version(requirement.name)), requirement
+    for requirement in listed_requirements("requirements-peers.txt"):  # optional: checked where installed
+        try:
+            assert requirement.specifier.contains(importlib.metadata.version(requirement.name)), requirement
+        except importlib.metadata.PackageNotFoundError:
+            pass
     ranges = {normalise(r.name): r.specifier for r in listed_requirements()}
     assert ranges["transformers"] == SpecifierSet(">=5.0,<6") and ranges["lightning"] == SpecifierSet(">=2.4,<3")

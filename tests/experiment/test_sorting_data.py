@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -16,11 +17,46 @@ from experiment.data.sorting import (
 from experiment.scripts import sorting_generate
 
 
-def test_target_orders_by_count_ties_by_smaller_symbol_absent_last():
-    # counts: 3 -> 4, 7 -> 2, 1 -> 2, 0 -> 1; the rest never occur.
+def test_target_orders_by_count_ties_by_first_occurrence_or_by_symbol_absent_last():
+    # counts: 3 -> 4, 7 -> 2, 1 -> 2, 0 -> 1; the rest never occur. 7 is seen before 1.
     sequence = np.array([3, 7, 3, 1, 3, 0, 7, 1, 3])
-    expected = [3, 1, 7, 0] + [s for s in range(20) if s not in (0, 1, 3, 7)]
-    assert sorting_target(sequence).tolist() == expected
+    absent = [s for s in range(20) if s not in (0, 1, 3, 7)]
+    assert sorting_target(sequence).tolist() == [3, 7, 1, 0] + absent  # the default: the ∞-former's rule
+    assert sorting_target(sequence, "symbol").tolist() == [3, 1, 7, 0] + absent
+    with pytest.raises(ValueError, match="tie_rule"):
+        sorting_target(sequence, "count")
+
+
+def test_the_default_rule_is_the_infinity_former_generators():
+    # its generator: Counter(sequence).most_common() (ties in first-seen order), then the absent symbols in order
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        sequence = rng.integers(0, 14, size=int(rng.integers(5, 60)))
+        theirs = [symbol for symbol, _ in Counter(sequence.tolist()).most_common()]
+        theirs += [symbol for symbol in range(20) if symbol not in theirs]
+        assert sorting_target(sequence).tolist() == theirs
+
+
+def test_the_tie_rule_is_in_the_file_and_checked(tmp_path):
+    default = write_sorting_file(tmp_path / "a.bin", 3, 30, seed=1, progress=False)
+    by_symbol = write_sorting_file(tmp_path / "b.bin", 3, 30, seed=1, progress=False, tie_rule="symbol")
+    assert (
+        read_sorting_file(default).tie_rule == "first_occurrence" and read_sorting_file(by_symbol).tie_rule == "symbol"
+    )
+    for row in read_sorting_file(by_symbol).rows:
+        np.testing.assert_array_equal(row[30:], sorting_target(row[:30], "symbol"))
+    np.testing.assert_array_equal(read_sorting_file(default).rows[:, :30], read_sorting_file(by_symbol).rows[:, :30])
+    with pytest.raises(SortingFileError, match="break ties by 'symbol', the config asks 'first_occurrence'"):
+        SortingDataset(by_symbol, tie_rule="first_occurrence")
+    # a version-1 file (before the rule was recorded) was made by symbol
+    data = by_symbol.read_bytes()
+    header_end = data.index(b"\n", 16) + 1
+    header = json.loads(data[16:header_end])
+    header["version"] = 1
+    del header["tie_rule"]
+    old = tmp_path / "old.bin"
+    old.write_bytes(data[:16] + json.dumps(header).encode() + b"\n" + data[header_end:])
+    assert read_sorting_file(old).tie_rule == "symbol" and len(SortingDataset(old, tie_rule="symbol")) == 3
 
 
 def test_generated_example_is_consistent():
@@ -116,12 +152,15 @@ def test_generator_cli_writes_three_splits(tmp_path, capsys):
             "2",
             "--seed",
             "5",
+            "--tie-rule",
+            "symbol",
             "--no-progress",
         ]
     )
     files = {split: read_sorting_file(tmp_path / f"{split}.bin") for split in ("train", "dev", "test")}
     assert [f.rows.shape[0] for f in files.values()] == [3, 2, 2]
     assert files["train"].header["seed"] == 5 and files["test"].header["split"] == "test"
+    assert {f.tie_rule for f in files.values()} == {"symbol"}
     assert not np.array_equal(files["train"].rows[:2], files["dev"].rows)  # splits draw different streams
     with pytest.raises(SystemExit):
         sorting_generate.main(["--help"])
