@@ -669,10 +669,12 @@ def _cases() -> List[Callable[[random.Random], Case]]:
         )
 
     def edited_record(field: str, value: Callable[[Any], Any]) -> Callable[[Any], dict]:
+        """A history state with ``field`` changed: of its last step (a state of steps) or of all (a state of columns)."""
+
         def make(history):
             state = copy.deepcopy(history.state_dict())
-            record = state["records"][-1]
-            record[field] = value(record[field])
+            holder = state["records"][-1] if "records" in state else state
+            holder[field] = value(holder[field])
             return state
 
         return make
@@ -681,7 +683,10 @@ def _cases() -> List[Callable[[random.Random], Case]]:
         options = [
             ("a list", lambda h: [1]),
             ("None", lambda h: None),
-            ("records a string", lambda h: {**h.state_dict(), "records": "x"}),
+            (
+                "a step list a string",
+                lambda h: {**h.state_dict(), "records" if "records" in h.state_dict() else "lengths": "x"},
+            ),
             ("no keys", lambda h: {}),
             ("ids as a list", edited_record("ids", lambda ids: ids.tolist())),
             ("types 9", edited_record("types", lambda types: torch.full_like(types, 9))),
