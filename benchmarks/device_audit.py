@@ -23,8 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 import memoria
-from benchmarks.benchmark import CONFIGS, lifespan_delta, make_stream
 from benchmarks.syncs import count_syncs_by_caller, memoria_caller, memoria_frames
+from benchmarks.workload import CONFIGS, lifespan_delta, make_stream
 
 
 class OffDeviceOps(TorchDispatchMode):

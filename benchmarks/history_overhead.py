@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import torch
 
-from benchmarks.benchmark import CONFIGS, lifespan_delta, make_stream
 from benchmarks.reference import load_reference
+from benchmarks.workload import CONFIGS, lifespan_delta, make_stream
 from memoria import Memoria
 from memoria.history_manager import HistoryManager, record_history
 

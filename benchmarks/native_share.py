@@ -20,7 +20,7 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.benchmark import CONFIGS
+from benchmarks.workload import CONFIGS
 from memoria import native
 
 ALL, NONE = "all on", "none"

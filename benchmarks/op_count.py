@@ -50,6 +50,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from benchmarks.syncs import memoria_caller
+from benchmarks.workload import CONFIGS, lifespan_delta, make_stream
 
 FORCE_GPU_FORMS = "MEMORIA_FORCE_GPU_BRANCHES"
 PHASES = ("add", "remind", "adjust")
@@ -342,12 +343,10 @@ def caller_table(results: Dict[str, Dict[str, Dict[str, Any]]], top: int = 15) -
 
 
 def steady_state_count(name: str, warmup: Optional[int] = None, seed: int = 0) -> Dict[str, Dict[str, Any]]:
-    """Configuration ``name`` of ``benchmarks.benchmark``: ``warmup`` steps (default: STM full + 20) with the forms
-    the tensors take (CPU), one more with the GPU forms forced (what a GPU keeps between steps, such as the shared
-    index ranges, is then made), then one step counted with the GPU forms forced. Same stream and seed as the
-    benchmark."""
+    """Configuration ``name`` of the benchmark's workload: ``warmup`` steps (default: STM full + 20) with the forms the
+    tensors take (CPU), one more with the GPU forms forced (what a GPU keeps between steps, such as the shared index
+    ranges, is then made), then one step counted with the GPU forms forced. Same stream and seed as the benchmark."""
     import memoria
-    from benchmarks.benchmark import CONFIGS, lifespan_delta, make_stream
 
     config = CONFIGS[name]
     warmup = config.auto_warmup() if warmup is None else warmup

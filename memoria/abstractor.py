@@ -52,6 +52,13 @@ class Abstractor(nn.Module):
             raise ValueError(
                 f"hidden_states must be [Batch, N, {self.query_embeddings.size(-1)}], got {list(hidden_states.shape)}"
             )
+        dtype = self.query_embeddings.dtype
+        # under autocast the layers cast their inputs; otherwise a dtype other than the parameters' fails inside them
+        if hidden_states.dtype != dtype and not _autocast_enabled(hidden_states.device.type):
+            raise TypeError(
+                f"hidden_states has dtype {hidden_states.dtype}, the Abstractor's parameters {dtype}: convert one of "
+                "them (hidden_states.to(dtype) or abstractor.to(dtype))"
+            )
         if mask is not None and not isinstance(mask, torch.Tensor):
             raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
         if mask is not None and mask.shape != hidden_states.shape[:2]:
@@ -67,3 +74,11 @@ class Abstractor(nn.Module):
             weights = scores.masked_fill(~real, torch.finfo(scores.dtype).min).softmax(dim=-1) * real
         attended = weights @ values  # [B, NumMemories, D]
         return self.output(self.feedforward(attended))
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch < 2.4 has no device argument)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()

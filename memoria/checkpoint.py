@@ -5,7 +5,9 @@ from typing import Any, Callable, List, NamedTuple, Optional
 import torch
 
 from .engram import Engrams, EngramType
+from .fields import FIELDS
 from .history_manager import HistoryManager
+from .similarity import check_values
 from .validation import DATA_DTYPES, INT32_MAX
 
 STATE_FORMAT = "memoria-state-1"
@@ -14,8 +16,9 @@ CONFIG_NAMES = (
     "num_reminded_stm", "stm_capacity", "ltm_search_depth", "initial_lifespan", "num_final_ltms", "track_age",
     "track_id", "keep_history", "independent_rows",
 )  # fmt: skip
-#: Largest co-firing count a state may hold: it leaves 2**30 steps before the int32 counts could wrap.
-MAX_COUNT = 2**30
+#: Largest age or co-firing count a memory holds (they are int32): one more step never wraps them. A state holding
+#: more is refused at load, and a step that could take one beyond it is refused (``CounterBounds``).
+COUNTER_LIMIT = INT32_MAX - 1
 
 
 def engrams_from_state(fields: dict, track_age: bool, track_id: bool) -> Engrams:
@@ -46,8 +49,10 @@ def engrams_from_state(fields: dict, track_age: bool, track_id: bool) -> Engrams
         raise ValueError(
             f"Memoria state dict engram data must be [BatchSize, Length, HiddenDim], got {list(fields['data'].shape)}"
         )
-    if not bool(torch.isfinite(fields["data"]).all()) or not bool(torch.isfinite(fields["lifespan"]).all()):
+    if not bool(torch.isfinite(fields["lifespan"]).all()):
         raise ValueError("Memoria state dict engrams hold NaN or infinite values")
+    if fields["data"].numel():
+        check_values(fields["data"].float(), "Memoria state dict engram data")
     if bool((fields["engrams_types"] > EngramType.LONGTERM.value).any()):
         raise ValueError("Memoria state dict engram types must lie in 0..3")
     check_live_fields(fields, track_age, track_id)
@@ -66,8 +71,8 @@ def engrams_from_state(fields: dict, track_age: bool, track_id: bool) -> Engrams
 def check_live_fields(fields: dict, track_age: bool, track_id: bool) -> None:
     """Values a memory can reach, among the live (non-NULL) engrams of a state's tensors.
 
-    Ids are non-negative and distinct within a row, ages non-negative, co-firing counts between live engrams in
-    0..MAX_COUNT, and the shapes agree with ``data`` [BatchSize, Length, HiddenDim].
+    Ids are non-negative and distinct within a row, ages and co-firing counts between live engrams in
+    0..COUNTER_LIMIT, and the shapes agree with ``data`` [BatchSize, Length, HiddenDim].
     """
     batch_size, length, _ = fields["data"].shape
     for name in ("engrams_types", "lifespan") + (("age",) if track_age else ()) + (("engram_ids",) if track_id else ()):
@@ -76,12 +81,19 @@ def check_live_fields(fields: dict, track_age: bool, track_id: bool) -> None:
     if tuple(fields["induce_counts"].shape) != (batch_size, length, length):
         raise ValueError(f"Memoria state dict induce_counts must be shaped {[batch_size, length, length]}")
     live = fields["engrams_types"] != EngramType.NULL.value  # [B, M]
-    pairs = live.unsqueeze(2) & live.unsqueeze(1)  # [B, M, M]
-    counts = fields["induce_counts"][pairs]
-    if counts.numel() and (int(counts.min()) < 0 or int(counts.max()) > MAX_COUNT):
-        raise ValueError(f"Memoria state dict induce counts between live engrams must lie in 0..{MAX_COUNT}")
-    if track_age and bool((fields["age"][live] < 0).any()):
-        raise ValueError("Memoria state dict ages of live engrams must be non-negative")
+    lowest, highest = live_counts_range(fields["induce_counts"], live)
+    if lowest < 0 or highest > COUNTER_LIMIT:
+        raise ValueError(
+            f"Memoria state dict induce counts between live engrams must lie in 0..{COUNTER_LIMIT} (int32 less one "
+            f"step), got {lowest}..{highest}"
+        )
+    if track_age:
+        ages = fields["age"][live]
+        if ages.numel() and (int(ages.min()) < 0 or int(ages.max()) > COUNTER_LIMIT):
+            raise ValueError(
+                f"Memoria state dict ages of live engrams must lie in 0..{COUNTER_LIMIT} (int32 less one step), got "
+                f"{int(ages.min())}..{int(ages.max())}"
+            )
     if track_id:
         ids = fields["engram_ids"].long().masked_fill(~live, -1)  # [B, M]
         if bool((ids[live] < 0).any()):
@@ -91,6 +103,59 @@ def check_live_fields(fields: dict, track_age: bool, track_id: bool) -> None:
             raise ValueError("Memoria state dict ids of live engrams must be distinct within a row")
 
 
+def live_counts_range(counts: torch.Tensor, live: torch.Tensor) -> "tuple[int, int]":
+    """``(min, max)`` of the co-firing counts [B, M, M] between the ``live`` [B, M] engrams, ``(0, 0)`` without any."""
+    between = counts[live.unsqueeze(2) & live.unsqueeze(1)]
+    return (int(between.min()), int(between.max())) if between.numel() else (0, 0)
+
+
+class CounterBounds:
+    """Upper bounds, kept on the host, of the live engrams' largest co-firing count and age, so that a step which could
+    take one beyond ``COUNTER_LIMIT`` (and wrap its int32 later) is refused before anything changes, at no cost to
+    the others: a remind adds at most 1 to a count, an adjust 1 to an age, new engrams start at 0. Only when a bound
+    reaches the limit are the true values read (``engrams()``, the memory's snapshot), and the bound lowered to them.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.age = 0
+
+    @classmethod
+    def of(cls, engrams: Engrams) -> "CounterBounds":
+        """The bounds of ``engrams`` as they are (after a load or an assignment)."""
+        bounds = cls()
+        bounds.reset_to(engrams)
+        return bounds
+
+    def reset_to(self, engrams: Engrams) -> None:
+        live = engrams.engrams_types != EngramType.NULL.value
+        self.count = live_counts_range(engrams.induce_counts, live)[1]
+        ages = engrams.age[live] if engrams.age is not None else engrams.lifespan.new_zeros(0)
+        self.age = int(ages.max()) if ages.numel() else 0
+
+    def before_remind(self, engrams: Callable[[], Engrams]) -> None:
+        """Raise where a remind could take a co-firing count beyond the limit; else count the remind."""
+        if self.count >= COUNTER_LIMIT:
+            self.reset_to(engrams())
+            if self.count >= COUNTER_LIMIT:
+                raise ValueError(
+                    f"remind would take a co-firing count beyond {COUNTER_LIMIT} (int32): the engrams that fired "
+                    "together that often must be forgotten first (reset_memory or reset_memory_rows)"
+                )
+        self.count += 1
+
+    def before_adjust(self, engrams: Callable[[], Engrams]) -> None:
+        """Raise where an adjust could take an age beyond the limit; else count the adjust."""
+        if self.age >= COUNTER_LIMIT:
+            self.reset_to(engrams())
+            if self.age >= COUNTER_LIMIT:
+                raise ValueError(
+                    f"adjust_lifespan_and_memories would take an engram's age beyond {COUNTER_LIMIT} (int32): "
+                    "forget it first (reset_memory or reset_memory_rows)"
+                )
+        self.age += 1
+
+
 def max_live_id(fields: dict) -> int:
     """The largest id among live engrams of a state's tensors, -1 when there is none."""
     live = fields["engrams_types"] != EngramType.NULL.value
@@ -98,8 +163,9 @@ def max_live_id(fields: dict) -> int:
     return int(ids.max()) if ids.numel() else -1
 
 
-def check_engrams(engrams: Engrams, track_age: bool, track_id: bool) -> None:
-    """Engrams assigned to a memory: the memory's tracking flags, and the values a state may hold."""
+def check_engrams(engrams: Engrams, track_age: bool, track_id: bool) -> "CounterBounds":
+    """Engrams assigned to a memory: the memory's tracking flags, and the values a state may hold; returns their
+    ``CounterBounds``."""
     for flag, tracked, field in (("track_age", track_age, "age"), ("track_id", track_id, "engram_ids")):
         given = getattr(engrams, "track_engram_id" if field == "engram_ids" else "track_age")
         if bool(given) != bool(tracked) or (tracked and getattr(engrams, field) is None):
@@ -108,9 +174,7 @@ def check_engrams(engrams: Engrams, track_age: bool, track_id: bool) -> None:
                 "build them with the memory's flags"
             )
     engrams_from_state(engrams._fields(), track_age, track_id)
-
-
-ENGRAM_FIELDS = ("data", "induce_counts", "engrams_types", "lifespan", "age", "engram_ids")
+    return CounterBounds.of(engrams)
 
 
 def memoria_state(
@@ -131,9 +195,7 @@ def memoria_state(
         "timestep": timestep,
         "next_engram_id": next_engram_id,
         "ext_dtype": str(ext_dtype).replace("torch.", ""),
-        "engrams": {
-            name: getattr(engrams, name).clone() for name in ENGRAM_FIELDS if getattr(engrams, name) is not None
-        },
+        "engrams": {name: getattr(engrams, name).clone() for name in FIELDS if getattr(engrams, name) is not None},
         # with independent rows every row's own state holds its history
         "history": None if history is None or rows is not None else [entry.state_dict() for entry in history],
     }
@@ -199,6 +261,9 @@ def read_memoria_state(
         raise ValueError(f"ext_dtype must name a floating dtype, got {state.get('ext_dtype')!r}")
 
     rows, hidden_dim = None, 0
+    if restore_rows is not None and "rows" not in state and engrams.batch_size:
+        # without them the rows would start with fresh generators and ids counting from 0 again (duplicate ids)
+        raise ValueError("an independent-rows state with engrams must hold 'rows' (every row's state and generator)")
     if restore_rows is not None and "rows" in state:
         if not isinstance(state["rows"], dict):
             raise ValueError("Memoria state dict rows must be a dict (IndependentRows.state())")

@@ -3,12 +3,13 @@
 import numbers
 import warnings
 from enum import Enum
-from typing import Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 import torch
 
+from .fields import FIELDS, PADDING, gather_fields  # noqa: F401  (PADDING: the store reads it from here)
 from .legacy import engrams_state
-from .ops import fire_together, gather_slots, indices_with_mask, pair_gather
+from .ops import fire_together, indices_with_mask, pair_gather
 
 # the records are re-exported here, where the published package defined them
 from .types import EngramConnection, EngramInfo, EngramsInfo  # noqa: F401
@@ -56,13 +57,9 @@ class Engrams:
         default), the given lifespan, age 0 and ids ``engram_ids, engram_ids + 1, ...`` along the memory axis.
         """
         if not isinstance(data, torch.Tensor):
-            raise TypeError(
-                f"Engrams data must be a tensor shaped [BatchSize, MemoryLength, HiddenDim], got {data!r:.60}"
-            )
+            raise TypeError(f"Engrams data must be a tensor shaped [B, M, D], got {data!r:.60}")
         if data.dim() != 3:
-            raise ValueError(
-                f"Engrams data must be shaped [BatchSize, MemoryLength, HiddenDim], got {list(data.shape)}"
-            )
+            raise ValueError(f"Engrams data must be shaped [B, M, D] (batch, memory, hidden), got {list(data.shape)}")
         for name, value, scalar in (
             ("induce_counts", induce_counts, type(None)),
             ("engrams_types", engrams_types, (type(None), EngramType)),
@@ -94,19 +91,16 @@ class Engrams:
             lifespan = torch.full(shape, float(lifespan), dtype=torch.float32, device=device)
         self.lifespan: torch.Tensor = lifespan.detach().to(torch.float32)
 
-        self.age: Optional[torch.Tensor] = None
-        if track_age:
-            if not isinstance(age, torch.Tensor):
-                age = torch.zeros(shape, dtype=torch.int32, device=device)
-            self.age = age.detach().to(torch.int32)
+        if track_age and not isinstance(age, torch.Tensor):
+            age = torch.zeros(shape, dtype=torch.int32, device=device)
+        self.age: Optional[torch.Tensor] = age.detach().to(torch.int32) if track_age else None
 
-        self.engram_ids: Optional[torch.Tensor] = None
-        if track_engram_id:
-            if not isinstance(engram_ids, torch.Tensor):
-                start = int(engram_ids or 0)
-                ids = torch.arange(start, start + memory_length, dtype=torch.int32, device=device)
-                engram_ids = ids.unsqueeze(0).repeat(batch_size, 1)
-            self.engram_ids = engram_ids.detach().to(torch.int32)
+        if track_engram_id and not isinstance(engram_ids, torch.Tensor):
+            start = int(engram_ids or 0)
+            engram_ids = torch.arange(start, start + memory_length, dtype=torch.int32, device=device).repeat(
+                batch_size, 1
+            )
+        self.engram_ids: Optional[torch.Tensor] = engram_ids.detach().to(torch.int32) if track_engram_id else None
         self._check_shapes()
 
     def __setstate__(self, state: dict) -> None:
@@ -116,13 +110,8 @@ class Engrams:
 
     def _check_shapes(self) -> None:
         batch_size, memory_length, _ = self.data.shape
-        expected = {
-            "induce_counts": (batch_size, memory_length, memory_length),
-            "engrams_types": (batch_size, memory_length),
-            "lifespan": (batch_size, memory_length),
-            "age": (batch_size, memory_length),
-            "engram_ids": (batch_size, memory_length),
-        }
+        expected = dict.fromkeys(FIELDS[2:], (batch_size, memory_length))
+        expected["induce_counts"] = (batch_size, memory_length, memory_length)
         for name, shape in expected.items():
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != shape:
@@ -140,14 +129,7 @@ class Engrams:
         return Engrams(track_age=self.track_age, track_engram_id=self.track_engram_id, **fields)
 
     def _fields(self) -> dict:
-        return {
-            "data": self.data,
-            "induce_counts": self.induce_counts,
-            "engrams_types": self.engrams_types,
-            "lifespan": self.lifespan,
-            "age": self.age,
-            "engram_ids": self.engram_ids,
-        }
+        return {name: getattr(self, name) for name in FIELDS}
 
     def clone(self) -> "Engrams":
         """A deep copy (the memory mutates its current engrams in place during a step)."""
@@ -185,14 +167,9 @@ class Engrams:
             return NotImplemented
         if (self.track_age, self.track_engram_id) != (other.track_age, other.track_engram_id):
             return False
-        mine, theirs = self._fields(), other._fields()
+        pairs = zip(self._fields().values(), other._fields().values())
         return all(
-            mine[k] is None
-            and theirs[k] is None
-            or mine[k] is not None
-            and theirs[k] is not None
-            and torch.equal(mine[k], theirs[k].to(mine[k].device))
-            for k in mine
+            a is b is None or a is not None and b is not None and torch.equal(a, b.to(a.device)) for a, b in pairs
         )
 
     __hash__ = None
@@ -229,16 +206,13 @@ class Engrams:
         induce_counts = self.induce_counts.new_zeros(self.batch_size, length + other_length, length + other_length)
         induce_counts[:, :length, :length] = self.induce_counts
         induce_counts[:, length:, length:] = other.induce_counts
-        return Engrams(
-            data=torch.cat([self.data, other.data], dim=1),
-            induce_counts=induce_counts,
-            engrams_types=torch.cat([self.engrams_types, other.engrams_types], dim=1),
-            lifespan=torch.cat([self.lifespan, other.lifespan], dim=1),
-            age=torch.cat([self.age, other.age], dim=1) if track_age else None,
-            engram_ids=torch.cat([self.engram_ids, other.engram_ids], dim=1) if track_id else None,
-            track_age=track_age,
-            track_engram_id=track_id,
-        )
+        kept = {"age": track_age, "engram_ids": track_id, "induce_counts": False}
+        fields = {
+            name: torch.cat([getattr(self, name), getattr(other, name)], dim=1)
+            for name in FIELDS
+            if kept.get(name, True)
+        }
+        return Engrams(induce_counts=induce_counts, track_age=track_age, track_engram_id=track_id, **fields)
 
     def __iter__(self) -> Iterator["Engrams"]:
         """One single-row Engrams per batch row."""
@@ -268,9 +242,16 @@ class Engrams:
         return self.induce_counts.diagonal(dim1=1, dim2=2)
 
     @fire_count.setter
-    def fire_count(self, value: torch.Tensor) -> None:
-        with torch.no_grad():
-            self.fire_count.copy_(value)
+    @torch.no_grad()
+    def fire_count(self, value: Union[torch.Tensor, int]) -> None:
+        """Set the diagonal from ``value`` [BatchSize, MemoryLength] or what broadcasts to it (a number, a [1, M] row)."""
+        value = torch.as_tensor(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value
+        if not isinstance(value, torch.Tensor) or value.dtype.is_complex or value.dtype == torch.bool:
+            raise TypeError(f"fire_count must be a real tensor or a number, got {value!r:.60}")
+        shape = self.fire_count.shape
+        if value.dim() > 2 or any(size not in (1, full) for size, full in zip(value.shape[::-1], shape[::-1])):
+            raise ValueError(f"fire_count must broadcast to {list(shape)}, got {list(value.shape)}")
+        self.fire_count.copy_(value)
 
     # ------------------------------------------------------------------ index helpers
 
@@ -282,14 +263,14 @@ class Engrams:
         """Bool mask [BatchSize, MemoryLength], true at ``indices`` [BatchSize, K] (negative entries ignored)."""
         return mask_with_indices(self._row_indices(indices), self.memory_length)
 
-    def _row_indices(self, indices, name: str = "indices") -> torch.Tensor:
+    def _row_indices(self, indices, name: str = "indices", lowest: int = -(2**63)) -> torch.Tensor:
         """Per-row ``indices`` [BatchSize, K] (tensor, list, tuple or numpy array) as int64 on our device; entries
-        from ``memory_length`` up are an ``IndexRangeError``, negative ones mean none."""
+        from ``memory_length`` up or below ``lowest`` are an ``IndexRangeError``, negative ones mean none."""
         indices = as_indices(indices, name)
         if indices.dim() != 2 or indices.size(0) != self.batch_size:
             raise ValueError(f"{name} must be shaped [{self.batch_size}, K], got {list(indices.shape)}")
         indices = indices.to(self.device)
-        check_index_range(indices, self.memory_length, name, lowest=-(2**63))
+        check_index_range(indices, self.memory_length, name, lowest=lowest)
         return indices
 
     def _mask(self, mask, name: str = "mask") -> torch.Tensor:
@@ -329,9 +310,8 @@ class Engrams:
         Returns:
             local positions [BatchSize, K'], ascending, left-padded with -1.
         """
-        return local_indices(
-            self._mask(partial_mask, "partial_mask"), self._row_indices(global_indices, "global_indices")
-        )
+        mask, indices = self._mask(partial_mask, "partial_mask"), self._row_indices(global_indices, "global_indices")
+        return local_indices(mask, indices)
 
     # ------------------------------------------------------------------ selection
 
@@ -339,7 +319,9 @@ class Engrams:
     def select(self, indices: torch.Tensor) -> "Engrams":
         """Engrams at ``indices``: [K] picks the same slots in every row; [BatchSize, K] picks per row, -1 gives null.
 
-        ``indices`` may be a tensor, list, tuple or numpy array; a [K] index counts negative entries from the end.
+        ``indices`` may be a tensor, list, tuple or numpy array; a [K] index counts negative entries from the end. As in
+        the published package, a [BatchSize, K] index gives null for every entry from ``-memory_length`` to -1, and one
+        below that is an ``IndexRangeError`` (on every form: the C one reads -1 as its only "none").
         """
         indices = as_indices(indices, "indices")
         if indices.dim() == 1:
@@ -350,7 +332,7 @@ class Engrams:
             return self._replace(**fields)
         if indices.dim() != 2:
             raise ValueError(f"indices must be shaped [K] or [BatchSize, K], got {list(indices.shape)}")
-        return self._select_rows(self._row_indices(indices))
+        return self._select_rows(self._row_indices(indices, lowest=-self.memory_length).clamp(min=-1))
 
     def _select_rows(self, indices: torch.Tensor) -> "Engrams":
         """``select`` of checked int64 [BatchSize, K] indices on our device."""
@@ -416,17 +398,3 @@ class Engrams:
         from .summary import status_summary
 
         return status_summary(self)
-
-
-#: What a padding (NULL) position holds in each per-engram field.
-PADDING = {"data": 0.0, "engrams_types": EngramType.NULL.value, "lifespan": -1.0, "age": -1, "engram_ids": -1}
-
-
-def gather_fields(engrams, indices: torch.Tensor, names: Iterable[str] = tuple(PADDING)) -> dict:
-    """The per-engram fields ``names`` of ``engrams`` (an ``Engrams`` or the store) at ``indices`` [BatchSize, K],
-    padding at -1; an untracked field (``None``) stays ``None``."""
-    fields = {}
-    for name in names:
-        value = getattr(engrams, name)
-        fields[name] = None if value is None else gather_slots(value, indices, PADDING[name])
-    return fields

@@ -51,6 +51,7 @@ def _memory_call(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
+        self._view = None  # a snapshot read before the call is not what the call works on (history reads it)
         kinds = AUTOCAST_DEVICES if self.device is None else {*AUTOCAST_DEVICES, self.device.type}
         autocast = [kind for kind in kinds if torch.is_autocast_enabled(kind)]
         try:
@@ -123,6 +124,8 @@ class Memoria:
             track_id = track_age = True
         self.track_age, self.track_id, self.keep_history = track_age, track_id, keep_history
         self.independent_rows = bool(independent_rows)
+        if self.independent_rows:  # the width of every remind of independent rows
+            check_count(self.num_reminded_stm + self.num_final_ltms + 1, "num_reminded_stm + num_final_ltms + 1")
         self.ext_device: Optional[torch.device] = None
         self.ext_dtype: torch.dtype = torch.float32
         self.reset_memory()
@@ -143,9 +146,9 @@ class Memoria:
                 self.generator,
             )
         self._view: Optional[Engrams] = None
-        self.next_engram_id = 0
-        self.timestep = 0
+        self.next_engram_id = self.timestep = 0
         self.history: Optional[List[Optional[HistoryManager]]] = None
+        self._bounds = checkpoint.CounterBounds()  # ages and co-firing counts never wrap (issue 27 D7)
 
     @property
     def engrams(self) -> Engrams:
@@ -162,7 +165,7 @@ class Memoria:
     def engrams(self, engrams: Engrams) -> None:
         if not isinstance(engrams, Engrams):
             raise TypeError(f"memoria.engrams must be an Engrams, got {type(engrams).__name__}")
-        check_engrams(engrams, self.track_age, self.track_id)
+        self._bounds = check_engrams(engrams, self.track_age, self.track_id)  # (issue 27 D7)
         self._backend.set_engrams(engrams, self.device)
 
     @property
@@ -205,6 +208,7 @@ class Memoria:
 
     def state_dict(self) -> dict:
         """Everything needed to resume, as plain tensors, numbers and lists (``memoria.checkpoint``)."""
+        self._view = None  # from the store, not from a snapshot its reader may have edited in place (issue 27 D3)
         config = self.config()
         rows = self._backend.state(config, self.next_engram_id, self.history)
         return checkpoint.memoria_state(
@@ -216,6 +220,7 @@ class Memoria:
         """Restore a ``state_dict`` (from a memory with the same configuration); checked before anything changes."""
         loaded = checkpoint.read_memoria_state(state, self.config(), self._backend.restored, self.device)
         self._backend.load(loaded.engrams, loaded.rows, loaded.hidden_dim)
+        self._bounds = checkpoint.CounterBounds.of(self.engrams)  # (issue 27 D7)
         self.timestep, self.next_engram_id, self.ext_dtype = loaded.timestep, loaded.next_engram_id, loaded.ext_dtype
         self.history = loaded.history
         if loaded.rows is not None:
@@ -262,6 +267,7 @@ class Memoria:
         out_device = self.ext_device or self.device or torch.device("cpu")
         if not self._backend.batch_size:
             return torch.zeros(0, 0, 0, dtype=self.ext_dtype, device=out_device), torch.zeros(0, 0, dtype=torch.long)
+        self._bounds.before_remind(lambda: self.engrams)
         memories, indices = self._backend.remind()
         return memories.to(device=out_device, dtype=self.ext_dtype), indices.to(out_device)
 
@@ -280,6 +286,7 @@ class Memoria:
             if isinstance(indices, torch.Tensor) and indices.numel() == 0:
                 return  # nothing stored and nothing reminded (e.g. the first segment): nothing to adjust
             raise ValueError("the memory is empty: call add_working_memory before adjust_lifespan_and_memories")
+        self._bounds.before_adjust(lambda: self.engrams)
         devices = {self.device, self.ext_device, torch.device("cpu")}
         indices, delta, checks = adjust_inputs(
             indices, lifespan_delta, backend.batch_size, devices, backend.memory_length

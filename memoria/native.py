@@ -15,12 +15,18 @@ Each is kept because it saves at least a tenth of a step at one of the benchmark
 
 Where torch runs its CPU threads with OpenMP, the C code splits its batch rows over those same threads (``threads``);
 ``MEMORIA_NATIVE_THREADS=0`` keeps it on the calling thread.
+
+An install where an extension that ``MEMORIA_NATIVE`` allows did not build (no C compiler) warns once, at import
+(``RuntimeWarning``, "memoria: the C extension(s) ... did not build"): the results are the same, a CPU step is slower.
+Setting ``MEMORIA_NATIVE`` to the extensions that did build (``0`` for none) says that this is meant and silences it;
+so does a warnings filter on that message.
 """
 
 import ctypes
 import functools
 import importlib
 import os
+import warnings
 from types import ModuleType
 from typing import Dict, FrozenSet, Optional, Tuple
 
@@ -77,6 +83,27 @@ def enabled() -> bool:
 def active(module: Optional[ModuleType]) -> bool:
     """Whether one of the extensions above (``native.walk``, ...) is built and allowed by ``MEMORIA_NATIVE``."""
     return module is not None and module.__name__.rpartition(".")[2].lstrip("_") in allowed()
+
+
+def _warn_if_missing() -> None:
+    """The warning above, where an allowed extension did not build."""
+    try:
+        wanted = allowed()
+    except ValueError:  # a malformed MEMORIA_NATIVE: the first use says so
+        return
+    missing = [name for name in NAMES if name in wanted and globals()[name] is None]
+    if missing:
+        have = ",".join(name for name in NAMES if globals()[name] is not None) or "0"
+        warnings.warn(
+            f"memoria: the C extension(s) {', '.join(missing)} did not build with this install (no C compiler?): "
+            "memoria computes the same values with torch ops, slower on a CPU. Reinstall where a C compiler and the "
+            f"Python headers are, or set MEMORIA_NATIVE={have} to run without them and without this warning.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+_warn_if_missing()
 
 
 def _find_openmp_parallel() -> int:

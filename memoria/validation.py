@@ -16,6 +16,8 @@ from typing import Any, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 
+from .similarity import check_values
+
 #: Largest engram id, count and memory length: they are stored as int32.
 INT32_MAX = 2**31 - 1
 #: Largest finite float32, the dtype of stored data and lifespans.
@@ -188,10 +190,11 @@ def check_memory_length(batch_size: int, length: int, name: str = "data") -> Non
 
 
 def as_float32_data(data: torch.Tensor, device: torch.device, name: str = "data") -> torch.Tensor:
-    """``data`` detached, as float32 on ``device``; refused when float32 cannot hold every value as a finite number."""
+    """``data`` detached, as float32 on ``device``; refused when float32 cannot hold every value as a finite number, or
+    a value is so large that squared distances could overflow (``memoria.similarity.largest_value``)."""
     stored = data.detach().to(device=device, dtype=torch.float32)
-    if stored.numel() and not all_finite(stored):
-        raise ValueError(f"{name} contains NaN or infinite values (or values beyond float32's range)")
+    if stored.numel():
+        check_values(stored, name)
     return stored
 
 

@@ -57,6 +57,13 @@ def test_bad_input_is_rejected():
         abstractor(torch.randn(3, 5))
     with pytest.raises(ValueError, match="hidden_states"):
         abstractor(torch.randn(1, 3, 5))
+    # another dtype than the parameters' (outside autocast): a TypeError naming it, not the layers' RuntimeError
+    for dtype in (torch.float64, torch.int64, torch.bool, torch.complex64):
+        with pytest.raises(TypeError, match="hidden_states has dtype"):
+            abstractor(torch.ones(1, 3, 4, dtype=dtype))
+    assert abstractor.double()(torch.randn(1, 3, 4, dtype=torch.float64)).dtype == torch.float64
+    with torch.autocast("cpu", torch.bfloat16):  # autocast casts inside the layers: accepted
+        assert abstractor.float()(torch.randn(1, 3, 4)).shape == (1, 2, 4)
     with pytest.raises(ValueError, match="mask"):
         abstractor(torch.randn(1, 3, 4), torch.ones(1, 4))
     with pytest.raises(TypeError, match="mask"):

@@ -73,15 +73,7 @@ def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
     return found
 
 
-BENCHMARK_SPLIT = (
-    "benchmarks/benchmark.py and benchmarks/op_count.py import each other until the benchmark's workload moves to a "
-    "module of its own (issue #26 item 3, the benchmark split)"
-)
-
-
-@pytest.mark.parametrize(
-    "top", ["memoria", "experiment", pytest.param("benchmarks", marks=pytest.mark.xfail(reason=BENCHMARK_SPLIT))]
-)
+@pytest.mark.parametrize("top", ["memoria", "experiment", "benchmarks"])
 def test_no_import_cycle_anywhere_in_the_tree(top):
     graph = import_graph()
     # the root re-exports the package's modules: a module of the package that imports the root closes a cycle
@@ -103,23 +95,7 @@ def test_the_forms_import_no_part_of_the_memory():
             assert not any(module.startswith("memoria.forms") for module in imports_of(path)), path.name
 
 
-SPLIT_ELSEWHERE = {
-    "engram.py": "426 lines before issue #26 (its owner's to split)",
-}
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        (
-            pytest.param(path, marks=pytest.mark.xfail(reason=SPLIT_ELSEWHERE[path.name]))
-            if path.name in SPLIT_ELSEWHERE
-            else path
-        )
-        for path in sorted(PACKAGE.rglob("*.py"))
-    ],
-    ids=lambda path: path.relative_to(PACKAGE).as_posix(),
-)
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda path: path.relative_to(PACKAGE).as_posix())
 def test_no_file_of_the_package_is_over_400_lines(path):
     assert len(path.read_text().splitlines()) <= 400
 

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import memoria
-from benchmarks.benchmark import CONFIGS, boundary_gap, lifespan_delta, main, make_stream
+from benchmarks.benchmark import main
+from benchmarks.compare import boundary_gap
 from benchmarks.memory_profile import held_bytes, measure_peak, peak_from_memory_events, tensor_bytes
+from benchmarks.workload import CONFIGS, lifespan_delta, make_stream
 
 TABLE_HEADER = "| impl | memory length | step ms (median) | vs 1.1.0 | vs 1.0.0 | state MiB (peak) | step peak MiB |"
 
@@ -210,7 +212,8 @@ def test_before_runs_an_older_package_beside_ours_in_alternating_order(tmp_path,
     DIR is this checkout, so both must run every step and leave the global RNG alike."""
     from pathlib import Path
 
-    from benchmarks.benchmark import BEFORE, OURS, load_package
+    from benchmarks.loaders import load_package
+    from benchmarks.steps import BEFORE, OURS
 
     root = Path(__file__).resolve().parents[1]
     module = load_package(str(root), "memoria_before_test")
@@ -225,3 +228,31 @@ def test_before_runs_an_older_package_beside_ours_in_alternating_order(tmp_path,
     assert "vs before" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no memoria package"):
         load_package(str(tmp_path))
+
+
+def test_no_module_of_benchmarks_imports_itself_back():
+    """The workload, loaders, RNG, steps, comparator, runner, tables and CLI are modules of their own, imported one way
+    (``op_count`` used to import ``benchmark``, which imported it back): no cycle, imports inside functions included."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    graph = {}
+    for path in folder.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "benchmarks":
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks."):
+                imported.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[1] for a in node.names if a.name.startswith("benchmarks."))
+        graph[path.stem] = imported - {path.stem}
+    assert {"workload", "benchmark", "op_count", "runner", "compare", "tables"} <= set(graph)
+    assert "benchmark" not in set().union(*graph.values()), "a module imports the CLI"
+
+    def reaches(start: str, target: str, seen: set) -> bool:
+        return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in graph.get(start, ()))
+
+    cycles = sorted(module for module in graph if reaches(module, module, {module}))
+    assert not cycles, f"import cycles through {cycles}: {graph}"

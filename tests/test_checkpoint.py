@@ -3,10 +3,12 @@
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from benchmarks.fuzz_api import same
 from memoria import Memoria
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +140,169 @@ def test_malformed_or_mismatched_state_is_rejected_and_memory_untouched():
         with pytest.raises(ValueError):
             target.load_state_dict(state)
         assert target.engrams == before and target.timestep == 1, name
+
+
+# ---------------------------------------------------------------------- no aliasing (issue 27 D3)
+
+
+def stepped(independent_rows: bool, steps: int = 6) -> Memoria:
+    torch.manual_seed(5)
+    memoria = Memoria(**CONFIG, track_id=True, track_age=True, independent_rows=independent_rows)
+    generator = torch.Generator().manual_seed(1)
+    run_steps(memoria, generator, steps)
+    return memoria
+
+
+def edit_in_place(engrams) -> None:
+    """What a reader might do to the snapshot: every field changed in place."""
+    engrams.data.mul_(2)
+    engrams.induce_counts.add_(3)
+    engrams.engrams_types.fill_(1)
+    engrams.lifespan.add_(100)
+    engrams.age.add_(7)
+    engrams.engram_ids.add_(1000)
+
+
+@pytest.mark.parametrize("independent_rows", [False, True], ids=["batched", "independent rows"])
+def test_editing_the_engrams_snapshot_changes_neither_the_state_dict_nor_later_steps(independent_rows):
+    """An in-place edit of ``memoria.engrams`` used to be saved by ``state_dict()`` (one step later the restored memory
+    held other engrams than the live one)."""
+    edited, untouched = stepped(independent_rows), stepped(independent_rows)
+    edit_in_place(edited.engrams)
+    assert same(edited.state_dict(), untouched.state_dict())
+
+    restored = Memoria(**CONFIG, track_id=True, track_age=True, independent_rows=independent_rows)
+    restored.load_state_dict(edited.state_dict())
+    rng = torch.get_rng_state()
+    for memoria in (edited, restored):
+        torch.set_rng_state(rng)
+        run_steps(memoria, torch.Generator().manual_seed(2), 1)
+    assert edited.engrams == restored.engrams
+    assert same(edited.state_dict(), restored.state_dict())
+
+
+@pytest.mark.parametrize("independent_rows", [False, True], ids=["batched", "independent rows"])
+def test_the_state_dict_and_the_loaded_state_share_no_tensor_with_the_memory(independent_rows):
+    memoria = stepped(independent_rows)
+    expected = memoria.state_dict()
+    returned = memoria.state_dict()
+    edit_in_place(SimpleNamespace(**returned["engrams"]))  # what the caller does with its state dict
+    assert same(memoria.state_dict(), expected)
+
+    loaded_from = stepped(independent_rows).state_dict()
+    restored = Memoria(**CONFIG, track_id=True, track_age=True, independent_rows=independent_rows)
+    restored.load_state_dict(loaded_from)
+    edit_in_place(SimpleNamespace(**loaded_from["engrams"]))
+    for row in loaded_from.get("rows", {}).get("rows", []):
+        edit_in_place(SimpleNamespace(**row["engrams"]))
+    assert same(restored.state_dict(), expected)
+
+
+def test_reading_the_snapshot_between_remind_and_adjust_does_not_change_the_history():
+    """The snapshot read before an adjust was what the adjust recorded into the history."""
+
+    def history(read: bool) -> list:
+        torch.manual_seed(0)
+        memoria = Memoria(**CONFIG, keep_history=True, track_id=True, track_age=True)
+        for _ in range(5):
+            memoria.add_working_memory(torch.rand(2, 3, 8))
+            _, indices = memoria.remind()
+            if read:
+                memoria.engrams
+            memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+        return memoria.state_dict()["history"]
+
+    assert same(history(read=True), history(read=False))
+
+
+# ---------------------------------------------------------------------- counters that cannot wrap (issue 27 D7)
+
+INT32_MAX = 2**31 - 1
+
+
+def at_counters(age: int, count: int) -> dict:
+    """A stepped memory's state with every live engram's age and every co-firing count between live engrams set."""
+    state = stepped(False).state_dict()
+    engrams = state["engrams"]
+    live = engrams["engrams_types"] != 0
+    engrams["age"][live] = age
+    engrams["induce_counts"][live.unsqueeze(2) & live.unsqueeze(1)] = count
+    return state
+
+
+def loaded(state: dict) -> Memoria:
+    memoria = Memoria(**CONFIG, track_id=True, track_age=True)
+    memoria.load_state_dict(state)
+    return memoria
+
+
+def fingerprint(memoria: Memoria) -> tuple:
+    return memoria.state_dict(), torch.get_rng_state()
+
+
+@pytest.mark.parametrize("age, count", [(INT32_MAX, 0), (0, INT32_MAX)], ids=["age", "count"])
+def test_a_state_whose_counters_wrap_within_a_step_is_refused_at_load(age, count):
+    """Age 2**31 - 1 used to load and wrap to -2**31 at the next adjust (the memory's own checkpoint then refused)."""
+    memoria = stepped(False)
+    before = fingerprint(memoria)
+    with pytest.raises(ValueError, match="ages" if age else "induce counts"):
+        memoria.load_state_dict(at_counters(age, count))
+    assert same(fingerprint(memoria), before)
+
+
+@pytest.mark.parametrize("kind", ["age", "count"])
+def test_a_memory_at_its_counter_limit_refuses_the_step_that_would_pass_it_and_goes_on_after_a_reset(kind):
+    limit = INT32_MAX - 1
+    memoria = loaded(at_counters(limit - 1, 0) if kind == "age" else at_counters(0, limit - 1))
+    refused = None
+    for _ in range(4):  # one step reaches the limit; then the call that would pass it is refused, nothing changed
+        memoria.add_working_memory(torch.rand(3, 5, 8))
+        for call in ("remind", "adjust"):
+            before = fingerprint(memoria)
+            try:
+                if call == "remind":
+                    _, indices = memoria.remind()
+                else:
+                    memoria.adjust_lifespan_and_memories(indices, torch.full(indices.shape, 9.0))
+            except ValueError as error:
+                refused = call, str(error)
+                assert same(fingerprint(memoria), before)
+                break
+        if refused:
+            break
+        state = memoria.state_dict()
+        live = state["engrams"]["engrams_types"] != 0
+        assert int(state["engrams"]["age"][live].min()) >= 0 and int(state["engrams"]["induce_counts"].min()) >= -1
+        loaded(state)  # every state the memory reaches loads again
+    assert refused is not None and refused[0] == ("adjust" if kind == "age" else "remind"), refused
+    assert ("age" if kind == "age" else "co-firing count") in refused[1]
+    memoria.reset_memory_rows([0, 1, 2])  # the old engrams are gone: the memory goes on
+    for _ in range(3):
+        memoria.add_working_memory(torch.rand(3, 5, 8))
+        _, indices = memoria.remind()
+        memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    loaded(memoria.state_dict())
+
+
+def test_counter_bounds_cost_no_read_far_from_the_limit(monkeypatch):
+    """The bounds are host integers: a step far from the limit never builds the snapshot to read the true values."""
+    memoria = stepped(False)
+    monkeypatch.setattr(type(memoria), "engrams", property(lambda self: pytest.fail("the snapshot was read")))
+    memoria.add_working_memory(torch.rand(3, 5, 8))
+    _, indices = memoria.remind()
+    memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+
+
+def test_an_independent_rows_state_without_its_rows_is_refused():
+    """Loaded from its stacked engrams alone, every row started again with ids from 0: duplicate ids at the next add."""
+    state = stepped(True).state_dict()
+    del state["rows"]
+    memoria = stepped(True)
+    before = fingerprint(memoria)
+    with pytest.raises(ValueError, match="'rows'"):
+        memoria.load_state_dict(state)
+    assert same(fingerprint(memoria), before)
+    empty = Memoria(**CONFIG, track_id=True, track_age=True, independent_rows=True).state_dict()
+    assert "rows" not in empty
+    memoria.load_state_dict(empty)  # a memory that holds nothing has no rows to save
+    assert memoria.memory_length == 0

@@ -91,6 +91,33 @@ def test_type_masks_and_fire_count():
     assert e.induce_counts[0, 1, 2] == 1
 
 
+def test_fire_count_setter_broadcasts_and_refuses_what_does_not_fit_naming_it():
+    e = make([[1, 2, 3], [3, 2, 1]], counts=[[[1, 2, 3], [2, 4, 5], [3, 5, 6]]] * 2)
+    e.fire_count = torch.tensor([[7, 8, 9]])  # a [1, M] row: every batch row
+    assert e.induce_counts.diagonal(dim1=1, dim2=2).tolist() == [[7, 8, 9], [7, 8, 9]]
+    e.fire_count = 5
+    assert e.fire_count.tolist() == [[5, 5, 5], [5, 5, 5]] and e.induce_counts[0, 0, 1] == 2
+    before = e.induce_counts.clone()
+    for bad, error in [
+        (torch.ones(2, 4), ValueError),
+        (torch.ones(3, 3), ValueError),
+        (torch.ones(1, 2, 3), ValueError),
+        ("3", TypeError),
+        (True, TypeError),
+        (torch.ones(2, 3, dtype=torch.bool), TypeError),
+    ]:
+        with pytest.raises(error, match="fire_count"):
+            e.fire_count = bad
+        assert torch.equal(e.induce_counts, before)
+
+
+def test_a_padding_slot_holds_the_null_type():
+    from memoria.fields import FIELDS, PADDING
+
+    assert PADDING["engrams_types"] == EngramType.NULL.value
+    assert set(PADDING) == set(FIELDS) - {"induce_counts"}
+
+
 def test_get_working_shortterm_longterm_memory():
     e = make([[1, 2, 1, 3], [2, 2, 3, 1]])
     wm, wm_indices = e.get_working_memory()
@@ -116,6 +143,37 @@ def test_select_one_and_two_dimensional():
     assert per_row.age.tolist() == [[-1, 0, 0]] and per_row.engram_ids.tolist() == [[-1, 2, 1]]
     with pytest.raises(ValueError):
         e.select(torch.zeros(1, 1, 1, dtype=torch.long))
+
+
+FORM_SWITCHES = {
+    "c": {"MEMORIA_NATIVE": "1"},
+    "cpu": {"MEMORIA_NATIVE": "0"},
+    "gpu": {"MEMORIA_FORCE_GPU_BRANCHES": "1"},
+    "plain": {"MEMORIA_FORMS": "plain"},
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORM_SWITCHES))
+def test_select_per_row_negative_indices_are_null_down_to_minus_the_length_on_every_form(form, monkeypatch):
+    """Issue 27 D15: the C form raised ``_counts.pair_gather`` for -2 and below, the torch forms gave nulls. The
+    published package (1.0.0 and 1.1.0) gives nulls from -length to -1 and an IndexError below; so does every form."""
+    for name, value in FORM_SWITCHES[form].items():
+        monkeypatch.setenv(name, value)
+    counts = [[[1, 2, 3], [2, 4, 5], [3, 5, 6]], [[7, 0, 0], [0, 8, 0], [0, 0, 9]]]
+    e = make([[1, 2, 3], [3, 2, 1]], counts=counts)
+    before = [field.clone() for field in fields(e)]
+    for negative in (-1, -2, -3):
+        picked = e.select(torch.tensor([[negative, 2], [1, negative]]))
+        assert picked.induce_counts.tolist() == [[[-1, -1], [-1, 6]], [[8, -1], [-1, -1]]]
+        assert picked.engrams_types.tolist() == [[0, 3], [2, 0]]
+        assert picked.lifespan.tolist() == [[-1.0, 1.0], [1.0, -1.0]]
+        assert picked.engram_ids.tolist() == [[-1, 2], [1, -1]] and picked.age.tolist() == [[-1, 0], [0, -1]]
+        assert picked.data[0, 0].tolist() == [0.0, 0.0]
+    for below in (-4, -5, -(2**40)):
+        with pytest.raises(IndexError, match="indices must lie in -3..2") as raised:
+            e.select(torch.tensor([[below, 0], [0, 1]]))
+        assert isinstance(raised.value, ValueError)
+    assert all(torch.equal(a, b) for a, b in zip(before, fields(e)))
 
 
 def test_mask_select_compacts_with_left_padding():
@@ -245,6 +303,19 @@ def test_index_methods_take_lists_tuples_and_numpy_like_the_published_package(ki
     ours.delete(as_kinds([[1, -1], [0, 4]])[kind])
     published.delete(torch.tensor([[1, -1], [0, 4]]))
     assert_same_fields(ours, published)
+
+
+def test_select_per_row_negative_indices_like_the_published_package():
+    ours, published = pair()
+    for negative in range(-1, -7, -1):
+        indices = torch.tensor([[negative, 3, 0], [5, negative, negative]])
+        assert_same_fields(ours.select(indices), published.select(indices))
+    below = [[-7, 3, 0], [5, 1, 2]]  # below -length: an IndexError in both (ours is a ValueError too)
+    with pytest.raises(IndexError):
+        published.select(torch.tensor(below))
+    for kind in ("tensor", "list"):
+        with pytest.raises(IndexError):
+            ours.select(as_kinds(below)[kind])
 
 
 @pytest.mark.parametrize(

@@ -411,12 +411,12 @@ def test_gpu_branches_read_the_host_only_for_widths_and_validation(monkeypatch):
     # remind: super_unique's range and width, once for the walk's result (the walk itself runs on a fixed width, its
     # start list unread) and once for the output; adjust: one read for the survivors (their width, whether all
     # survive, the width of each engram type after, which the next remind then needs no read for) and the input
-    # checks (index range, finite deltas); add: finite data. A Python scalar written through an index (lift_fresh)
-    # would be a host-to-device copy: none.
+    # checks (index range, finite deltas); add: finite data within the distance bound (one read, similarity's
+    # check_values). A Python scalar written through an index (lift_fresh) would be a host-to-device copy: none.
     assert reads == {
         "super_unique": 2,
         "survival": 1,
-        "all_finite": 1,
+        "check_values": 1,
     }, dict(reads)
 
 

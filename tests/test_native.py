@@ -372,3 +372,50 @@ def test_built_covers_every_extension_setup_builds():
     )
     assert set(native.built()) == {element.value.lstrip("_") for element in declared}
     assert all(native.built()[name] == (getattr(native, name) is not None) for name in native.built())
+
+
+# ---------------------------------------------------------------------- the warning of an install without them
+
+
+def import_without(missing, prelude: str = "", **env) -> list:
+    """The warnings ``import memoria`` gives in a fresh interpreter where the extensions ``missing`` did not build
+    (each ``memoria._<name>`` made unimportable), followed by two steps that use every form; one line per warning.
+    ``prelude`` runs first, after the warnings filter is set to show every warning."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, warnings, torch\n"
+        f"for name in {list(missing)!r}: sys.modules['memoria._' + name] = None\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    {prelude}\n"
+        "    import memoria, memoria.native\n"
+        "    m = memoria.Memoria(2, 4, 2, 3, 2)\n"
+        "    for _ in range(2):\n"
+        "        m.add_working_memory(torch.rand(2, 3, 4))\n"
+        "        _, i = m.remind()\n"
+        "        m.adjust_lifespan_and_memories(i, torch.ones(i.shape))\n"
+        "print('\\n'.join(f'{w.category.__name__}: {w.message}' for w in caught))\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "MEMORIA_NATIVE"}
+    environment.update(env)
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def test_an_install_without_the_extensions_warns_once_saying_how_to_silence_it():
+    (warning,) = import_without(native.NAMES)
+    assert warning.startswith("RuntimeWarning: memoria: the C extension(s) mt19937, walk, counts did not build")
+    assert "set MEMORIA_NATIVE=0 to run without them and without this warning" in warning
+    (warning,) = import_without(["walk"])
+    assert "extension(s) walk did not build" in warning and "MEMORIA_NATIVE=mt19937,counts" in warning
+
+
+def test_the_warning_is_silenced_by_memoria_native_or_a_filter():
+    assert import_without(native.NAMES, MEMORIA_NATIVE="0") == []
+    assert import_without(native.NAMES, "warnings.filterwarnings('ignore', message='memoria: the C extension')") == []

@@ -374,8 +374,8 @@ def tampered_states(good: dict):
     yield "duplicate ids", edit(
         lambda s: s["engrams"]["engram_ids"].__setitem__(second, int(s["engrams"]["engram_ids"][first]))
     )
-    yield "count near int32's maximum", edit(
-        lambda s: s["engrams"]["induce_counts"].__setitem__(first + (first[1],), 2**31 - 2)
+    yield "count at int32's maximum (wraps at the next remind)", edit(
+        lambda s: s["engrams"]["induce_counts"].__setitem__(first + (first[1],), 2**31 - 1)
     )
     yield "negative count", edit(lambda s: s["engrams"]["induce_counts"].__setitem__(first + (first[1],), -3))
     yield "negative age", edit(lambda s: s["engrams"]["age"].__setitem__(first, -2))

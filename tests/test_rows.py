@@ -251,8 +251,11 @@ def test_a_memory_whose_rows_are_all_reset_checkpoints_and_resumes():
 def test_a_remind_width_that_cannot_be_allocated_is_refused_at_the_first_add():
     """With independent rows every remind returns [B, num_reminded_stm + num_final_ltms + 1, D]: at 2**31 - 1 each, no
     machine holds that (issue #27, D13, where every remind raised the allocator's RuntimeError). The first add refuses
-    it with a ValueError naming them, and nothing changes, the rows' seeds included."""
-    memory, data = Memoria(2**31 - 1, 4, 2, 3, 2**31 - 1, independent_rows=True), torch.randn(2, 3, 1024)
+    it with a ValueError naming them, and nothing changes, the rows' seeds included; a width beyond int32 is refused
+    at construction, like every other size."""
+    with pytest.raises(ValueError, match=r"num_reminded_stm \+ num_final_ltms \+ 1 must lie in"):
+        Memoria(2**31 - 1, 4, 2, 3, 2**31 - 1, independent_rows=True)
+    memory, data = Memoria(2**30 - 1, 4, 2, 3, 2**30 - 1, independent_rows=True), torch.randn(2, 3, 1024)
     before = torch.get_rng_state()
     with pytest.raises(ValueError, match=r"num_reminded_stm \+ num_final_ltms"):
         memory.add_working_memory(data)

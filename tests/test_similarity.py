@@ -1,6 +1,8 @@
+import pytest
 import torch
 
-from memoria.similarity import Working
+from memoria import Memoria
+from memoria.similarity import Working, check_values, largest_value
 
 
 def similarity_scores(working: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -60,3 +62,54 @@ def test_working_prepared_once_scores_like_similarity_scores():
         expected = torch.logsumexp(-torch.cdist(centred.double(), (keys - prepared.center).double()).square(), dim=1)
         assert torch.allclose(prepared.scores(keys - prepared.center).double(), expected, atol=1e-4)
     assert prepared.scores(torch.zeros(3, 0, 10)).shape == (3, 0)
+
+
+# ---------------------------------------------------------------------- values whose distances could overflow (D10)
+
+
+def nearest_in_float64(working: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """[B, K] scores of keys by logsumexp over working rows of -||w - k||^2, in float64 (never overflows here)."""
+    return (working.double().unsqueeze(2) - keys.double().unsqueeze(1)).pow(2).sum(-1).neg().logsumexp(1)
+
+
+@pytest.mark.parametrize("hidden", [1, 4, 768])
+def test_at_the_largest_accepted_value_scores_stay_finite_and_rank_like_float64(hidden):
+    bound = largest_value(hidden)
+    generator = torch.Generator().manual_seed(hidden)
+    # working memories and keys at the bound, of both signs: the worst case for every term of the expanded form
+    working = torch.randint(0, 2, (2, 3, hidden), generator=generator).float().mul_(2).sub_(1).mul_(bound)
+    keys = torch.randint(0, 2, (2, 6, hidden), generator=generator).float().mul_(2).sub_(1).mul_(bound)
+    keys[:, 0] = working[:, 0]  # one key is a working memory itself: the nearest
+    scores = similarity_scores(working, keys)
+    assert torch.isfinite(scores).all()
+    exact = nearest_in_float64(working, keys)
+    assert torch.equal(scores.argmax(dim=1), exact.argmax(dim=1))
+    check_values(torch.cat([working, keys], dim=1), "data")  # accepted
+
+
+def test_values_beyond_the_bound_are_refused_naming_them():
+    for hidden in (1, 4, 768):
+        over = torch.full((1, 1, hidden), largest_value(hidden) * 1.001)
+        with pytest.raises(ValueError, match=r"^data holds a value of magnitude .* overflow float32"):
+            check_values(over, "data")
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            check_values(torch.full((1, 1, hidden), float("nan")), "data")
+
+
+def test_working_memories_at_plus_minus_1e19_are_refused_and_the_memory_is_unchanged():
+    """Issue 27 D10: at +-1e19 the squared distances overflowed to inf and NaN, every score tied, and remind chose the
+    first key (here the farthest) instead of the nearest."""
+    memoria = Memoria(num_reminded_stm=1, stm_capacity=8, ltm_search_depth=0, initial_lifespan=5, num_final_ltms=0)
+    keys = torch.tensor([[[-3e19, 3e19, -3e19, 3e19], [1e19, -1e19, 1e19, -1e19]]])  # key 1 is the nearest
+    working = torch.tensor([[[1.1e19, -1e19, 1e19, -1e19], [-1e19, 1e19, -1e19, 1e19]]])
+    with pytest.raises(ValueError, match="^data holds a value of magnitude 3e\\+19"):
+        memoria.add_working_memory(keys)
+    assert memoria.memory_length == 0 and memoria.timestep == 0
+    # scaled into the accepted range (2**61 / sqrt(4) = 2**60), the same geometry reminds the nearest key
+    scale = 2**60 / 3e19
+    memoria.add_working_memory(keys * scale)
+    memoria.adjust_lifespan_and_memories(torch.full((1, 0), -1), torch.zeros(1, 0))
+    memoria.add_working_memory(working * scale)
+    _, indices = memoria.remind()
+    expected = nearest_in_float64(working * scale, keys * scale).argmax(dim=1)
+    assert indices[indices >= 0].tolist() == expected.tolist() == [1]
