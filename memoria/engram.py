@@ -57,9 +57,9 @@ class Engrams:
         default), the given lifespan, age 0 and ids ``engram_ids, engram_ids + 1, ...`` along the memory axis.
         """
         if not isinstance(data, torch.Tensor):
-            raise TypeError(f"Engrams data must be a tensor shaped [B, M, D], got {data!r:.60}")
+            raise TypeError(f"Engrams data must be a tensor [BatchSize, MemoryLength, HiddenDim], got {data!r:.60}")
         if data.dim() != 3:
-            raise ValueError(f"Engrams data must be shaped [B, M, D] (batch, memory, hidden), got {list(data.shape)}")
+            raise ValueError(f"Engrams data must be [BatchSize, MemoryLength, HiddenDim], got {list(data.shape)}")
         for name, value, scalar in (
             ("induce_counts", induce_counts, type(None)),
             ("engrams_types", engrams_types, (type(None), EngramType)),
