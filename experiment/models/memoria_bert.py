@@ -121,6 +121,9 @@ def build_memory(config: MemoriaBertConfig) -> MemoriaMemory:
         memory_init=config.memory_init,
         init_std=config.initializer_range,
         write_gradient_segments=config.write_gradient_segments,
+        # the paper's forms (no write norm, no unrolling, readers' output as drawn): not measured on classification
+        write_norm=False,
+        unroll_segments=0,
     )
 
 
@@ -139,7 +142,8 @@ class MemoriaEncoderMixin:
         dropout, eps = config.attention_probs_dropout_prob, config.layer_norm_eps
         heads, gate = config.num_attention_heads, config.memory_gate
         self.memory_blocks = nn.ModuleList(
-            MemoryReader(config.hidden_size, heads, dropout, eps, post_norm, gate) for _ in range(num_memory_layers)
+            MemoryReader(config.hidden_size, heads, dropout, eps, post_norm, gate, output_init="default")
+            for _ in range(num_memory_layers)
         )
         accept_old_memory_names(self)
 

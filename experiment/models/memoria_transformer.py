@@ -2,7 +2,7 @@
 
 Built on the package's memory layer (``memoria.nn``): per segment, the model's :class:`~memoria.nn.MemoriaMemory`
 writes the previous segment's final hidden states (detached) as working memories and reminds (no gradient through
-the reminded engrams, unless ``write_gradient_segments``). Each block runs causal self-attention, a
+the reminded engrams, except inside :meth:`MemoriaTransformerModel.unrolled`). Each block runs causal self-attention, a
 :class:`~memoria.nn.MemoryReader` (cross-attention over the working memories, then over the reminded memories), then
 the MLP. After the forward pass the attention that the reminded memories received becomes their lifespan gain.
 Parameter names follow GPT-2's (``transformer.h.0.attn.c_attn`` ...), so GPT-2 checkpoints load with
@@ -12,7 +12,7 @@ Parameter names follow GPT-2's (``transformer.h.0.attn.c_attn`` ...), so GPT-2 c
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ContextManager, Optional
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +46,22 @@ class MemoriaTransformerConfig(PretrainedConfig):
     ``"paper"`` (the authors' N(0, initializer_range) everywhere); see :func:`memoria.nn.abstractor_init_stds`.
     ``memory_gate``: None (default, the paper's form) or the initial value of a learned gate on each memory read
     (:class:`memoria.nn.MemoryReader`). ``write_gradient_segments``: 0 (default, the paper's detached engrams) or K,
-    the number of recent writes whose reminded engrams carry the loss's gradient back to the abstractor
-    (:class:`memoria.nn.MemoriaMemory`).
+    the number of recent writes whose reminded engrams carry the loss's gradient back to the abstractor, for loops
+    that backpropagate every segment (:class:`memoria.nn.MemoriaMemory`).
+    ``memory_output_init``: ``"zero"`` (default: each memory read's output projection starts at zero, so the memory
+    adds nothing until it has learned to) or ``"normal"`` (GPT-2's N(0, initializer_range), the paper's form).
+    ``memory_write_norm``: True (default: a layer norm on what the abstractor writes, so every engram has the same
+    scale) or False (the paper's form). ``unroll_segments``: K (default 4) or 0 (the paper's detached write): in a
+    training step that backpropagates once over several segments (:meth:`MemoriaTransformerModel.unrolled`, opened by
+    ``experiment.tasks.base.run_segments``), the loss reaches the writes and forward passes of the K segments before
+    it through the memory (see :class:`memoria.nn.MemoriaMemory`).
+
+    A config saved before these three fields existed (one that carries ``transformers_version`` but not them) loads
+    with their earlier forms (``"normal"``, False, 0), so a model trained then computes as it did.
     """
+
+    #: the fields added with the memory that learns reliably, and the forms models saved before them were trained with
+    EARLIER_FORMS = {"memory_output_init": "normal", "memory_write_norm": False, "unroll_segments": 0}
 
     model_type = "memoria_transformer"
     # the names transformers' generation and tooling read; not max_position_embeddings: n_positions bounds a
@@ -80,10 +93,15 @@ class MemoriaTransformerConfig(PretrainedConfig):
         memory_init: str = "scaled",
         memory_gate: Optional[float] = None,
         write_gradient_segments: int = 0,
+        memory_output_init: str = "zero",
+        memory_write_norm: bool = True,
+        unroll_segments: int = 4,
         **kwargs: Any,
     ) -> None:
         if memory_init not in MEMORY_INITS:
             raise ValueError(f"memory_init must be one of {MEMORY_INITS}, got {memory_init!r}")
+        if memory_output_init not in ("zero", "normal"):
+            raise ValueError(f"memory_output_init must be 'zero' or 'normal', got {memory_output_init!r}")
         self.vocab_size = vocab_size
         self.n_positions = n_positions
         self.n_embd = n_embd
@@ -107,12 +125,23 @@ class MemoriaTransformerConfig(PretrainedConfig):
         self.memory_init = memory_init
         self.memory_gate = memory_gate
         self.write_gradient_segments = write_gradient_segments
+        self.memory_output_init = memory_output_init
+        self.memory_write_norm = memory_write_norm
+        self.unroll_segments = unroll_segments
         kwargs.setdefault("tie_word_embeddings", True)
         super().__init__(**kwargs)
 
     @property
     def hidden_size(self) -> int:
         return self.n_embd
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """A saved config (it names the ``transformers_version`` that wrote it) without the newer memory fields gets
+        their earlier forms (:attr:`EARLIER_FORMS`); anything else gets today's defaults."""
+        if "transformers_version" in config_dict:
+            config_dict = {**cls.EARLIER_FORMS, **config_dict}
+        return super().from_dict(config_dict, **kwargs)
 
 
 @dataclass
@@ -204,7 +233,12 @@ class MemoriaTransformerBlock(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.attn = CausalSelfAttention(config)
         self.memory = MemoryReader(
-            config.n_embd, config.n_head, config.attn_pdrop, config.layer_norm_epsilon, gate=config.memory_gate
+            config.n_embd,
+            config.n_head,
+            config.attn_pdrop,
+            config.layer_norm_epsilon,
+            gate=config.memory_gate,
+            output_init="zero" if config.memory_output_init == "zero" else "default",
         )
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
@@ -244,6 +278,8 @@ class MemoriaTransformerPreTrainedModel(PreTrainedModel):
         init_gpt2_style(module, std, (nn.Linear, Conv1D))
         if isinstance(module, Abstractor):  # visited after its linear layers, so this has the last word
             init_abstractor(module, self.config.memory_init, std)
+        if isinstance(module, MemoryReader):  # likewise: memory_output_init="zero" zeroes the output projection
+            module.init_output()
 
 
 class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
@@ -270,6 +306,9 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
             memory_init=config.memory_init,
             init_std=config.initializer_range,
             write_gradient_segments=config.write_gradient_segments,
+            write_norm=config.memory_write_norm,
+            layer_norm_eps=config.layer_norm_epsilon,
+            unroll_segments=config.unroll_segments,
         )
         accept_old_memory_names(self)
         self.post_init()
@@ -297,6 +336,11 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         """Forget everything: call between examples."""
         self.memory.reset()
 
+    def unrolled(self) -> ContextManager[None]:
+        """Backpropagation through the memory (``config.unroll_segments``) for the segments run inside: open it
+        around one example's segments whose losses are backpropagated together."""
+        return self.memory.unrolled()
+
     def reset_memory_rows(self, rows: torch.Tensor) -> None:
         """Forget the engrams of the batch rows ``rows`` (bool [Batch]) only: a new stream starts there.
 
@@ -317,8 +361,12 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         batch, length = input_ids.shape
         if length > self.config.n_positions:
             raise ValueError(f"segment of {length} tokens is longer than n_positions={self.config.n_positions}")
-        # write the previous segment and remind (nothing on a first segment)
-        previous = None if memory_hidden_states is None else memory_hidden_states.detach()
+        # write the previous segment and remind (nothing on a first segment); the carried hidden states stay in the
+        # graph only in an unrolled training step
+        live = self.memory.keeps_written_graph
+        previous = memory_hidden_states
+        if previous is not None and not live:
+            previous = previous.detach()
         read = self.memory(previous)
 
         positions = torch.arange(length, device=input_ids.device)
@@ -332,7 +380,7 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         delta = self.memory.adjust(read, reminded_attentions)
         return MemoriaTransformerOutput(
             last_hidden_state=hidden,
-            memory_hidden_states=hidden.detach(),
+            memory_hidden_states=hidden if live else hidden.detach(),
             reminded_indices=read.reminded_indices,
             lifespan_delta=delta,
         )
@@ -405,6 +453,10 @@ class MemoriaTransformerLMHeadModel(TiedLMHeadMixin, MemoriaTransformerPreTraine
         """Forget the engrams of the batch rows ``rows`` (bool [Batch]) only; see
         :meth:`MemoriaTransformerModel.reset_memory_rows`."""
         self.transformer.reset_memory_rows(rows)
+
+    def unrolled(self) -> ContextManager[None]:
+        """See :meth:`MemoriaTransformerModel.unrolled`."""
+        return self.transformer.unrolled()
 
     def memory_state_dict(self) -> dict[str, Any]:
         """The engrams held now, for checkpoints (:meth:`memoria.nn.MemoriaMemory.memory_state_dict`)."""

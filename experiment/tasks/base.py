@@ -8,6 +8,7 @@ the keyword its registry entry names (``state_argument``) and is reset between e
 whole examples, so memory is reset at the start of every batch).
 """
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -119,7 +120,10 @@ def run_segments(
         train: build the autograd graph for segments that hold labels. Segments without labels run under
             ``no_grad``: no loss reaches them, and the carried memory is detached; except, for a model whose config
             sets ``write_gradient_segments`` K > 0 (its engrams carry the gradient of a later loss back to the write
-            that made them, K writes back), the K segments before a labelled one, which then build the graph too.
+            that made them, K writes back), the K segments before a labelled one, which then build the graph too;
+            and, when ``train``, for a model with ``unroll_segments`` K > 0 (and an ``unrolled()`` context), the
+            walk runs inside that context and the K + 1 segments before a labelled one build the graph: the loss
+            reaches their forward passes through the memory (one backward over the whole example).
         reset_every_segment: empty the memory before every segment (the same weights with the memory removed).
         engram_log: when given (and the model holds a ``Memoria``), gets per segment, after it is read, the engrams
             alive per type (:func:`engram_counts`), one entry per segment of the examples.
@@ -138,14 +142,36 @@ def run_segments(
         totals = _Totals(input_ids)
         totals.add(output, labels)
         return totals.statistics(labels)
-    state_argument = spec.state_argument
     memory = memoria_of(model) if engram_log is not None else None
     reset_model_memory(model)
-    state: Optional[Any] = None
     totals = _Totals(input_ids)
+    reach = int(getattr(model.config, "write_gradient_segments", 0) or 0)  # segments a later loss reaches back
+    unroll = int(getattr(model.config, "unroll_segments", 0) or 0) if train and hasattr(model, "unrolled") else 0
+    if unroll:  # the write at segment s reads s - 1's hidden states: a labelled segment reaches K + 1 back
+        reach = max(reach, unroll + 1)
+    with model.unrolled() if unroll else contextlib.nullcontext():
+        _walk(model, input_ids, labels, segment_length, train, reset_every_segment, engram_log, memory, totals, reach)
+    return totals.statistics(labels)
+
+
+def _walk(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    segment_length: int,
+    train: bool,
+    reset_every_segment: bool,
+    engram_log: Optional[list[dict[str, float]]],
+    memory: Optional[Memoria],
+    totals: _Totals,
+    reach: int,
+) -> None:
+    """:func:`run_segments`' walk over the segments; a segment builds the graph when a labelled segment comes within
+    the next ``reach``."""
+    state_argument = model_spec(model).state_argument
+    state: Optional[Any] = None
     starts = range(0, input_ids.size(1), segment_length)
     has_labels = [bool((labels[:, start : start + segment_length] != IGNORE_INDEX).any()) for start in starts]
-    reach = int(getattr(model.config, "write_gradient_segments", 0) or 0)  # segments a later loss reaches back
     for index, start in enumerate(starts):
         segment_labels = labels[:, start : start + segment_length]
         labelled = segment_labels != IGNORE_INDEX
@@ -163,7 +189,6 @@ def run_segments(
             engram_log.append(engram_counts(memory))
         if labelled.any():
             totals.add(output, segment_labels)
-    return totals.statistics(labels)
 
 
 def segmented_task(config: dict[str, Any], model_config: dict[str, Any], learning_rate: float) -> "SegmentedTask":

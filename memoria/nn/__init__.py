@@ -6,6 +6,8 @@
 - :class:`MemoryReader` is the read of one layer: cross-attention over the working memories, then over the reminded
   memories (padding masked), pre-norm or post-norm, with an optional learned gate.
 - :class:`MemoriaLayer` wires one memory and one reader for a model that reads memory at one place.
+- :func:`unrolled` opens backpropagation through the memory (``unroll_segments``) for a training step that sums the
+  losses of several segments and backpropagates once.
 - :func:`reset_memory`, :func:`save_memory`, :func:`load_memory`, :func:`memory_state_dict` and
   :func:`load_memory_state_dict` act on every memory of a model: the engrams are per-document state, not weights.
 
@@ -32,8 +34,16 @@ from .init import MEMORY_INITS, abstractor_init_stds, init_abstractor
 from .layer import MemoriaLayer
 from .memory import MemoriaMemory, lifespan_delta
 from .read import MemoryRead
-from .reader import MemoryReader, MemoryReaderOutput
-from .state import load_memory, load_memory_state_dict, memory_modules, memory_state_dict, reset_memory, save_memory
+from .reader import OUTPUT_INITS, MemoryReader, MemoryReaderOutput
+from .state import (
+    load_memory,
+    load_memory_state_dict,
+    memory_modules,
+    memory_state_dict,
+    reset_memory,
+    save_memory,
+    unrolled,
+)
 
 __all__ = [
     "MEMORY_INITS",
@@ -43,6 +53,7 @@ __all__ = [
     "MemoryRead",
     "MemoryReader",
     "MemoryReaderOutput",
+    "OUTPUT_INITS",
     "abstractor_init_stds",
     "init_abstractor",
     "lifespan_delta",
@@ -52,4 +63,5 @@ __all__ = [
     "memory_state_dict",
     "reset_memory",
     "save_memory",
+    "unrolled",
 ]

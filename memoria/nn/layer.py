@@ -17,29 +17,31 @@ LAYER_STATE_FORMAT = "memoria.nn.MemoriaLayer"
 class MemoriaLayer(nn.Module):
     """A :class:`MemoriaMemory` and one :class:`MemoryReader`, wired for a model that reads memory at one place.
 
-    Each call takes the hidden states of one segment [B, L, D]: the memory writes what the layer received on the
-    previous call (so a document's first segment reads nothing), reminds, the reader reads the working and reminded
-    memories, and the lifespans are adjusted from the attention. The hidden states received are kept (detached) for
-    the next call's write. Call :meth:`reset` between documents.
+        Each call takes the hidden states of one segment [B, L, D]: the memory writes what the layer received on the
+        previous call (so a document's first segment reads nothing), reminds, the reader reads the working and reminded
+        memories, and the lifespans are adjusted from the attention. The hidden states received are kept (detached) for
+        the next call's write (detached, except inside :func:`memoria.nn.unrolled`, where a training loop that
+    backpropagates once over several segments lets the loss reach the earlier segments through the memory). Call
+    :meth:`reset` between documents.
 
-    Args:
-        hidden_dim: width D.
-        num_heads: the reader's attention heads.
-        num_working_memories: working memories written per segment.
-        dropout, layer_norm_eps, post_norm, gate: the reader's (see :class:`MemoryReader`); ``gate=0.0`` makes
-            the layer start as the identity.
-        **memory_options: :class:`MemoriaMemory`'s keyword arguments (``num_reminded_stm``, ``stm_capacity``,
-            ``ltm_search_depth``, ``initial_lifespan``, ``num_final_ltms``, ``memory_init`` ...).
+        Args:
+            hidden_dim: width D.
+            num_heads: the reader's attention heads.
+            num_working_memories: working memories written per segment.
+            dropout, layer_norm_eps, post_norm, gate, output_init: the reader's (see :class:`MemoryReader`); by
+                default its output projection starts at zero, so the layer starts as the identity and learns to read.
+            **memory_options: :class:`MemoriaMemory`'s keyword arguments (``num_reminded_stm``, ``stm_capacity``,
+                ``ltm_search_depth``, ``initial_lifespan``, ``num_final_ltms``, ``memory_init`` ...).
 
-    Example::
+        Example::
 
-        layer = MemoriaLayer(hidden_dim=64, num_heads=4, num_working_memories=8, num_reminded_stm=16,
-                             stm_capacity=64, ltm_search_depth=4, initial_lifespan=5, num_final_ltms=16)
-        for tokens in segments:                 # consecutive segments of one batch of documents
-            hidden = embed(tokens)              # [B, L, D]
-            hidden = layer(hidden)              # + what the memory holds of the earlier segments
-            loss = loss_fn(head(hidden), ...)
-        layer.reset()                           # new documents
+            layer = MemoriaLayer(hidden_dim=64, num_heads=4, num_working_memories=8, num_reminded_stm=16,
+                                 stm_capacity=64, ltm_search_depth=4, initial_lifespan=5, num_final_ltms=16)
+            for tokens in segments:                 # consecutive segments of one batch of documents
+                hidden = embed(tokens)              # [B, L, D]
+                hidden = layer(hidden)              # + what the memory holds of the earlier segments
+                loss = loss_fn(head(hidden), ...)
+            layer.reset()                           # new documents
     """
 
     def __init__(
@@ -52,11 +54,12 @@ class MemoriaLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
         post_norm: bool = False,
         gate: Optional[float] = None,
+        output_init: Optional[str] = None,
         **memory_options: Any,
     ) -> None:
         super().__init__()
         self.memory = MemoriaMemory(hidden_dim, num_working_memories, **memory_options)
-        self.reader = MemoryReader(hidden_dim, num_heads, dropout, layer_norm_eps, post_norm, gate)
+        self.reader = MemoryReader(hidden_dim, num_heads, dropout, layer_norm_eps, post_norm, gate, output_init)
         self.previous_hidden: Optional[torch.Tensor] = None  # [B, L, D] the last segment received, to write next
         self.previous_mask: Optional[torch.Tensor] = None  # [B, L] its mask (None: all real)
 
@@ -71,10 +74,14 @@ class MemoriaLayer(nn.Module):
             )
         if mask is not None and mask.shape != hidden_states.shape[:2]:
             raise ValueError(f"mask must be [B, L] = {list(hidden_states.shape[:2])}, got {list(mask.shape)}")
-        read = self.memory(self.previous_hidden, self.previous_mask)
+        previous = self.previous_hidden
+        if previous is not None and not self.memory.keeps_written_graph:
+            previous = previous.detach()  # kept live by an unrolled step that has ended: its graph may be gone
+        read = self.memory(previous, self.previous_mask)
         out = self.reader(hidden_states, read)
         self.memory.adjust(read, [out.reminded_attention], query_mask=mask)
-        self.previous_hidden = hidden_states.detach()
+        # kept in the graph inside memoria.nn.unrolled(): the next segment's loss then reaches this one
+        self.previous_hidden = hidden_states if self.memory.keeps_written_graph else hidden_states.detach()
         self.previous_mask = None if mask is None else mask.detach().to(torch.bool)
         return out.hidden_states
 
@@ -101,7 +108,7 @@ class MemoriaLayer(nn.Module):
         return {
             "format": LAYER_STATE_FORMAT,
             "memory": self.memory.memory_state_dict(),
-            "previous_hidden": self.previous_hidden,
+            "previous_hidden": None if self.previous_hidden is None else self.previous_hidden.detach(),
             "previous_mask": self.previous_mask,
         }
 

@@ -17,7 +17,8 @@ memory. The abstractor and the lifespan arithmetic are traced with the model.
 Shapes: B batch, L segment length, W working memories, R reminded memories, D hidden, H heads.
 """
 
-from typing import Any, Optional, Sequence, Union
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -93,9 +94,20 @@ class MemoriaMemory(nn.Module):
             with the width) or ``"paper"`` (the authors' N(0, ``init_std``), which shrinks them at small widths);
             see :func:`memoria.nn.abstractor_init_stds`.
         init_std: the ``"paper"`` scheme's standard deviation (a model's ``initializer_range``).
-        write_gradient_segments: K >= 0. 0 (default, the paper's form): engrams are stored detached, and only the
-            working memories of the current segment carry a gradient to the abstractor. K > 0: a reminded engram
-            written by one of the last K writes carries the gradient of the loss back to the abstractor (see
+        write_norm: True (default): a layer norm on what the abstractor writes, so that every engram (stored,
+            searched by ``remind`` and read) has the same scale; False: the paper's raw abstractor output.
+        layer_norm_eps: that layer norm's epsilon.
+        unroll_segments: K >= 0 (default 4). Inside :meth:`unrolled` (opened by a loop that backpropagates once
+            over several segments, e.g. :func:`memoria.nn.unrolled`), a reminded engram written by one of the last K
+            writes is read from that write's live output, and the hidden states written are kept in the graph by
+            their owner (:class:`MemoriaLayer`, a model: see :attr:`keeps_written_graph`): the loss of a segment
+            reaches the writes, and the forward passes, of the K segments before it (truncated backpropagation
+            through the memory). The values read are unchanged. 0, or outside the context: the paper's detached
+            engrams.
+        write_gradient_segments: K >= 0, for loops that backpropagate every segment. 0 (default, the paper's form):
+            engrams are stored detached, and only the working memories of the current segment carry a gradient to
+            the abstractor. K > 0: a reminded engram written by one of the last K writes carries the gradient of
+            the loss back to the abstractor, which is run again on the kept inputs of that write (see
             ``memoria.nn.recent_writes``); its value is unchanged.
         independent_rows, keep_history, generator: passed to ``Memoria``.
 
@@ -127,6 +139,9 @@ class MemoriaMemory(nn.Module):
         lifespan_extend_scale: float = 8.0,
         memory_init: str = "scaled",
         init_std: float = 0.02,
+        write_norm: bool = True,
+        layer_norm_eps: float = 1e-5,
+        unroll_segments: int = 4,
         write_gradient_segments: int = 0,
         independent_rows: bool = False,
         keep_history: bool = False,
@@ -138,6 +153,9 @@ class MemoriaMemory(nn.Module):
         if not isinstance(lifespan_extend_scale, (int, float)) or isinstance(lifespan_extend_scale, bool):
             raise TypeError(f"lifespan_extend_scale must be a number, got {type(lifespan_extend_scale).__name__}")
         self.write_gradient_segments = _count(write_gradient_segments, "write_gradient_segments", minimum=0)
+        self.unroll_segments = _count(unroll_segments, "unroll_segments", minimum=0)
+        if not isinstance(write_norm, bool):
+            raise TypeError(f"write_norm must be a bool, got {type(write_norm).__name__}")
         self.lifespan_extend_scale = float(lifespan_extend_scale)
         self.memory_init = memory_init
         self.abstractor = Abstractor(
@@ -146,6 +164,8 @@ class MemoriaMemory(nn.Module):
             _count(abstractor_feedforward_dim or hidden_dim, "abstractor_feedforward_dim"),
         )
         init_abstractor(self.abstractor, memory_init, init_std)
+        self.write_norm = nn.LayerNorm(hidden_dim, eps=layer_norm_eps) if write_norm else None
+        self._unrolled = False
         # A plain attribute, not a module: the engrams are state, not parameters. Engram ids find the recent writes.
         self.memoria = Memoria(
             num_reminded_stm=num_reminded_stm,
@@ -153,12 +173,12 @@ class MemoriaMemory(nn.Module):
             ltm_search_depth=ltm_search_depth,
             initial_lifespan=initial_lifespan,
             num_final_ltms=num_final_ltms,
-            track_id=self.write_gradient_segments > 0,
+            track_id=self.write_gradient_segments > 0 or self.unroll_segments > 0,
             keep_history=keep_history,
             independent_rows=independent_rows,
             generator=generator,
         )
-        self.recent_writes = RecentWrites(self.write_gradient_segments)
+        self.recent_writes = RecentWrites(max(self.write_gradient_segments, self.unroll_segments))
 
     @property
     def hidden_dim(self) -> int:
@@ -174,8 +194,36 @@ class MemoriaMemory(nn.Module):
         memoria = ", ".join(f"{name}={config[name]}" for name in names)
         return (
             f"{memoria}, lifespan_extend_scale={self.lifespan_extend_scale}, memory_init={self.memory_init!r}, "
+            f"write_norm={self.write_norm is not None}, unroll_segments={self.unroll_segments}, "
             f"write_gradient_segments={self.write_gradient_segments}"
         )
+
+    # ------------------------------------------------------------------ backpropagation through segments
+
+    @contextmanager
+    def unrolled(self) -> Iterator[None]:
+        """Within this context, with grad enabled, the last ``unroll_segments`` writes are read live (see the class
+        docstring). Open it around the segments of one example whose losses are backpropagated together; a loop
+        that steps the optimiser after every segment must not (it would reach into a freed graph)."""
+        self.recent_writes.clear()
+        self._unrolled = self.unroll_segments > 0
+        try:
+            yield
+        finally:
+            self._unrolled = False
+            self.recent_writes.clear()
+
+    @property
+    def keeps_written_graph(self) -> bool:
+        """True inside :meth:`unrolled` (``unroll_segments`` > 0, grad enabled): whoever carries the hidden states
+        to write next keeps them in the graph instead of detaching them."""
+        return self._unrolled and torch.is_grad_enabled()
+
+    def write(self, hidden_states: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The working memories [B, W, D] that ``hidden_states`` [B, L, D] (``mask`` [B, L]) abstract to: the
+        abstractor, then the write norm."""
+        working = self.abstractor(hidden_states, mask)
+        return working if self.write_norm is None else self.write_norm(working)
 
     # ------------------------------------------------------------------ the protocol
 
@@ -188,12 +236,19 @@ class MemoriaMemory(nn.Module):
         """
         if hidden_states is None:
             return MemoryRead()
-        working = self.abstractor(hidden_states, mask)  # (B, W, D)
-        reminded, indices, ids, first_id = self._write_and_remind(working.detach())  # (B, R, D), (B, R)
+        working = self.write(hidden_states, mask)  # (B, W, D)
+        live = self.keeps_written_graph
+        with_ids = live or self.write_gradient_segments > 0
+        reminded, indices, ids, first_id = self._write_and_remind(working.detach(), with_ids)  # (B, R, D), (B, R)
         reminded = reminded.to(working.dtype)
-        if self.write_gradient_segments:
-            reminded = self.recent_writes.with_gradient(self.abstractor, reminded, ids)
-            self.recent_writes.add(hidden_states, mask, first_id)
+        if live:
+            reminded = self.recent_writes.with_gradient(self.write, reminded, ids)
+            live_working = working if working.requires_grad else None
+            self.recent_writes.add(hidden_states, mask, first_id, live=live_working, keep=self.unroll_segments)
+        elif self.write_gradient_segments:
+            if torch.is_grad_enabled():
+                reminded = self.recent_writes.with_gradient(self.write, reminded, ids)
+            self.recent_writes.add(hidden_states, mask, first_id, keep=self.write_gradient_segments)
         return MemoryRead(working, reminded, indices >= 0, indices)
 
     def adjust(
@@ -225,17 +280,17 @@ class MemoriaMemory(nn.Module):
 
     @torch.compiler.disable
     def _write_and_remind(
-        self, working: torch.Tensor
+        self, working: torch.Tensor, with_ids: bool
     ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Add ``working`` [B, W, D] to ``Memoria`` and remind: memories [B, R, D], indices [B, R], and with
-        ``write_gradient_segments`` the reminded engrams' ids [B, R] (-1: none) and the first new engram's id."""
+        ``with_ids`` the reminded engrams' ids [B, R] (-1: none) and the first new engram's id."""
         first_id = ids = None
-        if self.write_gradient_segments:  # a tensor: a compiled model would recompile for each new int
+        if with_ids:  # a tensor: a compiled model would recompile for each new int
             first_id = torch.tensor(self.memoria.next_engram_id, device=working.device)
         self.memoria.add_working_memory(working)
         reminded, indices = self.memoria.remind()
         indices = indices.to(working.device)
-        if self.write_gradient_segments:
+        if with_ids:
             engram_ids = self.memoria.engrams.engram_ids.to(working.device)  # (B, M)
             ids = engram_ids.gather(1, indices.clamp(min=0)).long().masked_fill(indices < 0, -1)
         return reminded, indices, ids, first_id

@@ -12,6 +12,9 @@ from torch import nn
 from .attention import MemoryCrossAttention
 from .read import MemoryRead
 
+#: How :class:`MemoryReader`'s output projection starts; the first is the default.
+OUTPUT_INITS = ("zero", "default")
+
 
 @dataclass
 class MemoryReaderOutput:
@@ -39,6 +42,12 @@ class MemoryReader(nn.Module):
             starts at this value; ``0.0`` makes the read start as exactly nothing in pre-norm (the hidden states
             pass through unchanged, so a pretrained model's outputs are kept at initialisation), and in post-norm
             leaves only the layer norm.
+        output_init: ``"zero"``: the cross-attention's output projection starts at zero, so the read adds nothing
+            until it has learned to (its own gradient is not zero); this keeps a new memory from adding the same
+            loud vector to every position. ``"default"``: PyTorch's initialisation (the paper's form; a model may
+            draw it again, e.g. GPT-2's N(0, 0.02)). None (default): ``"zero"``, except with ``gate=0.0``, which
+            already silences the read and needs a non-zero projection to learn (a zero gate times a zero projection
+            gives neither a gradient; asking for both is refused).
 
     Example::
 
@@ -56,8 +65,11 @@ class MemoryReader(nn.Module):
         layer_norm_eps: float = 1e-5,
         post_norm: bool = False,
         gate: Optional[float] = None,
+        output_init: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if output_init is not None and output_init not in OUTPUT_INITS:
+            raise ValueError(f"output_init must be None or one of {OUTPUT_INITS}, got {output_init!r}")
         if gate is not None and (not isinstance(gate, (int, float)) or isinstance(gate, bool)):
             raise TypeError(f"gate must be None or a number (its initial value), got {type(gate).__name__}")
         self.cross_attention = MemoryCrossAttention(hidden_dim, num_heads, dropout)
@@ -67,6 +79,22 @@ class MemoryReader(nn.Module):
         self.initial_gate = None if gate is None else float(gate)
         # gate[0] scales the working pass, gate[1] the reminded pass
         self.gate = None if gate is None else nn.Parameter(torch.full((2,), float(gate)))
+        if output_init is None:
+            output_init = "default" if gate is not None and float(gate) == 0.0 else "zero"
+        elif output_init == "zero" and gate is not None and float(gate) == 0.0:
+            raise ValueError("gate=0.0 with output_init='zero' can never learn (each blocks the other's gradient)")
+        self.output_init = output_init
+        self.init_output()
+
+    @torch.no_grad()
+    def init_output(self) -> None:
+        """Zero the output projection when ``output_init="zero"`` (a model that draws its linear layers again calls
+        this after them). A parameter that ``transformers`` marks as loaded from a checkpoint is left as it is."""
+        if self.output_init != "zero":
+            return
+        for parameter in (self.cross_attention.output.weight, self.cross_attention.output.bias):
+            if not getattr(parameter, "_is_hf_initialized", False):
+                parameter.zero_()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -77,6 +105,7 @@ class MemoryReader(nn.Module):
         self.ln_reminded.reset_parameters()
         if self.gate is not None:
             self.gate.fill_(self.initial_gate)
+        self.init_output()
 
     def _pass(
         self,

@@ -9,6 +9,10 @@ gradient reaches the abstractor's parameters as if the engram had been written n
 earlier segments' autograd graphs, so the earlier segments may run under ``no_grad`` and every segment may have its own
 ``backward()``; the gradient stops at the abstractor (not the hidden states of the earlier segments).
 
+Inside ``MemoriaMemory.unrolled()`` (``unroll_segments``: one backward over several segments) each write also keeps
+its live output, and the reminded engrams of it are read through that instead: nothing is run again, and the
+gradient goes on into the hidden states that were written.
+
 Shapes: B batch, L segment length, W working memories per write, R reminded memories, D hidden.
 """
 
@@ -16,8 +20,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-
-from ..abstractor import Abstractor
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Write:
     mask: Optional[torch.Tensor]  # [B, L]
     first_id: torch.Tensor  # 0-dim long (a tensor: a compiled model would otherwise recompile for each write)
     rows: torch.Tensor  # [B] bool
+    live: Optional[torch.Tensor] = None  # [B, W, D] the write's output in the graph (MemoriaMemory.unrolled)
 
 
 class RecentWrites:
@@ -38,12 +41,23 @@ class RecentWrites:
         self.size = size
         self.writes: list[Write] = []
 
-    def add(self, hidden_states: torch.Tensor, mask: Optional[torch.Tensor], first_id: torch.Tensor) -> None:
-        if self.size == 0:
+    def add(
+        self,
+        hidden_states: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        first_id: torch.Tensor,
+        live: Optional[torch.Tensor] = None,
+        keep: Optional[int] = None,
+    ) -> None:
+        """Keep a write: its inputs (detached) and, in an unrolled loop, its ``live`` output [B, W, D]; then the
+        last ``keep`` writes (None: ``size``) are kept."""
+        keep = self.size if keep is None else min(keep, self.size)
+        if keep == 0:
             return
         rows = torch.ones(hidden_states.size(0), dtype=torch.bool, device=hidden_states.device)
         detached = None if mask is None else mask.detach()
-        self.writes = [*self.writes, Write(hidden_states.detach(), detached, first_id, rows)][-self.size :]
+        write = Write(hidden_states.detach(), detached, first_id, rows, live)
+        self.writes = [*self.writes, write][-keep:]
 
     def clear(self) -> None:
         self.writes = []
@@ -60,14 +74,21 @@ class RecentWrites:
             write.mask = None if write.mask is None else write.mask.to(write.hidden_states.device)
             write.rows = write.rows.to(write.hidden_states.device)
             write.first_id = write.first_id.to(write.hidden_states.device)
+            write.live = None  # a graph does not move; an unrolled loop moves nothing in its middle
 
-    def with_gradient(self, abstractor: Abstractor, reminded: torch.Tensor, reminded_ids: torch.Tensor) -> torch.Tensor:
-        """``reminded`` [B, R, D] with the gradient of the kept writes' engrams routed to ``abstractor``.
+    def with_gradient(
+        self,
+        write_fn: Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor],
+        reminded: torch.Tensor,
+        reminded_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """``reminded`` [B, R, D] with the gradient of the kept writes' engrams routed to their writes: through a
+        write's live output where it was kept, else through ``write_fn`` (the memory's write) run again on its inputs.
 
         ``reminded_ids`` [B, R]: the engram id of each reminded memory (-1: none). The values are unchanged.
         """
         for write in self.writes:
-            working = abstractor(write.hidden_states, write.mask)  # (B, W, D)
+            working = write.live if write.live is not None else write_fn(write.hidden_states, write.mask)  # (B, W, D)
             width = working.size(1)
             offset = reminded_ids - write.first_id  # (B, R)
             hit = (offset >= 0) & (offset < width) & (reminded_ids >= 0) & write.rows[:, None]

@@ -4,8 +4,9 @@ The engrams are the state of the documents being read, not weights: ``state_dict
 find the memory modules of any model (the outermost ones: a ``MemoriaLayer``'s own memory is its to save) by name.
 """
 
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 from torch import nn
@@ -32,6 +33,26 @@ def reset_memory(model: nn.Module) -> None:
     """Forget everything in every memory of ``model`` (call between documents)."""
     for module in memory_modules(model).values():
         module.reset()
+
+
+@contextmanager
+def unrolled(model: nn.Module) -> Iterator[None]:
+    """Backpropagation through the memory for every memory of ``model`` (see ``MemoriaMemory.unroll_segments``).
+
+    Open it around the segments of one batch of documents whose losses are summed and backpropagated once (the
+    training step of a task whose only loss comes after many segments, e.g. recall)::
+
+        with memoria.nn.unrolled(model):
+            loss = sum(loss_fn(model(segment), target) for segment, target in segments)
+        loss.backward()
+
+    A loop that steps the optimiser after every segment (language modelling) does not open it.
+    """
+    with ExitStack() as stack:
+        for module in model.modules():
+            if isinstance(module, MemoriaMemory):
+                stack.enter_context(module.unrolled())
+        yield
 
 
 def memory_state_dict(model: nn.Module) -> dict[str, Any]:

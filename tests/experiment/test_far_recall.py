@@ -252,7 +252,7 @@ def test_writes_within_reach_of_the_loss_are_trained_when_the_model_asks_for_it(
     target = torch.full_like(tokens, IGNORE_INDEX)
     target[:, -1] = labels
     fields = dict(model_type="memoria_transformer", vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2)
-    fields.update(num_working_memories=4, stm_capacity=16, num_reminded_stm=16)
+    fields.update(num_working_memories=4, stm_capacity=16, num_reminded_stm=16, unroll_segments=0)
     gradients = {}
     for reach in (0, 3):
         torch.manual_seed(0)
@@ -261,3 +261,33 @@ def test_writes_within_reach_of_the_loss_are_trained_when_the_model_asks_for_it(
         query = next(p for name, p in model.named_parameters() if name.endswith("abstractor.query_embeddings"))
         gradients[reach] = query.grad.clone()
     assert not torch.allclose(gradients[0], gradients[3])  # the earlier writes added their share
+
+
+def test_an_unrolled_training_step_reaches_the_evidence_segment_through_the_memory():
+    # unroll_segments=K (the default): run_segments walks a training example inside model.unrolled(), so the
+    # question's loss reaches the embedding of tokens seen only in the evidence segment, K + 1 segments back; with the
+    # paper's detached write (0) it cannot. Evaluation (train=False) is unchanged by it.
+    config = FarRecallConfig(num_labels=4, vocab_size=21, segment_length=8, distance=2)
+    tokens, labels = generate_far_recall(config, 4, seed=0)
+    target = torch.full_like(tokens, IGNORE_INDEX)
+    target[:, -1] = labels
+    fields = dict(model_type="memoria_transformer", vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2)
+    fields.update(num_working_memories=4, stm_capacity=16, num_reminded_stm=16, memory_output_init="normal")
+    evidence = tokens[:, :8].unique()
+    only_evidence = evidence[~torch.isin(evidence, tokens[:, 8:].unique())]
+    assert len(only_evidence) > 0
+    reached, losses = {}, {}
+    for unroll in (0, 3):
+        torch.manual_seed(0)
+        model = build_model({**fields, "unroll_segments": unroll}).train()
+        with torch.no_grad():
+            torch.manual_seed(1)
+            losses[unroll] = run_segments(model, tokens, target, 8, train=False).loss
+        torch.manual_seed(1)
+        stats = run_segments(model, tokens, target, 8, train=True)
+        stats.loss.backward()
+        embedding = model.get_input_embeddings().weight.grad
+        reached[unroll] = bool(embedding[only_evidence].abs().max() > 0)
+        assert not model.transformer.memory.keeps_written_graph  # the context closed with the walk
+        assert torch.allclose(stats.loss, losses[unroll])  # the same values, only the gradient differs
+    assert reached == {0: False, 3: True}

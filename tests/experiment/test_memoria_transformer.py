@@ -297,3 +297,33 @@ def test_write_gradient_segments_send_a_later_loss_to_the_abstractor(tiny_memori
         grads[segments_back] = model.transformer.abstractor.query_embeddings.grad
     assert grads[0] is None
     assert grads[2] is not None and grads[2].abs().max() > 0
+
+
+def test_new_configs_take_todays_memory_forms_and_configs_saved_before_them_their_earlier_ones(tmp_path, tiny_memoria):
+    """memory_output_init / memory_write_norm / unroll_segments: today's defaults for a new config (and kept when
+    saved), the forms a model saved before the fields existed was trained with when its config.json lacks them."""
+    fresh = MemoriaTransformerConfig(**{k: v for k, v in tiny_memoria.items() if k != "model_type"})
+    assert (fresh.memory_output_init, fresh.memory_write_norm, fresh.unroll_segments) == ("zero", True, 4)
+    model = MemoriaTransformerLMHeadModel(fresh)
+    readers = [block.memory for block in model.transformer.h]
+    assert all(reader.cross_attention.output.weight.abs().max() == 0 for reader in readers)
+    assert model.transformer.memory.write_norm is not None and model.transformer.memory.unroll_segments == 4
+    model.save_pretrained(tmp_path / "new")
+    again = MemoriaTransformerLMHeadModel.from_pretrained(tmp_path / "new")
+    assert (again.config.memory_output_init, again.config.memory_write_norm, again.config.unroll_segments) == (
+        "zero",
+        True,
+        4,
+    )
+    saved = fresh.to_dict()
+    for field in MemoriaTransformerConfig.EARLIER_FORMS:
+        del saved[field]
+    old = MemoriaTransformerConfig.from_dict(saved)  # a config.json written before the fields
+    assert (old.memory_output_init, old.memory_write_norm, old.unroll_segments) == ("normal", False, 0)
+    old_model = MemoriaTransformerLMHeadModel(old)
+    assert old_model.transformer.memory.write_norm is None and old_model.transformer.memory.unroll_segments == 0
+    assert all(block.memory.cross_attention.output.weight.abs().max() > 0 for block in old_model.transformer.h)
+    del saved["transformers_version"]  # a hand-written dict is a new config
+    assert MemoriaTransformerConfig.from_dict(saved).memory_write_norm is True
+    with pytest.raises(ValueError, match="memory_output_init"):
+        MemoriaTransformerConfig(memory_output_init="ones")

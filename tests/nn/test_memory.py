@@ -37,7 +37,7 @@ def test_the_protocol_writes_reminds_and_adjusts():
     assert memory.memoria.timestep == 3  # segments 2, 3 and 4 wrote
     assert "memory" not in "".join(memory.state_dict()) and set(memory.state_dict()) == {
         f"abstractor.{name}" for name, _ in memory.abstractor.named_parameters()
-    }
+    } | {"write_norm.weight", "write_norm.bias"}
 
 
 def test_adjust_gives_the_reminded_memories_the_attention_based_gain():
@@ -71,9 +71,9 @@ def test_padding_in_the_written_segment_is_not_abstracted():
     mask[0, 4:] = False
     changed = hidden.clone()
     changed[0, 4:] = 50.0
-    working = memory.abstractor(hidden, mask)
-    torch.testing.assert_close(memory.abstractor(changed, mask), working)
-    torch.testing.assert_close(working[0], memory.abstractor(hidden[:1, :4])[0])
+    working = memory.write(hidden, mask)
+    torch.testing.assert_close(memory.write(changed, mask), working)
+    torch.testing.assert_close(working[0], memory.write(hidden[:1, :4])[0])
     stored = memory(changed, mask).working
     torch.testing.assert_close(stored, working)
     torch.testing.assert_close(memory.memoria.engrams.data, working.detach())

@@ -14,7 +14,7 @@ def a_read(batch: int = 1, working: int = 2, reminded: int = 4, dim: int = 8) ->
 
 
 def test_reader_shares_one_attention_between_passes_and_skips_missing_memories():
-    reader = MemoryReader(hidden_dim=8, num_heads=2)
+    reader = MemoryReader(hidden_dim=8, num_heads=2, output_init="default")
     names = [name for name, _ in reader.named_parameters()]
     assert sum(name.startswith("cross_attention.") for name in names) == 6  # one module: 3 linears
     assert {"ln_working.weight", "ln_reminded.weight"} <= set(names) and "gate" not in names

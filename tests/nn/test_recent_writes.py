@@ -65,7 +65,7 @@ def test_the_gradient_reaches_the_writes_within_k_segments_and_no_further(segmen
 
     # the gradient is that of the abstractor run on write 1's input, at the reminded positions
     made = (reminded_ids // WIDTH == 1) & (reminded_ids >= 0)
-    working = memory.abstractor(hidden[1])  # (B, W, D)
+    working = memory.write(hidden[1])  # (B, W, D): the abstractor, then the write norm
     picked = working.gather(1, (reminded_ids - WIDTH).clamp(0, WIDTH - 1)[..., None].expand(-1, -1, 8))
     expected = gradients(memory, (picked * weights * made[..., None]).sum())
     torch.testing.assert_close(last, expected)
@@ -80,7 +80,9 @@ def test_the_values_read_are_the_same_with_and_without_it():
 
 def test_every_segment_may_have_its_own_backward():
     torch.manual_seed(0)
-    memory, reader = MemoriaMemory(8, WIDTH, write_gradient_segments=2, **SMALL), MemoryReader(8, 2)
+    memory, reader = MemoriaMemory(8, WIDTH, write_gradient_segments=2, **SMALL), MemoryReader(
+        8, 2, output_init="default"
+    )
     previous = None
     for segment in torch.randn(5, 2, 5, 8):
         read = memory(previous)
