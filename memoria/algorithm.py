@@ -269,6 +269,11 @@ class BatchedMemoria:
         """The engrams in their logical layout (copies), ``None`` while there are none."""
         return None if self.store is None else self.store.to_engrams()
 
+    def row_engrams(self, row: int) -> Optional[Engrams]:
+        """Row ``row``'s engrams (batch 1), ``None`` while there are none."""
+        engrams = self.engrams()
+        return None if engrams is None else list(engrams)[row]
+
     def set_engrams(self, engrams: Engrams, device: Optional[torch.device] = None) -> None:
         """Take over ``engrams`` (checked by the caller; copied where they lie, ``device`` aside)."""
         self.store = EngramStore(engrams) if engrams.batch_size > 0 else None

@@ -293,13 +293,13 @@ class Memoria:
         )
         if self.keep_history:
             check_history_rows(self.history, backend.batch_size)  # before the adjust changes anything
+        in_use = backend.rows_in_use() if self.keep_history else []  # a row whose engrams all die here was adjusted
         backend.adjust(indices, delta, checks)
         if self.keep_history:
-            self._record_history()
+            self._record_history(in_use)
 
-    def _record_history(self) -> None:
-        """Every row in use appends its state to its history (a row without one starts it)."""
-        in_use = self._backend.rows_in_use()
+    def _record_history(self, in_use: List[int]) -> None:
+        """Every row in use when the adjust began appends its state to its history (a row without one starts it)."""
         if self.history is None:
             self.history = [None] * self._backend.batch_size
         self.history = [
@@ -307,12 +307,11 @@ class Memoria:
             for row, history in enumerate(self.history)
         ]
         view = self.engrams
-        if len(in_use) == view.batch_size:
+        if len(in_use) == view.batch_size == self._backend.batch_size:
             record_history(self.history, view)
             return
-        rows = list(view)
-        for row in in_use:
-            record_history([self.history[row]], rows[row])
+        for row in in_use:  # independent rows: each row's own memory (the stacked view drops rows when all are empty)
+            record_history([self.history[row]], self._backend.row_engrams(row))
 
     # ------------------------------------------------------------------ pickles
 

@@ -166,6 +166,10 @@ class IndependentRows:
             self.rows[number].store = None
             self.steps[number] = 0
 
+    def row_engrams(self, row: int) -> Optional[Engrams]:
+        """Row ``row``'s own engrams (batch 1; length 0 when it holds none)."""
+        return self.rows[row].engrams()
+
     def engrams(self) -> Optional[Engrams]:
         """All rows in one ``Engrams``, each left-padded with NULL slots to the longest row (B rows of length 0 when
         every row is empty, ``None`` before the rows started)."""

@@ -241,7 +241,7 @@ def test_the_data_of_an_add_enters_each_file_once(independent_rows):
 #: What the façade may ask of a backend: the verbs and sizes both backends have.
 BACKEND_PROTOCOL = {
     "add", "remind", "adjust", "clear_rows", "engrams", "set_engrams", "to", "state", "restored", "load",
-    "batch_size", "memory_length", "device", "fixed_shape", "output_width", "generator", "rows_in_use",
+    "batch_size", "memory_length", "device", "fixed_shape", "output_width", "generator", "rows_in_use", "row_engrams",
 }  # fmt: skip
 
 

@@ -115,6 +115,20 @@ SLIDING = (
 @example((long_lived(False, 3), 2, SLIDING, 0))
 @example((long_lived(True, 3), 2, SLIDING, 1))
 @example((long_lived(False, True), 2, SLIDING, 2))
+# a row whose only engram dies in the adjust that follows its add: that adjust is still a step of its history
+@example((
+    dict(
+        num_reminded_stm=0,
+        stm_capacity=0,
+        ltm_search_depth=0,
+        initial_lifespan=1,
+        num_final_ltms=0,
+        independent_rows=True, keep_history=True),  # fmt: skip
+        1,
+        [("step", 0, False), ("step", 1, False), ("checkpoint",)],
+        0,
+    )
+)
 def test_histories_follow_every_call_sequence(sequence):
     config, batch, calls, seed = sequence
     window = None if config["keep_history"] is True else config["keep_history"]

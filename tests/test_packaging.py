@@ -29,7 +29,8 @@ def test_every_extra_installs_what_a_shipped_module_or_the_checks_use():
     """No ``experiment`` extra: no experiment code ships (the sdist prunes it); its requirements file installs it."""
     assert {Requirement(r).name for r in PROJECT["dependencies"]} == {"torch", "numpy"}
     extras = PROJECT["optional-dependencies"]
-    assert set(extras) == {"dev", "visualize"}
+    assert set(extras) == {"dev", "visualize", "transformers"}
+    assert {Requirement(r).name for r in extras["transformers"]} == {"transformers"}
     assert {Requirement(r).name for r in extras["visualize"]} == {"matplotlib", "pillow"}
     assert "import matplotlib" in (ROOT / "memoria" / "visualize.py").read_text()
     dev = {Requirement(r).name: Requirement(r) for r in extras["dev"]}

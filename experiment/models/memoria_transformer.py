@@ -238,7 +238,8 @@ class MemoriaTransformerBlock(nn.Module):
             config.attn_pdrop,
             config.layer_norm_epsilon,
             gate=config.memory_gate,
-            output_init="zero" if config.memory_output_init == "zero" else "default",
+            # a zero gate already silences the read: the reader then draws the projection (None picks that)
+            output_init=None if config.memory_output_init == "zero" else "default",
         )
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
@@ -278,8 +279,6 @@ class MemoriaTransformerPreTrainedModel(PreTrainedModel):
         init_gpt2_style(module, std, (nn.Linear, Conv1D))
         if isinstance(module, Abstractor):  # visited after its linear layers, so this has the last word
             init_abstractor(module, self.config.memory_init, std)
-        if isinstance(module, MemoryReader):  # likewise: memory_output_init="zero" zeroes the output projection
-            module.init_output()
 
 
 class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
@@ -312,6 +311,10 @@ class MemoriaTransformerModel(MemoriaTransformerPreTrainedModel):
         )
         accept_old_memory_names(self)
         self.post_init()
+        # after the GPT-2 draw (transformers visits only modules that hold parameters themselves, never the readers):
+        # memory_output_init="zero" zeroes each read's output projection (loaded weights replace it later)
+        for block in self.h:
+            block.memory.init_output()
 
     @property
     def memoria(self) -> Memoria:

@@ -3,7 +3,8 @@
 Shapes: B batch, L segment length, D hidden.
 """
 
-from typing import Any, Optional, Union
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Union
 
 import torch
 from torch import nn
@@ -74,16 +75,24 @@ class MemoriaLayer(nn.Module):
             )
         if mask is not None and mask.shape != hidden_states.shape[:2]:
             raise ValueError(f"mask must be [B, L] = {list(hidden_states.shape[:2])}, got {list(mask.shape)}")
-        previous = self.previous_hidden
-        if previous is not None and not self.memory.keeps_written_graph:
-            previous = previous.detach()  # kept live by an unrolled step that has ended: its graph may be gone
-        read = self.memory(previous, self.previous_mask)
+        read = self.memory(self.previous_hidden, self.previous_mask)
         out = self.reader(hidden_states, read)
         self.memory.adjust(read, [out.reminded_attention], query_mask=mask)
         # kept in the graph inside memoria.nn.unrolled(): the next segment's loss then reaches this one
         self.previous_hidden = hidden_states if self.memory.keeps_written_graph else hidden_states.detach()
         self.previous_mask = None if mask is None else mask.detach().to(torch.bool)
         return out.hidden_states
+
+    @contextmanager
+    def unrolled(self) -> Iterator[None]:
+        """The memory's :meth:`MemoriaMemory.unrolled`; when it ends, the kept segment is detached (its graph is the
+        finished step's). :func:`memoria.nn.unrolled` opens this for every layer of a model."""
+        try:
+            with self.memory.unrolled():
+                yield
+        finally:
+            if self.previous_hidden is not None:
+                self.previous_hidden = self.previous_hidden.detach()
 
     def reset(self) -> None:
         """Forget everything (call between documents)."""

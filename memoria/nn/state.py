@@ -49,9 +49,8 @@ def unrolled(model: nn.Module) -> Iterator[None]:
     A loop that steps the optimiser after every segment (language modelling) does not open it.
     """
     with ExitStack() as stack:
-        for module in model.modules():
-            if isinstance(module, MemoriaMemory):
-                stack.enter_context(module.unrolled())
+        for module in memory_modules(model).values():  # a layer's own unrolled() also detaches its kept segment
+            stack.enter_context(module.unrolled())
         yield
 
 

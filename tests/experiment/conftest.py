@@ -33,6 +33,9 @@ def tiny_memoria() -> dict:
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
+        # a read that changes the outputs from the start, so that tests of the memory's mechanics see it at once; the
+        # default (a silent start) is tested by test_memoria_transformer.py's config test and tests/nn/test_unrolled.py
+        memory_output_init="normal",
     )
 
 

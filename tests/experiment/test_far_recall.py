@@ -75,6 +75,7 @@ def test_a_model_without_memory_cannot_see_the_evidence(tiny_xl):
         stm_capacity=8,
         ltm_search_depth=2,
         num_final_ltms=4,
+        memory_output_init="normal",  # the default starts silent: at initialisation it would not see the evidence
     )
     losses = {}
     for name, fields in (("gpt2", gpt2), ("xl", {"model_type": "transformer_xl", **tiny_xl}), ("memoria", memoria)):
@@ -253,6 +254,7 @@ def test_writes_within_reach_of_the_loss_are_trained_when_the_model_asks_for_it(
     target[:, -1] = labels
     fields = dict(model_type="memoria_transformer", vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2)
     fields.update(num_working_memories=4, stm_capacity=16, num_reminded_stm=16, unroll_segments=0)
+    fields.update(memory_output_init="normal")  # a silent read would pass the abstractor no gradient at all
     gradients = {}
     for reach in (0, 3):
         torch.manual_seed(0)
@@ -273,6 +275,7 @@ def test_an_unrolled_training_step_reaches_the_evidence_segment_through_the_memo
     target[:, -1] = labels
     fields = dict(model_type="memoria_transformer", vocab_size=21, n_positions=8, n_embd=16, n_layer=1, n_head=2)
     fields.update(num_working_memories=4, stm_capacity=16, num_reminded_stm=16, memory_output_init="normal")
+    fields.update(tie_word_embeddings=False)  # a tied head would hand every token's embedding a gradient
     evidence = tokens[:, :8].unique()
     only_evidence = evidence[~torch.isin(evidence, tokens[:, 8:].unique())]
     assert len(only_evidence) > 0

@@ -166,6 +166,10 @@ def _memory_path_at_init(width: int, memory_init: str) -> dict[str, float]:
         ltm_search_depth=4,
         num_final_ltms=16,
         memory_init=memory_init,
+        # what the abstractor's start alone does: the write norm would rescale every memory, the zero read would
+        # change the hidden states written next
+        memory_write_norm=False,
+        memory_output_init="normal",
     )
     model = _model(config)
     calls = []
@@ -302,7 +306,7 @@ def test_write_gradient_segments_send_a_later_loss_to_the_abstractor(tiny_memori
 def test_new_configs_take_todays_memory_forms_and_configs_saved_before_them_their_earlier_ones(tmp_path, tiny_memoria):
     """memory_output_init / memory_write_norm / unroll_segments: today's defaults for a new config (and kept when
     saved), the forms a model saved before the fields existed was trained with when its config.json lacks them."""
-    fresh = MemoriaTransformerConfig(**{k: v for k, v in tiny_memoria.items() if k != "model_type"})
+    fresh = MemoriaTransformerConfig(**{k: v for k, v in tiny_memoria.items() if k != "memory_output_init"})
     assert (fresh.memory_output_init, fresh.memory_write_norm, fresh.unroll_segments) == ("zero", True, 4)
     model = MemoriaTransformerLMHeadModel(fresh)
     readers = [block.memory for block in model.transformer.h]

@@ -135,7 +135,7 @@ def test_a_frozen_base_trains_every_memory_parameter_and_nothing_else(family):
     )
     dead = [name for name, size in gradients.items() if not size > 1e-7]
     assert not dead, f"memory parameters without a gradient: {dead}"
-    assert len(gradients) == 8 + 11 * 2  # the abstractor (less its key bias) and two readers
+    assert len(gradients) == 8 + 2 + 11 * 2  # the abstractor (less its key bias), the write norm and two readers
     assert all(p.grad is None for name, p in named.items() if name.startswith("model."))
     assert all(reader.gate.abs().min() > 0 for reader in wrapper.readers)  # the reads have opened
     assert all(torch.isfinite(torch.tensor(losses)))
