@@ -149,46 +149,30 @@ def run_segments(
     unroll = int(getattr(model.config, "unroll_segments", 0) or 0) if train and hasattr(model, "unrolled") else 0
     if unroll:  # the write at segment s reads s - 1's hidden states: a labelled segment reaches K + 1 back
         reach = max(reach, unroll + 1)
-    with model.unrolled() if unroll else contextlib.nullcontext():
-        _walk(model, input_ids, labels, segment_length, train, reset_every_segment, engram_log, memory, totals, reach)
-    return totals.statistics(labels)
-
-
-def _walk(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    labels: torch.Tensor,
-    segment_length: int,
-    train: bool,
-    reset_every_segment: bool,
-    engram_log: Optional[list[dict[str, float]]],
-    memory: Optional[Memoria],
-    totals: _Totals,
-    reach: int,
-) -> None:
-    """:func:`run_segments`' walk over the segments; a segment builds the graph when a labelled segment comes within
-    the next ``reach``."""
-    state_argument = model_spec(model).state_argument
+    state_argument = spec.state_argument
     state: Optional[Any] = None
-    starts = range(0, input_ids.size(1), segment_length)
-    has_labels = [bool((labels[:, start : start + segment_length] != IGNORE_INDEX).any()) for start in starts]
-    for index, start in enumerate(starts):
-        segment_labels = labels[:, start : start + segment_length]
-        labelled = segment_labels != IGNORE_INDEX
-        if (state_argument is None or reset_every_segment) and not labelled.any() and memory is None:
-            continue  # nothing of this segment would reach a labelled one
-        if reset_every_segment:
-            reset_model_memory(model)
-            state = None
-        extra = {} if state_argument is None else {state_argument: state}
-        with torch.set_grad_enabled(train and any(has_labels[index : index + reach + 1])):
-            output = model(input_ids[:, start : start + segment_length], **extra)
-        if state_argument is not None:
-            state = getattr(output, state_argument)
-        if memory is not None:
-            engram_log.append(engram_counts(memory))
-        if labelled.any():
-            totals.add(output, segment_labels)
+    # a segment builds the graph when a labelled segment comes within the next `reach`
+    with model.unrolled() if unroll else contextlib.nullcontext():
+        starts = range(0, input_ids.size(1), segment_length)
+        has_labels = [bool((labels[:, start : start + segment_length] != IGNORE_INDEX).any()) for start in starts]
+        for index, start in enumerate(starts):
+            segment_labels = labels[:, start : start + segment_length]
+            labelled = segment_labels != IGNORE_INDEX
+            if (state_argument is None or reset_every_segment) and not labelled.any() and memory is None:
+                continue  # nothing of this segment would reach a labelled one
+            if reset_every_segment:
+                reset_model_memory(model)
+                state = None
+            extra = {} if state_argument is None else {state_argument: state}
+            with torch.set_grad_enabled(train and any(has_labels[index : index + reach + 1])):
+                output = model(input_ids[:, start : start + segment_length], **extra)
+            if state_argument is not None:
+                state = getattr(output, state_argument)
+            if memory is not None:
+                engram_log.append(engram_counts(memory))
+            if labelled.any():
+                totals.add(output, segment_labels)
+    return totals.statistics(labels)
 
 
 def segmented_task(config: dict[str, Any], model_config: dict[str, Any], learning_rate: float) -> "SegmentedTask":
