@@ -1,9 +1,9 @@
 /*
- * Reads and writes of the CPU count tensor of memoria.store.EngramStore ([BatchSize, Capacity, Capacity] int32, one
+ * Reads and writes of the CPU count tensor of memoria.store.EngramStore ([B, N, N] int32, one
  * count matrix per batch row, indexed by physical slot).
  *
  * fire_together: every pair of engrams that fired together in a batch row gains 1. With torch ops that is an
- * index_put_ with accumulation over [BatchSize, K, K] pairs, three int64 index tensors built first; here it is a
+ * index_put_ with accumulation over [B, K, K] pairs, three int64 index tensors built first; here it is a
  * double loop that adds in place, row after row in memory order.
  * fill_slots: the rows and columns of new or freed slots get one value. A column write misses the cache in every
  * count row, so it is bound by memory: the rows ahead are prefetched, and the batch rows are split over torch's own
@@ -108,8 +108,8 @@ static void fill_rows(void *argument) {
 
 /*
  * fill_slots(counts, batch_size, capacity, slots, width, value, parallel, threads)
- *   counts: int32 [BatchSize, Capacity, Capacity], changed in place;
- *   slots: int64 [BatchSize, Width] physical slots per row, -1 skipped.
+ *   counts: int32 [B, N, N], changed in place;
+ *   slots: int64 [B, Width] physical slots per row, -1 skipped.
  * Sets the whole row and the whole column of every given slot to value. Columns are written row after row, each
  * row's slots in runs of neighbours, so a count row is visited once however many slots there are.
  * Nothing is written if any slot is out of range.
@@ -177,8 +177,8 @@ static void fire_rows(void *argument) {
 
 /*
  * fire_together(counts, batch_size, capacity, fired, width, parallel, threads)
- *   counts: int32 [BatchSize, Capacity, Capacity], changed in place;
- *   fired: int64 [BatchSize, Width] distinct physical slots per row, ascending, -1 where padded.
+ *   counts: int32 [B, N, N], changed in place;
+ *   fired: int64 [B, Width] distinct physical slots per row, ascending, -1 where padded.
  * Nothing is written if any slot is out of range.
  */
 static PyObject *py_fire_together(PyObject *self, PyObject *args) {
@@ -243,8 +243,8 @@ static void pair_rows(void *argument) {
 
 /*
  * pair_gather(counts, batch_size, capacity, rows, num_rows, columns, num_columns, out, parallel, threads)
- *   counts: int32 [BatchSize, Capacity, Capacity]; rows: int64 [BatchSize, Rows] and columns: int64 [BatchSize,
- *   Columns] physical slots, -1 for none; out: int32 [BatchSize, Rows, Columns], written.
+ *   counts: int32 [B, N, N]; rows: int64 [B, Rows] and columns: int64 [B, Columns] physical slots, -1 for none;
+ *   out: int32 [B, Rows, Columns], written.
  * out[b, i, j] = counts[b, rows[b, i], columns[b, j]], -1 where either slot is -1: each row's columns read in place
  * (the torch form copies whole count rows first, then picks the columns). Raises on a slot out of range.
  */

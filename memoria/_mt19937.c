@@ -7,7 +7,7 @@
  * word = temper(state[next++])`. draw.py checks once per process that these functions give what torch gives, and
  * falls back to torch's own draw if not (another layout, another engine).
  *
- * Why native code: the published draw is [BatchSize, Entries, MemoryLength] words per step, of which only the
+ * Why native code: the published draw is [B, Entries, M] words per step, of which only the
  * long-term columns are read. torch draws, tempers and converts them all; regenerating the state costs a fraction of
  * that, and only the words that are read need tempering and rounding. The two hot loops (regenerate, run_keys) are
  * built for AVX2 too where the compiler can (MEMORIA_AVX2_CLONE).
@@ -295,11 +295,11 @@ static void first_max_rows(void *argument) {
  * first_max(state, batch_size, entries, length, columns, num_columns, candidates, num_rows, slots, positions, drew,
  *           parallel, threads)
  *
- * Spends batch_size * entries * length words (one [BatchSize, Entries, Length] draw) and, for every entry (b, e),
+ * Spends batch_size * entries * length words (one [B, Entries, M] draw) and, for every entry (b, e),
  * returns the first c whose word at column columns[b, c] has the largest half among those where
  * candidates[b, slots[b, e], c] holds, and whether that half is above 0 (position 0 where none is).
- *   columns: int64 [BatchSize, Columns], ascending, -1 where padded; candidates: bool [BatchSize, Rows, Columns];
- *   slots: int64 [BatchSize, Entries]; positions: int64 [BatchSize, Entries] out; drew: bool [BatchSize, Entries] out.
+ *   columns: int64 [B, Columns], ascending, -1 where padded; candidates: bool [B, Rows, Columns];
+ *   slots: int64 [B, Entries]; positions: int64 [B, Entries] out; drew: bool [B, Entries] out.
  *   parallel: address of GOMP_parallel, or 0 to draw on the calling thread alone; threads: how many to use.
  * The state is written back only if every column and slot was in range.
  */

@@ -110,8 +110,8 @@ static void walk_rows(void *argument) {
  *      threads)
  *
  * The depths of memoria.memoria.Memoria._search_longterm after the first marking, on a CPU:
- *   nodes: int64 [BatchSize * Walkers] flat node of every walker, updated in place;
- *   visited: bool [BatchSize * NumLTM], updated in place; found: int64 [Depth, BatchSize * Walkers] out, the LTM
+ *   nodes: int64 [B * Walkers] flat node of every walker, updated in place;
+ *   visited: bool [B * T], updated in place; found: int64 [Depth, B * Walkers] out, the LTM
  *   position each walker reached at each depth, -1 at a dead end (the walker then stands on position `last`).
  * Within a depth every walker reads `visited` as it was before the depth, and walkers on the same node share one
  * read of its row, as the torch form does with torch.unique.

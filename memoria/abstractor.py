@@ -11,7 +11,7 @@ from .validation import check_count
 class Abstractor(nn.Module):
     """Learned queries attend over a segment, then a linear feed-forward maps the result.
 
-    ``[Batch, N, HiddenDim] -> [Batch, NumMemories, HiddenDim]``. Parameter names match the published package, so
+    ``[B, L, D] -> [B, NumMemories, D]``. Parameter names match the published package, so
     state dicts load in either direction.
     """
 
@@ -39,12 +39,12 @@ class Abstractor(nn.Module):
     def forward(self, hidden_states: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
-            hidden_states: segment states shaped [Batch, N, HiddenDim]
-            mask: [Batch, N], True (or 1) at real positions; padding then takes no attention. None (the published
+            hidden_states: segment states shaped [B, L, D]
+            mask: [B, L], True (or 1) at real positions; padding then takes no attention. None (the published
                 form): every position is real. A row without a real position attends to nothing (its memories are
                 what the feed-forward makes of zeros).
         Returns:
-            memories shaped [Batch, NumMemories, HiddenDim]
+            memories shaped [B, NumMemories, D]
         """
         if not isinstance(hidden_states, torch.Tensor):
             raise TypeError(f"hidden_states must be a torch.Tensor, got {type(hidden_states).__name__}")
@@ -65,7 +65,7 @@ class Abstractor(nn.Module):
             raise ValueError(f"mask must be [Batch, N] = {list(hidden_states.shape[:2])}, got {list(mask.shape)}")
         keys = self.key_transform(hidden_states)  # [B, N, D]
         values = self.value_transform(hidden_states)  # [B, N, D]
-        scores = self.query_embeddings @ keys.transpose(-2, -1)  # [B, NumMemories, N]
+        scores = self.query_embeddings @ keys.transpose(-2, -1)  # [B, NumMemories, L]
         if mask is None:
             weights = scores.softmax(dim=-1)
         else:

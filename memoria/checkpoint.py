@@ -72,7 +72,7 @@ def check_live_fields(fields: dict, track_age: bool, track_id: bool) -> None:
     """Values a memory can reach, among the live (non-NULL) engrams of a state's tensors.
 
     Ids are non-negative and distinct within a row, ages and co-firing counts between live engrams in
-    0..COUNTER_LIMIT, and the shapes agree with ``data`` [BatchSize, Length, HiddenDim].
+    0..COUNTER_LIMIT, and the shapes agree with ``data`` [B, L, D].
     """
     batch_size, length, _ = fields["data"].shape
     for name in ("engrams_types", "lifespan") + (("age",) if track_age else ()) + (("engram_ids",) if track_id else ()):

@@ -30,13 +30,13 @@ class Engrams:
     """Memory slots of a batch: data plus bookkeeping. Rows shorter than the memory length are padded on the left.
 
     Attributes:
-        data: engram vectors shaped [BatchSize, MemoryLength, HiddenDim], float32 (padding 0.0).
-        induce_counts: co-firing counts shaped [BatchSize, MemoryLength, MemoryLength], int32; ``[b, i, j]`` counts the
+        data: engram vectors shaped [B, M, D], float32 (padding 0.0).
+        induce_counts: co-firing counts shaped [B, M, M], int32; ``[b, i, j]`` counts the
             steps in which engrams i and j fired together, the diagonal is the fire count (-1 for pairs with padding).
-        engrams_types: ``EngramType`` values shaped [BatchSize, MemoryLength], uint8 (padding 0 = NULL).
-        lifespan: remaining lifespan shaped [BatchSize, MemoryLength], float32 (padding -1.0).
-        age: steps survived shaped [BatchSize, MemoryLength], int32 (padding -1), ``None`` unless ``track_age``.
-        engram_ids: ids shaped [BatchSize, MemoryLength], int32 (padding -1), ``None`` unless ``track_engram_id``.
+        engrams_types: ``EngramType`` values shaped [B, M], uint8 (padding 0 = NULL).
+        lifespan: remaining lifespan shaped [B, M], float32 (padding -1.0).
+        age: steps survived shaped [B, M], int32 (padding -1), ``None`` unless ``track_age``.
+        engram_ids: ids shaped [B, M], int32 (padding -1), ``None`` unless ``track_engram_id``.
     """
 
     @torch.no_grad()
@@ -51,7 +51,7 @@ class Engrams:
         track_age: bool = False,
         track_engram_id: bool = False,
     ) -> None:
-        """Wrap existing tensors, or create new engrams from ``data`` [BatchSize, MemoryLength, HiddenDim].
+        """Wrap existing tensors, or create new engrams from ``data`` [B, M, D].
 
         Fields that are not given are created as for brand-new engrams: zero induce counts, the given type (WORKING by
         default), the given lifespan, age 0 and ids ``engram_ids, engram_ids + 1, ...`` along the memory axis.
@@ -159,7 +159,7 @@ class Engrams:
         return self.data.device
 
     def __len__(self) -> int:
-        """Number of slots, padding included: BatchSize * MemoryLength."""
+        """Number of slots, padding included: B * M."""
         return self.lifespan.numel()
 
     def __eq__(self, other: object) -> bool:
@@ -223,28 +223,28 @@ class Engrams:
 
     @property
     def working_memory_mask(self) -> torch.Tensor:
-        """[BatchSize, MemoryLength] bool, true at WORKING engrams."""
+        """[B, M] bool, true at WORKING engrams."""
         return self.engrams_types == EngramType.WORKING.value
 
     @property
     def shortterm_memory_mask(self) -> torch.Tensor:
-        """[BatchSize, MemoryLength] bool, true at SHORTTERM engrams."""
+        """[B, M] bool, true at SHORTTERM engrams."""
         return self.engrams_types == EngramType.SHORTTERM.value
 
     @property
     def longterm_memory_mask(self) -> torch.Tensor:
-        """[BatchSize, MemoryLength] bool, true at LONGTERM engrams."""
+        """[B, M] bool, true at LONGTERM engrams."""
         return self.engrams_types == EngramType.LONGTERM.value
 
     @property
     def fire_count(self) -> torch.Tensor:
-        """[BatchSize, MemoryLength]: the diagonal of the induce counts (a view)."""
+        """[B, M]: the diagonal of the induce counts (a view)."""
         return self.induce_counts.diagonal(dim1=1, dim2=2)
 
     @fire_count.setter
     @torch.no_grad()
     def fire_count(self, value: Union[torch.Tensor, int]) -> None:
-        """Set the diagonal from ``value`` [BatchSize, MemoryLength] or what broadcasts to it (a number, a [1, M] row)."""
+        """Set the diagonal from ``value`` [B, M] or what broadcasts to it (a number, a [1, M] row)."""
         value = torch.as_tensor(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value
         if not isinstance(value, torch.Tensor) or value.dtype.is_complex or value.dtype == torch.bool:
             raise TypeError(f"fire_count must be a real tensor or a number, got {value!r:.60}")
@@ -256,15 +256,15 @@ class Engrams:
     # ------------------------------------------------------------------ index helpers
 
     def get_indices_with_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """Positions where ``mask`` [BatchSize, MemoryLength] is true, ascending; [BatchSize, K], left-padded with -1."""
+        """Positions where ``mask`` [B, M] is true, ascending; [B, K], left-padded with -1."""
         return indices_with_mask(self._mask(mask))
 
     def get_mask_with_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Bool mask [BatchSize, MemoryLength], true at ``indices`` [BatchSize, K] (negative entries ignored)."""
+        """Bool mask [B, M], true at ``indices`` [B, K] (negative entries ignored)."""
         return mask_with_indices(self._row_indices(indices), self.memory_length)
 
     def _row_indices(self, indices, name: str = "indices", lowest: int = -(2**63)) -> torch.Tensor:
-        """Per-row ``indices`` [BatchSize, K] (tensor, list, tuple or numpy array) as int64 on our device; entries
+        """Per-row ``indices`` [B, K] (tensor, list, tuple or numpy array) as int64 on our device; entries
         from ``memory_length`` up or below ``lowest`` are an ``IndexRangeError``, negative ones mean none."""
         indices = as_indices(indices, name)
         if indices.dim() != 2 or indices.size(0) != self.batch_size:
@@ -274,7 +274,7 @@ class Engrams:
         return indices
 
     def _mask(self, mask, name: str = "mask") -> torch.Tensor:
-        """A bool [BatchSize, MemoryLength] mask (tensor, list or numpy array) on our device."""
+        """A bool [B, M] mask (tensor, list or numpy array) on our device."""
         if not isinstance(mask, torch.Tensor):
             mask = torch.as_tensor(mask) if isinstance(mask, (list, tuple)) or hasattr(mask, "__array__") else mask
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
@@ -284,15 +284,15 @@ class Engrams:
         return mask.to(self.device)
 
     def get_working_memory(self) -> Tuple["Engrams", torch.Tensor]:
-        """WORKING engrams (compacted, left-padded) and their global indices [BatchSize, K]."""
+        """WORKING engrams (compacted, left-padded) and their global indices [B, K]."""
         return self._typed_memory(self.working_memory_mask)
 
     def get_shortterm_memory(self) -> Tuple["Engrams", torch.Tensor]:
-        """SHORTTERM engrams (compacted, left-padded) and their global indices [BatchSize, K]."""
+        """SHORTTERM engrams (compacted, left-padded) and their global indices [B, K]."""
         return self._typed_memory(self.shortterm_memory_mask)
 
     def get_longterm_memory(self) -> Tuple["Engrams", torch.Tensor]:
-        """LONGTERM engrams (compacted, left-padded) and their global indices [BatchSize, K]."""
+        """LONGTERM engrams (compacted, left-padded) and their global indices [B, K]."""
         return self._typed_memory(self.longterm_memory_mask)
 
     def _typed_memory(self, mask: torch.Tensor) -> Tuple["Engrams", torch.Tensor]:
@@ -305,10 +305,10 @@ class Engrams:
         """Where the given global indices sit in the compacted, left-padded list of ``partial_mask`` slots.
 
         Args:
-            partial_mask: bool [BatchSize, MemoryLength] choosing the sub-list.
-            global_indices: [BatchSize, K] global positions; -1 and positions outside the sub-list are ignored.
+            partial_mask: bool [B, M] choosing the sub-list.
+            global_indices: [B, K] global positions; -1 and positions outside the sub-list are ignored.
         Returns:
-            local positions [BatchSize, K'], ascending, left-padded with -1.
+            local positions [B, K'], ascending, left-padded with -1.
         """
         mask, indices = self._mask(partial_mask, "partial_mask"), self._row_indices(global_indices, "global_indices")
         return local_indices(mask, indices)
@@ -317,10 +317,10 @@ class Engrams:
 
     @torch.no_grad()
     def select(self, indices: torch.Tensor) -> "Engrams":
-        """Engrams at ``indices``: [K] picks the same slots in every row; [BatchSize, K] picks per row, -1 gives null.
+        """Engrams at ``indices``: [K] picks the same slots in every row; [B, K] picks per row, -1 gives null.
 
         ``indices`` may be a tensor, list, tuple or numpy array; a [K] index counts negative entries from the end. As in
-        the published package, a [BatchSize, K] index gives null for every entry from ``-memory_length`` to -1, and one
+        the published package, a [B, K] index gives null for every entry from ``-memory_length`` to -1, and one
         below that is an ``IndexRangeError`` (on every form: the C one reads -1 as its only "none").
         """
         indices = as_indices(indices, "indices")
@@ -335,12 +335,12 @@ class Engrams:
         return self._select_rows(self._row_indices(indices, lowest=-self.memory_length).clamp(min=-1))
 
     def _select_rows(self, indices: torch.Tensor) -> "Engrams":
-        """``select`` of checked int64 [BatchSize, K] indices on our device."""
+        """``select`` of checked int64 [B, K] indices on our device."""
         return self._replace(induce_counts=pair_gather(self.induce_counts, indices), **gather_fields(self, indices))
 
     @torch.no_grad()
     def mask_select(self, mask: torch.Tensor) -> "Engrams":
-        """Keep the slots where ``mask`` [BatchSize, MemoryLength] is true, compacted with left padding."""
+        """Keep the slots where ``mask`` [B, M] is true, compacted with left padding."""
         mask = self._mask(mask)
         indices = indices_with_mask(mask)
         if indices.size(1) == self.memory_length and bool(mask.all()):
@@ -349,7 +349,7 @@ class Engrams:
 
     @torch.no_grad()
     def delete(self, indices: torch.Tensor) -> None:
-        """Remove the slots at ``indices`` [BatchSize, K] (-1 ignored) and compact, in place."""
+        """Remove the slots at ``indices`` [B, K] (-1 ignored) and compact, in place."""
         kept = self.mask_select(~self.get_mask_with_indices(indices))  # checked there, before anything changes
         for name, value in kept._fields().items():
             setattr(self, name, value)
@@ -361,7 +361,7 @@ class Engrams:
         """Add 1 to ``induce_counts[b, i, j]`` for every pair i, j of the distinct non-negative ``indices[b]``.
 
         Args:
-            indices: global indices shaped [BatchSize, K]; -1 is ignored and repeated indices count once.
+            indices: global indices shaped [B, K]; -1 is ignored and repeated indices count once.
         """
         fire_together(self.induce_counts, self._row_indices(indices))
 
@@ -372,8 +372,8 @@ class Engrams:
         A repeated index gets every one of its deltas (the published package keeps only one of them).
 
         Args:
-            indices: [BatchSize, K] global indices (tensor, list, tuple or numpy array).
-            lifespan_delta: [BatchSize, K] amounts, or anything that broadcasts to that: a number, a 0-dim tensor, a
+            indices: [B, K] global indices (tensor, list, tuple or numpy array).
+            lifespan_delta: [B, K] amounts, or anything that broadcasts to that: a number, a 0-dim tensor, a
                 [1, K] row.
         """
         indices = self._row_indices(indices)

@@ -14,7 +14,7 @@ PADDING = {"data": 0.0, "engrams_types": 0, "lifespan": -1.0, "age": -1, "engram
 
 
 def gather_fields(engrams, indices: torch.Tensor, names: Iterable[str] = tuple(PADDING)) -> dict:
-    """The per-engram fields ``names`` of ``engrams`` (an ``Engrams`` or the store) at ``indices`` [BatchSize, K],
+    """The per-engram fields ``names`` of ``engrams`` (an ``Engrams`` or the store) at ``indices`` [B, K],
     padding at -1; an untracked field (``None``) stays ``None``."""
     values = {name: getattr(engrams, name) for name in names}
     return {

@@ -19,9 +19,9 @@ class Working(NamedTuple):
     the (few) working memories removes that offset as well as the keys' mean would, at a fraction of the cost.
 
     Attributes:
-        centred: [BatchSize, WorkingLength, HiddenDim] working memories minus their mean.
-        center: [BatchSize, 1, HiddenDim] that mean: keys are centred by subtracting it.
-        squared_norms: [BatchSize, WorkingLength] ``||centred||^2``.
+        centred: [B, W, D] working memories minus their mean.
+        center: [B, 1, D] that mean: keys are centred by subtracting it.
+        squared_norms: [B, W] ``||centred||^2``.
     """
 
     centred: torch.Tensor
@@ -30,7 +30,7 @@ class Working(NamedTuple):
 
     @classmethod
     def of(cls, working: torch.Tensor) -> "Working":
-        """From working memories [BatchSize, WorkingLength, HiddenDim]."""
+        """From working memories [B, W, D]."""
         center = working.mean(dim=1, keepdim=True)
         centred = working - center
         return cls(centred, center, squared_norms(centred))
@@ -42,13 +42,13 @@ class Working(NamedTuple):
         so the ranking survives distances where ``exp`` is 0 in float32.
 
         Args:
-            centred_keys: [BatchSize, KeyLength, HiddenDim].
+            centred_keys: [B, M, D].
         Returns:
-            [BatchSize, KeyLength].
+            [B, M].
         """
         if centred_keys.size(1) == 0 or self.centred.size(1) == 0:
             return self.centred.new_zeros(centred_keys.shape[:2])
-        # [BatchSize, WorkingLength, KeyLength]: ||w||^2 + ||k||^2 - 2 w.k, one batched matmul instead of a 4-D difference
+        # [B, W, M]: ||w||^2 + ||k||^2 - 2 w.k, one batched matmul instead of a 4-D difference
         squared = torch.baddbmm(
             self.squared_norms.unsqueeze(2) + squared_norms(centred_keys).unsqueeze(1),
             self.centred,
@@ -59,7 +59,7 @@ class Working(NamedTuple):
 
 
 def squared_norms(vectors: torch.Tensor) -> torch.Tensor:
-    """``||v||^2`` over the last axis: [..., HiddenDim] -> [...] (one fused pass, unlike ``pow(2).sum()``)."""
+    """``||v||^2`` over the last axis: [..., D] -> [...] (one fused pass, unlike ``pow(2).sum()``)."""
     return torch.linalg.vector_norm(vectors, dim=-1).square_()
 
 
@@ -74,7 +74,7 @@ def largest_value(hidden_dim: int) -> float:
 
 
 def check_values(values: torch.Tensor, name: str) -> None:
-    """Refuse float32 ``values`` [..., HiddenDim] (non-empty) that hold NaN, an infinity or a magnitude beyond
+    """Refuse float32 ``values`` [..., D] (non-empty) that hold NaN, an infinity or a magnitude beyond
     ``largest_value``, with a ``ValueError`` naming them. Two reductions and one host read."""
     # the largest and the smallest (NaN in both where there is one): vector_norm's inf norm is ~100x slower on a CPU
     high, low = torch.stack([values.amax(), values.amin()]).tolist()

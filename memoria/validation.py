@@ -184,7 +184,7 @@ def check_memory_length(batch_size: int, length: int, name: str = "data") -> Non
     # int32 counts: 4 * B * M * M bytes must be a size torch can compute
     if length > INT32_MAX or batch_size * length * length >= 2**61:
         raise ValueError(
-            f"{name} would make the memory {length} engrams long per row ({batch_size} rows): its [Batch, M, M] "
+            f"{name} would make the memory {length} engrams long per row ({batch_size} rows): its [B, M, M] "
             "co-firing counts cannot be held"
         )
 
