@@ -14,7 +14,13 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from experiment.scripts.train import apply_process_settings, build_task, load_config, make_trainer
+from experiment.scripts.train import (
+    apply_process_settings,
+    build_task,
+    load_config,
+    make_trainer,
+    release_process_group,
+)
 
 
 def evaluate(config: dict, checkpoint: str, split: str = "test") -> dict[str, float]:
@@ -52,6 +58,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     args = parse_args(argv)
     overrides = [*args.override, *(["eval.reset_every_segment=true"] if args.memory_removed else [])]
     metrics = evaluate(load_config(args.config, overrides), args.checkpoint, args.split)
+    release_process_group()
     print(json.dumps(metrics, indent=2))
     if args.output:
         args.output.write_text(json.dumps(metrics, indent=2))

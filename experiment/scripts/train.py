@@ -138,6 +138,15 @@ def train(config: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
+def release_process_group() -> None:
+    """Under DDP, wait for every rank and destroy the process group before the interpreter exits: gloo's threads left
+    to the exit can abort a rank that has finished its work (SIGABRT, "terminate called without an active
+    exception"), which a caller sees as a failed run."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -159,7 +168,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     if args.print_config:
         print(json.dumps(config, indent=2))
         return {}
-    return train(config)
+    metrics = train(config)
+    release_process_group()
+    return metrics
 
 
 if __name__ == "__main__":
